@@ -1,0 +1,204 @@
+//! Startup, background tasks and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rdkafka::producer::FutureProducer;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DevClusterArgs, ServeArgs, TopicSelection};
+use crate::error::{Error, Result};
+use crate::index::consumer::Indexer;
+use crate::index::IndexerStatus;
+use crate::kafka::mock::EmbeddedCluster;
+use crate::kafka::KafkaSettings;
+use crate::{demo, store, web};
+
+/// Shared application state handed to every request handler.
+pub struct App {
+    /// The SQLite index.
+    pub pool: SqlitePool,
+    /// Live indexer state.
+    pub status: Arc<IndexerStatus>,
+    /// Where Kafka is.
+    pub kafka: KafkaSettings,
+    /// Which topics are DLQ topics.
+    pub topics: TopicSelection,
+}
+
+/// Cheap-to-clone handle on [`App`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// A running dashboard: its address, state and tasks. Dropping it does not stop it; call
+/// [`Dashboard::shutdown`].
+pub struct Dashboard {
+    /// The address the web server bound.
+    pub addr: SocketAddr,
+    /// Shared state (tests read the pool and status through it).
+    pub state: AppState,
+    /// The embedded cluster, when one was started.
+    pub cluster: Option<Arc<EmbeddedCluster>>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Dashboard {
+    /// Validate the configuration, open the index, connect to Kafka (or start the embedded
+    /// cluster), bind the listener and start every background task.
+    pub async fn start(args: ServeArgs) -> Result<Self> {
+        let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
+        let pool = store::open(&args.database).await?;
+        let (kafka, cluster) = match &args.brokers {
+            Some(brokers) => (
+                KafkaSettings {
+                    brokers: brokers.clone(),
+                    extra: args.kafka_config.clone(),
+                    embedded: false,
+                },
+                None,
+            ),
+            None => {
+                let cluster = EmbeddedCluster::start(3)?;
+                demo::create_topics(&cluster)?;
+                (
+                    KafkaSettings {
+                        brokers: cluster.bootstrap_servers().to_string(),
+                        extra: args.kafka_config.clone(),
+                        embedded: true,
+                    },
+                    Some(Arc::new(cluster)),
+                )
+            }
+        };
+        let status = Arc::new(IndexerStatus::new());
+        let indexer = Indexer {
+            kafka: kafka.clone(),
+            topics: topics.clone(),
+            group_id: args.group_id.clone(),
+            pool: pool.clone(),
+            status: status.clone(),
+        };
+        let consumer = indexer.connect().await?;
+        let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+            Error::Config(format!(
+                "Cannot listen on {} ({e}); pick another --listen address.",
+                args.listen
+            ))
+        })?;
+        let addr = listener.local_addr()?;
+        if let Some(path) = &args.port_file {
+            std::fs::write(path, addr.port().to_string()).map_err(|e| {
+                Error::Config(format!(
+                    "Cannot write the port file {} ({e}).",
+                    path.display()
+                ))
+            })?;
+        }
+        let state = AppState(Arc::new(App {
+            pool,
+            status,
+            kafka: kafka.clone(),
+            topics,
+        }));
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(indexer.run(consumer, shutdown.clone()));
+        if kafka.embedded && !args.no_demo {
+            let producer: FutureProducer = kafka.producer_config().create()?;
+            tasks.spawn(demo::run(producer, shutdown.clone()));
+        }
+        let app = web::router(state.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "web server stopped");
+            }
+        });
+        if kafka.embedded {
+            tracing::info!(
+                "dlq-dashboard on http://{addr} — embedded demo Kafka at {} (a mock cluster inside this process: its data lives only as long as the process; pass --brokers to index a real cluster)",
+                kafka.brokers
+            );
+        } else {
+            tracing::info!(
+                "dlq-dashboard on http://{addr} — indexing {} from {}",
+                state.topics.subscriptions.join(","),
+                kafka.brokers
+            );
+        }
+        Ok(Dashboard {
+            addr,
+            state,
+            cluster,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stop every task and wait for them: the web server drains, the indexer finishes its batch.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.state.pool.close().await;
+    }
+
+    /// Run until ctrl-c or SIGTERM, then shut down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// `dev-cluster`: run the mock cluster alone and print its bootstrap address.
+pub async fn dev_cluster(args: DevClusterArgs) -> Result<()> {
+    let cluster = EmbeddedCluster::start(args.brokers_count)?;
+    for (topic, partitions) in &args.topics {
+        cluster.create_topic(topic, *partitions)?;
+    }
+    println!("bootstrap: {}", cluster.bootstrap_servers());
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(
+        "embedded Kafka running with {} brokers; stop with ctrl-c",
+        args.brokers_count
+    );
+    wait_for_signal().await;
+    drop(cluster);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

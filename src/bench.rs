@@ -1,0 +1,229 @@
+//! `dlq-dashboard bench`: index rate and query latency, each printed next to a bare
+//! baseline measured in the same run, because absolute times on shared machines are noisy.
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::config::BenchArgs;
+use crate::error::{Error, Result};
+use crate::filter::MessageQuery;
+use crate::index::normalise::RawHeader;
+use crate::index::record::{NewRecord, RecordParts};
+use crate::store::positions::Position;
+use crate::store::{self, records};
+
+/// Records per transaction, as the indexer writes them at full speed.
+const BATCH: usize = 5000;
+
+const WORDS: &[&str] = &[
+    "order",
+    "payment",
+    "refund",
+    "customer",
+    "invoice",
+    "shipment",
+    "warehouse",
+    "checkout",
+    "timeout",
+    "declined",
+    "pending",
+    "captured",
+    "voided",
+    "express",
+    "standard",
+    "priority",
+];
+
+fn synthetic_record(rng: &mut StdRng, i: usize, payload_bytes: usize, now: i64) -> NewRecord {
+    let topic = [
+        "orders.dlq",
+        "payments.dlq",
+        "shipping.dlq",
+        "inventory.dlq",
+    ][i % 4];
+    let mut value = format!(
+        r#"{{"id":"ord-{i}","customer":{},"amount":{}.{:02},"note":""#,
+        rng.random_range(1..100_000),
+        rng.random_range(1..5000),
+        rng.random_range(0..100)
+    );
+    while value.len() + 3 < payload_bytes {
+        value.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        value.push(' ');
+    }
+    value.push_str("\"}");
+    let class = [
+        "TimeoutError",
+        "ValidationError",
+        "IllegalStateException",
+        "DataException",
+    ][rng.random_range(0..4)];
+    let header = |n: &str, v: String| RawHeader {
+        name: n.into(),
+        value: Some(v.into_bytes()),
+    };
+    NewRecord::from_parts(
+        RecordParts {
+            topic: topic.into(),
+            partition: (i % 8) as i32,
+            offset: (i / 4) as i64,
+            timestamp: Some((now - (i as i64 % 86_400) * 1000, "create")),
+            key: Some(format!("ord-{i}").into_bytes()),
+            value: Some(value.into_bytes()),
+            headers: vec![
+                header("dlq-origin-topic", topic.trim_end_matches(".dlq").into()),
+                header("dlq-origin-partition", (i % 3).to_string()),
+                header("dlq-origin-offset", (i * 7).to_string()),
+                header("dlq-error-class", class.into()),
+                header(
+                    "dlq-error-message",
+                    format!(
+                        "{class} while handling order ord-{i} after {} ms",
+                        rng.random_range(10..9000)
+                    ),
+                ),
+            ],
+        },
+        now,
+    )
+}
+
+/// Bare baseline: the same columns into a table with no secondary index, no FTS, no counters.
+async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64> {
+    sqlx::query(
+        "CREATE TABLE bare (topic TEXT, partition INTEGER, \"offset\" INTEGER, ts INTEGER, key BLOB, value BLOB, headers TEXT,
+         origin_topic TEXT, error_class TEXT, error_message TEXT, fingerprint TEXT)",
+    )
+    .execute(pool)
+    .await?;
+    let started = Instant::now();
+    for batch in rows.chunks(BATCH) {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in batch.chunks(400) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO bare (topic, partition, \"offset\", ts, key, value, headers, origin_topic, error_class, error_message, fingerprint) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.topic)
+                    .push_bind(r.partition)
+                    .push_bind(r.offset)
+                    .push_bind(r.ts)
+                    .push_bind(r.key.as_deref())
+                    .push_bind(r.value.as_deref())
+                    .push_bind(&r.headers_json)
+                    .push_bind(r.normalised.origin_topic.as_deref())
+                    .push_bind(r.normalised.error_class.as_deref())
+                    .push_bind(r.normalised.error_message.as_deref())
+                    .push_bind(&r.fingerprint);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64> {
+    let started = Instant::now();
+    for batch in rows.chunks(BATCH) {
+        let last = batch.last().map(|r| Position {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            next_offset: r.offset + 1,
+        });
+        records::insert_batch(pool, batch, last.as_slice(), store::now_ms()).await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn latency(pool: &sqlx::SqlitePool, query: &str, runs: usize) -> Result<(f64, f64)> {
+    let q = MessageQuery::parse(query)?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let page = records::list(pool, &q).await?;
+        std::hint::black_box(page.rows.len());
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
+/// Resident memory of this process in MiB (Linux), for the report.
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Run the benchmarks and print a report.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("dlq-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let now = store::now_ms();
+    let mut rng = StdRng::seed_from_u64(42);
+    println!(
+        "generating {} records of ~{} B ...",
+        args.records, args.payload_bytes
+    );
+    let rows: Vec<NewRecord> = (0..args.records)
+        .map(|i| synthetic_record(&mut rng, i, args.payload_bytes, now))
+        .collect();
+
+    let bare_pool = store::open(&dir.join("bare.db")).await?;
+    let bare_secs = bare_insert(&bare_pool, &rows).await?;
+    bare_pool.close().await;
+    let index_path = dir.join("index.db");
+    let _ = std::fs::remove_file(&index_path);
+    let pool = store::open(&index_path).await?;
+    let full_secs = full_insert(&pool, &rows).await?;
+    let n = rows.len() as f64;
+    drop(rows);
+    println!(
+        "index rate (records, FTS, counters, groups): {:>9.0} records/s",
+        n / full_secs
+    );
+    println!(
+        "bare multi-row insert of the same rows:       {:>9.0} records/s",
+        n / bare_secs
+    );
+    println!("ratio index / bare: {:.2}x", bare_secs / full_secs);
+
+    let runs = 200;
+    let cases = [
+        ("first page, no filter", ""),
+        ("first page, topic filter", "topic=payments.dlq"),
+        ("first page, error class", "error_class=TimeoutError"),
+        ("search, common word", "q=refund"),
+        ("search, rare key", "q=ord-4242"),
+        ("search + topic", "q=timeout&topic=orders.dlq"),
+    ];
+    println!(
+        "query latency over {} records ({runs} runs each):",
+        args.records
+    );
+    for (name, q) in cases {
+        let (p50, p99) = latency(&pool, q, runs).await?;
+        println!("  {name:<28} p50 {p50:>7.2} ms   p99 {p99:>7.2} ms");
+    }
+    if let Some(rss) = rss_mib() {
+        println!("resident memory after the run: {rss:.0} MiB (includes the generated batch allocator high-water mark)");
+    }
+    pool.close().await;
+    if args.dir.is_none() {
+        std::fs::remove_dir_all(&dir).map_err(Error::Io)?;
+    }
+    Ok(())
+}

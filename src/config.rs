@@ -1,0 +1,251 @@
+//! Command line and environment configuration (clap), validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Topic names ending in .dlq, -dlq, _dlq, .dlt, -dlt or _dlt, in any case. Written for
+/// librdkafka's own regex engine, which has no case-insensitive flag.
+pub const DEFAULT_DLQ_PATTERN: &str = "^.*[._-]([dD][lL][qQ]|[dD][lL][tT])$";
+
+/// dlq-dashboard: index Kafka dead-letter topics into SQLite and browse, inspect, purge and replay them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dlq-dashboard",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve`, accepted without the subcommand name as well.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the dashboard (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Run only the embedded Kafka mock cluster, for developing consumer services against it.
+    DevCluster(DevClusterArgs),
+    /// Measure index and query speed side by side with bare baselines, and print the ratios.
+    Bench(BenchArgs),
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port; the bound address is logged.
+    #[arg(long, env = "DLQ_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// SQLite file holding the index; created if missing.
+    #[arg(long, env = "DLQ_DATABASE", default_value = "dlq-dashboard.db")]
+    pub database: PathBuf,
+    /// Kafka bootstrap servers (host:port,...). Absent: an embedded demo cluster is started.
+    #[arg(long, env = "DLQ_BROKERS")]
+    pub brokers: Option<String>,
+    /// DLQ topics to index: comma-separated names and/or regexes starting with `^`.
+    /// Default: names ending in .dlq, -dlq, _dlq, .dlt, -dlt or _dlt, any case.
+    #[arg(long, env = "DLQ_TOPICS", value_delimiter = ',')]
+    pub dlq_topics: Vec<String>,
+    /// Consumer group id the indexer joins (positions live in SQLite; the group assigns partitions).
+    #[arg(long, env = "DLQ_GROUP_ID", default_value = "dlq-dashboard")]
+    pub group_id: String,
+    /// Extra librdkafka property, e.g. security.protocol=SASL_SSL (repeatable; env: comma-separated).
+    #[arg(long = "kafka-config", env = "DLQ_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    pub kafka_config: Vec<(String, String)>,
+    /// Write the bound port to this file once listening (for scripts and tests that use port 0).
+    #[arg(long, env = "DLQ_PORT_FILE")]
+    pub port_file: Option<PathBuf>,
+    /// With the embedded cluster: do not run the demo producer (topics are still created).
+    #[arg(long, env = "DLQ_NO_DEMO")]
+    pub no_demo: bool,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            database: PathBuf::from("dlq-dashboard.db"),
+            brokers: None,
+            dlq_topics: Vec::new(),
+            group_id: "dlq-dashboard".into(),
+            kafka_config: Vec::new(),
+            port_file: None,
+            no_demo: false,
+        }
+    }
+}
+
+/// Flags of `dev-cluster`.
+#[derive(Debug, Clone, Args)]
+pub struct DevClusterArgs {
+    /// Number of mock brokers.
+    #[arg(long, env = "DLQ_BROKERS_COUNT", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub brokers_count: i32,
+    /// Topic to create, as NAME or NAME:PARTITIONS (repeatable).
+    #[arg(long = "topic", value_parser = parse_topic_spec)]
+    pub topics: Vec<(String, i32)>,
+}
+
+/// Flags of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Records to index in the index-rate benchmark.
+    #[arg(long, default_value_t = 200_000)]
+    pub records: usize,
+    /// Approximate payload size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Where to put the benchmark databases (a temporary folder when absent).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "'{s}' is not key=value, e.g. security.protocol=SSL"
+        )),
+    }
+}
+
+fn parse_topic_spec(s: &str) -> Result<(String, i32), String> {
+    let (name, partitions) = match s.rsplit_once(':') {
+        Some((name, p)) => {
+            let p: i32 = p
+                .parse()
+                .map_err(|_| format!("'{p}' in '{s}' is not a partition count"))?;
+            (name, p)
+        }
+        None => (s, 3),
+    };
+    if name.is_empty() || !(1..=1000).contains(&partitions) {
+        return Err(format!(
+            "'{s}' must be NAME or NAME:PARTITIONS with 1 to 1000 partitions"
+        ));
+    }
+    Ok((name.to_string(), partitions))
+}
+
+/// How the indexer chooses topics: exact names plus librdkafka regexes (`^...`).
+#[derive(Debug, Clone)]
+pub struct TopicSelection {
+    /// Exact names and `^` patterns as given to librdkafka's subscribe.
+    pub subscriptions: Vec<String>,
+    patterns: Vec<regex::Regex>,
+    names: Vec<String>,
+}
+
+impl TopicSelection {
+    /// Parse `--dlq-topics`; an empty list means the default pattern.
+    pub fn parse(items: &[String]) -> Result<Self, String> {
+        let items: Vec<String> = items
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let items = if items.is_empty() {
+            vec![DEFAULT_DLQ_PATTERN.to_string()]
+        } else {
+            items
+        };
+        let mut patterns = Vec::new();
+        let mut names = Vec::new();
+        for item in &items {
+            if item.starts_with('^') {
+                let re = regex::Regex::new(item).map_err(|e| {
+                    // The regex crate's message spans several lines with a caret diagram;
+                    // its last line names the problem.
+                    let text = e.to_string();
+                    let reason = text
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches("error: ");
+                    format!("--dlq-topics pattern '{item}' is not a valid regex ({reason}).")
+                })?;
+                patterns.push(re);
+            } else if item
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                names.push(item.clone());
+            } else {
+                return Err(format!("--dlq-topics entry '{item}' is not a valid topic name (letters, digits, '.', '_', '-'); start it with ^ for a regex"));
+            }
+        }
+        Ok(Self {
+            subscriptions: items,
+            patterns,
+            names,
+        })
+    }
+
+    /// Whether a topic is one of the DLQ topics this dashboard indexes.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.names.iter().any(|n| n == topic) || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pattern_matches_dlq_suffixes_in_any_case() {
+        let sel = TopicSelection::parse(&[]).unwrap();
+        for t in ["orders.dlq", "orders-DLQ", "a_dlt", "payments.DLT", "x-Dlq"] {
+            assert!(sel.matches(t), "{t} should match");
+        }
+        for t in ["orders", "orders.retry.1", "dlq.orders", "ordersdlq"] {
+            assert!(!sel.matches(t), "{t} should not match");
+        }
+    }
+
+    #[test]
+    fn names_and_patterns_mix() {
+        let sel = TopicSelection::parse(&["billing.dead".into(), "^audit\\..*".into()]).unwrap();
+        assert!(sel.matches("billing.dead"));
+        assert!(sel.matches("audit.x"));
+        assert!(!sel.matches("orders.dlq"));
+        assert_eq!(sel.subscriptions, vec!["billing.dead", "^audit\\..*"]);
+    }
+
+    #[test]
+    fn bad_regex_and_bad_name_are_refused_with_a_sentence() {
+        let err = TopicSelection::parse(&["^(".into()]).unwrap_err();
+        assert!(err.contains("not a valid regex"), "{err}");
+        let err = TopicSelection::parse(&["has space".into()]).unwrap_err();
+        assert!(err.contains("not a valid topic name"), "{err}");
+    }
+
+    #[test]
+    fn key_value_and_topic_specs_parse() {
+        assert_eq!(
+            parse_key_value("a.b=c=d").unwrap(),
+            ("a.b".into(), "c=d".into())
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert_eq!(parse_topic_spec("t:5").unwrap(), ("t".into(), 5));
+        assert_eq!(parse_topic_spec("t").unwrap(), ("t".into(), 3));
+        assert!(parse_topic_spec("t:0").is_err());
+    }
+
+    #[test]
+    fn cli_accepts_serve_flags_without_subcommand() {
+        let cli = Cli::try_parse_from(["dlq-dashboard", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.port(), 0);
+        let cli = Cli::try_parse_from(["dlq-dashboard", "serve", "--brokers", "k:9092"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Serve(a)) if a.brokers.as_deref() == Some("k:9092"))
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! The one error type of the crate, with `IntoResponse` at the web edge.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// Everything that can go wrong, each variant carrying a sentence fit to show a user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request parameter is malformed; the sentence names the parameter and why.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well formed but cannot be done in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A configuration problem found at start-up.
+    #[error("{0}")]
+    Config(String),
+    /// Kafka said no; the sentence explains what to check.
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The SQLite index failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A file or socket failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A template failed to render (a bug, not a user error).
+    #[error("page rendering failed: {0}")]
+    Render(#[from] askama::Error),
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Kafka(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The sentence shown to the user. Internal failures are logged in full but shown
+    /// without internals.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Database(_) | Error::Migrate(_) | Error::Io(_) | Error::Render(_) => {
+                "The dashboard hit an internal error; the server log has the details.".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// JSON error body: `{"error": "plain sentence"}`.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: self.public_message(),
+            }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,143 @@
+//! The embedded Kafka: librdkafka's mock cluster, a real Kafka-protocol listener on 127.0.0.1
+//! inside this process. Its data lives only as long as the process.
+//!
+//! rdkafka's own `MockCluster` hides the raw handle we need for
+//! `rd_kafka_mock_group_initial_rebalance_delay_ms` (the 3 s default delays every group join)
+//! and is not `Send`, so this is a small wrapper over the C API instead.
+
+use std::ffi::{CStr, CString};
+use std::time::Duration;
+
+use rdkafka::client::{Client, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::types::{RDKafkaRespErr, RDKafkaType};
+use rdkafka_sys as rdsys;
+
+use crate::error::{Error, Result};
+
+/// An in-process mock Kafka cluster. Dropping it stops every broker.
+pub struct EmbeddedCluster {
+    ptr: *mut rdsys::rd_kafka_mock_cluster_t,
+    // The mock cluster runs on this client's threads: it must outlive `ptr`, so it is dropped
+    // after it (see Drop).
+    _client: Client<DefaultClientContext>,
+    bootstrap: String,
+    brokers: i32,
+}
+
+// SAFETY: every rd_kafka_mock_* call hands its work to the mock cluster's own thread through
+// a queue and is documented as thread safe; the pointer itself is never dereferenced here.
+unsafe impl Send for EmbeddedCluster {}
+// SAFETY: as above; no method takes `&mut self` or touches shared Rust state.
+unsafe impl Sync for EmbeddedCluster {}
+
+impl EmbeddedCluster {
+    /// Start `brokers` mock brokers on free loopback ports.
+    pub fn start(brokers: i32) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config.set_log_level(RDKafkaLogLevel::Error);
+        let native = config.create_native_config()?;
+        let client = Client::new(
+            &config,
+            native,
+            RDKafkaType::RD_KAFKA_PRODUCER,
+            DefaultClientContext,
+        )?;
+        // SAFETY: the client handle is valid for the duration of the call and outlives the cluster.
+        let ptr = unsafe { rdsys::rd_kafka_mock_cluster_new(client.native_ptr(), brokers) };
+        if ptr.is_null() {
+            return Err(Error::Config(
+                "The embedded Kafka cluster could not start; is the loopback interface up?".into(),
+            ));
+        }
+        // SAFETY: ptr is a live cluster; the returned string is owned by it and copied at once.
+        let bootstrap = unsafe { CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(ptr)) }
+            .to_string_lossy()
+            .into_owned();
+        let cluster = Self {
+            ptr,
+            _client: client,
+            bootstrap,
+            brokers,
+        };
+        cluster.set_group_initial_rebalance_delay(Duration::from_millis(100));
+        Ok(cluster)
+    }
+
+    /// The bootstrap servers, `127.0.0.1:PORT,...`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// How many brokers the cluster has (ids 1..=n).
+    pub fn broker_count(&self) -> i32 {
+        self.brokers
+    }
+
+    /// Create a topic (the mock cluster does not implement CreateTopics through the Admin API).
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        let name = CString::new(topic)
+            .map_err(|_| Error::BadRequest(format!("topic name {topic:?} contains a NUL byte")))?;
+        let replication = self.brokers.min(3);
+        // SAFETY: valid cluster pointer and NUL-terminated name for the duration of the call.
+        let err = unsafe {
+            rdsys::rd_kafka_mock_topic_create(self.ptr, name.as_ptr(), partitions, replication)
+        };
+        check(err, "create topic")
+    }
+
+    /// How long the group coordinator waits for more members before the first assignment.
+    pub fn set_group_initial_rebalance_delay(&self, delay: Duration) {
+        let ms = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: valid cluster pointer.
+        unsafe { rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(self.ptr, ms) };
+    }
+
+    /// Take a broker down (its listener closes connections); ids start at 1.
+    pub fn broker_down(&self, broker_id: i32) -> Result<()> {
+        // SAFETY: valid cluster pointer.
+        check(
+            unsafe { rdsys::rd_kafka_mock_broker_set_down(self.ptr, broker_id) },
+            "broker down",
+        )
+    }
+
+    /// Bring a broker back up on the same port.
+    pub fn broker_up(&self, broker_id: i32) -> Result<()> {
+        // SAFETY: valid cluster pointer.
+        check(
+            unsafe { rdsys::rd_kafka_mock_broker_set_up(self.ptr, broker_id) },
+            "broker up",
+        )
+    }
+
+    /// Make the next `errors.len()` requests of one API (e.g. Fetch = 1) fail with these errors.
+    pub fn push_request_errors(&self, api_key: i16, errors: &[RDKafkaRespErr]) {
+        // SAFETY: valid cluster pointer; the array is read during the call only.
+        unsafe {
+            rdsys::rd_kafka_mock_push_request_errors_array(
+                self.ptr,
+                api_key,
+                errors.len(),
+                errors.as_ptr(),
+            )
+        };
+    }
+}
+
+fn check(err: RDKafkaRespErr, what: &str) -> Result<()> {
+    if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        let error = Error::Kafka(rdkafka::error::KafkaError::MockCluster(err.into()));
+        tracing::warn!(operation = what, %error, "embedded cluster operation failed");
+        Err(error)
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        // SAFETY: the pointer is live and destroyed exactly once, before the client it runs on.
+        unsafe { rdsys::rd_kafka_mock_cluster_destroy(self.ptr) };
+    }
+}

@@ -1,0 +1,23 @@
+//! dlq-dashboard: index Kafka dead-letter topics into SQLite and serve pages to list,
+//! inspect, purge and replay failed records.
+
+/// Startup, background tasks, graceful shutdown.
+pub mod app;
+/// Side-by-side benchmarks (`dlq-dashboard bench`).
+pub mod bench;
+/// Command line and environment configuration.
+pub mod config;
+/// The embedded demo's topics and failure producer.
+pub mod demo;
+/// The crate's one error type.
+pub mod error;
+/// Message filters parsed from query strings.
+pub mod filter;
+/// The DLQ indexer and header normalisation.
+pub mod index;
+/// Kafka client settings and the embedded mock cluster.
+pub mod kafka;
+/// All SQL.
+pub mod store;
+/// Pages, JSON API, metrics.
+pub mod web;

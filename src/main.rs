@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use dlq_dashboard::config::{Cli, Command, ServeArgs};
+use dlq_dashboard::{app, bench};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's own message is several lines with usage; its first line says what is wrong.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("dlq-dashboard: {first} (see --help)");
+            return ExitCode::from(1);
+        }
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dlq-dashboard: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::DevCluster(args)) => app::dev_cluster(args).await,
+            Some(Command::Bench(args)) => bench::run(args).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            None => serve(cli.serve).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dlq-dashboard: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> dlq_dashboard::error::Result<()> {
+    app::Dashboard::start(args).await?.run_until_signal().await;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Failure groups: records sharing error class, origin topic and masked error message.
+
+use std::collections::HashMap;
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::stats::HOUR_MS;
+use crate::error::Result;
+use crate::index::record::NewRecord;
+
+/// Fold freshly inserted records into their groups and hourly group counts.
+pub async fn count_new_records(conn: &mut SqliteConnection, rows: &[&NewRecord]) -> Result<()> {
+    struct Acc<'a> {
+        first: &'a NewRecord,
+        count: i64,
+        min_ts: i64,
+        max_ts: i64,
+    }
+    let mut groups: HashMap<&str, Acc> = HashMap::new();
+    let mut hourly: HashMap<(&str, i64), i64> = HashMap::new();
+    for r in rows {
+        let acc = groups.entry(&r.fingerprint).or_insert(Acc {
+            first: r,
+            count: 0,
+            min_ts: r.ts,
+            max_ts: r.ts,
+        });
+        acc.count += 1;
+        acc.min_ts = acc.min_ts.min(r.ts);
+        acc.max_ts = acc.max_ts.max(r.ts);
+        *hourly
+            .entry((&r.fingerprint, r.ts.div_euclid(HOUR_MS)))
+            .or_default() += 1;
+    }
+    for (fingerprint, acc) in groups {
+        let n = &acc.first.normalised;
+        sqlx::query(
+            "INSERT INTO failure_groups (fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (fingerprint) DO UPDATE SET count = count + excluded.count,
+                first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
+        )
+        .bind(fingerprint)
+        .bind(n.error_class.as_deref())
+        .bind(n.origin_topic.as_deref())
+        .bind(acc.first.masked_message.as_deref())
+        .bind(n.error_message.as_deref().map(|m| m.chars().take(500).collect::<String>()))
+        .bind(acc.count)
+        .bind(acc.min_ts)
+        .bind(acc.max_ts)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for ((fingerprint, hour), n) in hourly {
+        sqlx::query(
+            "INSERT INTO group_hourly (fingerprint, hour, count) VALUES (?, ?, ?)
+             ON CONFLICT (fingerprint, hour) DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(fingerprint)
+        .bind(hour)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One failure group.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct FailureGroup {
+    /// Group id.
+    pub fingerprint: String,
+    /// Error class.
+    pub error_class: Option<String>,
+    /// Origin topic.
+    pub origin_topic: Option<String>,
+    /// Error message with ids and numbers masked.
+    pub masked_message: Option<String>,
+    /// One real message of the group.
+    pub sample_message: Option<String>,
+    /// Records in the group.
+    pub count: i64,
+    /// First record time, ms.
+    #[serde(skip)]
+    pub first_seen: i64,
+    /// Last record time, ms.
+    #[serde(skip)]
+    pub last_seen: i64,
+}
+
+/// The largest groups first.
+pub async fn list(pool: &SqlitePool, limit: i64) -> Result<Vec<FailureGroup>> {
+    Ok(sqlx::query_as(
+        "SELECT fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen
+         FROM failure_groups ORDER BY count DESC, last_seen DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Hourly counts of a group over the 24 hours ending at `now`, oldest first.
+pub async fn hourly(pool: &SqlitePool, fingerprint: &str, now: i64) -> Result<Vec<i64>> {
+    let first_hour = now.div_euclid(HOUR_MS) - 23;
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT hour, count FROM group_hourly WHERE fingerprint = ? AND hour >= ?")
+            .bind(fingerprint)
+            .bind(first_hour)
+            .fetch_all(pool)
+            .await?;
+    let mut out = vec![0; 24];
+    for (hour, n) in rows {
+        if let Some(slot) = usize::try_from(hour - first_hour).ok().filter(|i| *i < 24) {
+            out[slot] = n;
+        }
+    }
+    Ok(out)
+}

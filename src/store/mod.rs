@@ -1,0 +1,69 @@
+//! All SQL lives here, one file per table family. Everything else talks to these functions.
+
+pub mod groups;
+pub mod positions;
+pub mod records;
+pub mod stats;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::error::{Error, Result};
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it.
+pub async fn open(path: &Path) -> Result<SqlitePool> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(Error::Config(format!(
+                "The database folder {} does not exist; create it or pass another --database path.",
+                parent.display()
+            )));
+        }
+    }
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(Error::Database)?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL + NORMAL is durable against process crashes (the case the indexer guards
+        // against); only an OS crash can lose the last transactions, which are then re-read
+        // from Kafka because their positions were lost with them.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-32000")
+        .pragma("temp_store", "memory");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .min_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "The database {} cannot be opened ({e}); check the path and its permissions or pass another --database.",
+                path.display()
+            ))
+        })?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// Size of the database file in bytes (pages in use times page size).
+pub async fn database_size(pool: &SqlitePool) -> Result<i64> {
+    let (pages, size): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT page_count FROM pragma_page_count()), (SELECT page_size FROM pragma_page_size())")
+            .fetch_one(pool)
+            .await?;
+    Ok(pages * size)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,351 @@
+//! The `records` table and its search index: batch writes from the indexer, filtered
+//! keyset-paginated reads for pages and the API.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::positions::{self, Position};
+use super::{groups, stats};
+use crate::error::Result;
+use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
+use crate::index::record::NewRecord;
+
+/// Rows per INSERT statement: 23 bound columns each stays well under SQLite's 32766
+/// variable limit.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// What a batch write did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Records newly stored.
+    pub inserted: usize,
+    /// Records already in the index (re-read after a restart or rebalance) and skipped.
+    pub already_indexed: usize,
+}
+
+/// Store a batch of records and advance partition positions in one transaction: either
+/// all of it is durable or none of it is. Records already present (same topic, partition,
+/// offset) are skipped, so re-reading after a crash never duplicates a row.
+pub async fn insert_batch(
+    pool: &SqlitePool,
+    batch: &[NewRecord],
+    advance_to: &[Position],
+    now: i64,
+) -> Result<BatchOutcome> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
+    let mut offset_of: HashMap<(&str, i32, i64), usize> = HashMap::with_capacity(batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        offset_of.insert((r.topic.as_str(), r.partition, r.offset), i);
+    }
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT OR IGNORE INTO records (topic, partition, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            let n = &r.normalised;
+            b.push_bind(&r.topic)
+                .push_bind(r.partition)
+                .push_bind(r.offset)
+                .push_bind(r.ts)
+                .push_bind(r.timestamp_type)
+                .push_bind(r.indexed_at)
+                .push_bind(r.key.as_deref())
+                .push_bind(r.value.as_deref())
+                .push_bind(r.value.as_ref().map_or(0, |v| v.len() as i64))
+                .push_bind(&r.headers_json)
+                .push_bind(n.convention.as_str())
+                .push_bind(n.origin_topic.as_deref())
+                .push_bind(n.origin_partition)
+                .push_bind(n.origin_offset)
+                .push_bind(n.origin_timestamp)
+                .push_bind(n.consumer_group.as_deref())
+                .push_bind(n.error_class.as_deref())
+                .push_bind(n.error_message.as_deref())
+                .push_bind(n.stacktrace.as_deref())
+                .push_bind(n.attempts)
+                .push_bind(if n.problems.is_empty() {
+                    None
+                } else {
+                    Some(n.problems.join("\n"))
+                })
+                .push_bind(&r.fingerprint)
+                .push_bind("new");
+        });
+        qb.push(" RETURNING id, topic, partition, \"offset\"");
+        let rows: Vec<(i64, String, i32, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        for (id, topic, partition, offset) in rows {
+            if let Some(&i) = offset_of.get(&(topic.as_str(), partition, offset)) {
+                inserted.push((id, i));
+            }
+        }
+    }
+    for chunk in inserted.chunks(ROWS_PER_STATEMENT) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO records_fts (rowid, key_text, body, error_text) ");
+        qb.push_values(chunk, |mut b, &(id, i)| {
+            let r = &batch[i];
+            b.push_bind(id)
+                .push_bind(&r.key_text)
+                .push_bind(&r.body_text)
+                .push_bind(&r.error_text);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    let new_rows: Vec<&NewRecord> = inserted.iter().map(|&(_, i)| &batch[i]).collect();
+    stats::count_new_records(&mut tx, &new_rows).await?;
+    groups::count_new_records(&mut tx, &new_rows).await?;
+    positions::advance(&mut tx, advance_to, now).await?;
+    tx.commit().await?;
+    Ok(BatchOutcome {
+        inserted: inserted.len(),
+        already_indexed: batch.len() - inserted.len(),
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "id, topic, partition, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint";
+
+/// One row of a listing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordSummary {
+    /// Row id (keyset tie-breaker).
+    pub id: i64,
+    /// DLQ topic.
+    pub topic: String,
+    /// DLQ partition.
+    pub partition: i32,
+    /// DLQ offset.
+    pub offset: i64,
+    /// Record time, ms.
+    pub ts: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Lifecycle status.
+    pub status: String,
+    /// Origin topic from the headers.
+    pub origin_topic: Option<String>,
+    /// Origin partition.
+    pub origin_partition: Option<i32>,
+    /// Origin offset.
+    pub origin_offset: Option<i64>,
+    /// Origin timestamp, ms.
+    pub origin_timestamp: Option<i64>,
+    /// Consumer group that failed.
+    pub consumer_group: Option<String>,
+    /// Error class.
+    pub error_class: Option<String>,
+    /// Error message (first 400 characters).
+    pub error_message: Option<String>,
+    /// Header convention that matched.
+    pub convention: String,
+    /// Times replayed.
+    pub replay_count: i64,
+    /// Payload size in bytes.
+    pub value_size: i64,
+    /// Failure group.
+    pub fingerprint: String,
+}
+
+/// Everything stored about one record.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordDetail {
+    /// The listing fields.
+    #[sqlx(flatten)]
+    pub summary: RecordSummary,
+    /// Full error message.
+    pub full_error_message: Option<String>,
+    /// Stack trace.
+    pub stacktrace: Option<String>,
+    /// Attempts made before the record was dead-lettered.
+    pub attempts: Option<i64>,
+    /// Header problems, newline-separated.
+    pub problems: Option<String>,
+    /// Stored headers JSON.
+    pub headers: String,
+    /// Timestamp type.
+    pub timestamp_type: Option<String>,
+    /// When indexed, ms.
+    pub indexed_at: i64,
+    /// The payload.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A page of a listing, newest first, with cursors for the neighbouring pages.
+#[derive(Debug, Clone)]
+pub struct RecordPage {
+    /// The rows, newest first.
+    pub rows: Vec<RecordSummary>,
+    /// Cursor of the next older page, when there is one.
+    pub older: Option<crate::filter::Cursor>,
+    /// Cursor of the next newer page, when there is one.
+    pub newer: Option<crate::filter::Cursor>,
+}
+
+fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
+    qb.push(" WHERE 1=1");
+    if let Some(t) = &f.topic {
+        qb.push(" AND topic = ").push_bind(t.clone());
+    }
+    match &f.status {
+        StatusFilter::NotPurged => {
+            qb.push(" AND status <> 'purged'");
+        }
+        StatusFilter::All => {}
+        StatusFilter::Is(s) => {
+            qb.push(" AND status = ").push_bind(s.clone());
+        }
+    }
+    if let Some(v) = &f.error_class {
+        qb.push(" AND error_class = ").push_bind(v.clone());
+    }
+    if let Some(v) = &f.origin_topic {
+        qb.push(" AND origin_topic = ").push_bind(v.clone());
+    }
+    if let Some(v) = &f.key {
+        qb.push(" AND key = ").push_bind(v.as_bytes().to_vec());
+    }
+    if let Some(v) = &f.group {
+        qb.push(" AND fingerprint = ").push_bind(v.clone());
+    }
+    if let Some(v) = f.from {
+        qb.push(" AND ts >= ").push_bind(v);
+    }
+    if let Some(v) = f.to {
+        qb.push(" AND ts < ").push_bind(v);
+    }
+    if let Some(expr) = f.q.as_deref().and_then(fts_expression) {
+        qb.push(" AND id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ")
+            .push_bind(expr)
+            .push(")");
+    }
+}
+
+/// One page of records matching a filter.
+pub async fn list(pool: &SqlitePool, query: &MessageQuery) -> Result<RecordPage> {
+    let limit = i64::from(query.limit);
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM records"));
+    push_filter(&mut qb, &query.filter);
+    let ascending = matches!(query.page, Page::Newer(_));
+    match query.page {
+        Page::First => {}
+        Page::Older(c) => {
+            qb.push(" AND (ts, id) < (")
+                .push_bind(c.ts)
+                .push(", ")
+                .push_bind(c.id)
+                .push(")");
+        }
+        Page::Newer(c) => {
+            qb.push(" AND (ts, id) > (")
+                .push_bind(c.ts)
+                .push(", ")
+                .push_bind(c.id)
+                .push(")");
+        }
+    }
+    qb.push(if ascending {
+        " ORDER BY ts ASC, id ASC"
+    } else {
+        " ORDER BY ts DESC, id DESC"
+    });
+    // One row more than asked tells whether another page exists in that direction.
+    qb.push(" LIMIT ").push_bind(limit + 1);
+    let mut rows: Vec<RecordSummary> = qb.build_query_as().fetch_all(pool).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(query.limit as usize);
+    if ascending {
+        rows.reverse();
+    }
+    let cursor_of = |r: &RecordSummary| crate::filter::Cursor { ts: r.ts, id: r.id };
+    let (older, newer) = match query.page {
+        Page::First => (
+            if more {
+                rows.last().map(cursor_of)
+            } else {
+                None
+            },
+            None,
+        ),
+        Page::Older(_) => (
+            if more {
+                rows.last().map(cursor_of)
+            } else {
+                None
+            },
+            rows.first().map(cursor_of),
+        ),
+        Page::Newer(_) => (
+            rows.last().map(cursor_of),
+            if more {
+                rows.first().map(cursor_of)
+            } else {
+                None
+            },
+        ),
+    };
+    Ok(RecordPage { rows, older, newer })
+}
+
+/// How many records match a filter (used for "all N matching").
+pub async fn count(pool: &SqlitePool, filter: &MessageFilter) -> Result<i64> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM records");
+    push_filter(&mut qb, filter);
+    Ok(qb.build_query_scalar().fetch_one(pool).await?)
+}
+
+/// One record by its coordinates.
+pub async fn get(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<RecordDetail>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, stacktrace, attempts, problems, headers, timestamp_type, indexed_at, value
+         FROM records WHERE topic = ? AND partition = ? AND \"offset\" = ?"
+    ))
+    .bind(topic)
+    .bind(partition)
+    .bind(offset)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The payload of one record: None when the record is unknown, Some(None) for a null value.
+pub async fn value(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<Option<Vec<u8>>>> {
+    let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(
+        "SELECT value FROM records WHERE topic = ? AND partition = ? AND \"offset\" = ?",
+    )
+    .bind(topic)
+    .bind(partition)
+    .bind(offset)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(v,)| v))
+}
+
+/// Distinct values for filter drop-downs: topics and error classes seen.
+pub async fn distinct_error_classes(pool: &SqlitePool) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT error_class FROM topic_error_classes GROUP BY error_class ORDER BY SUM(count) DESC LIMIT 200",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// How many records match, counting no further than `cap` (a broad filter over a large
+/// index would otherwise scan every row for a number nobody reads past "10,000+").
+pub async fn count_capped(pool: &SqlitePool, filter: &MessageFilter, cap: i64) -> Result<i64> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM records");
+    push_filter(&mut qb, filter);
+    qb.push(" LIMIT ").push_bind(cap).push(")");
+    Ok(qb.build_query_scalar().fetch_one(pool).await?)
+}

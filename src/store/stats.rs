@@ -1,0 +1,188 @@
+//! Per-topic counters (status counts, hourly inflow, error classes), kept in the write
+//! transaction so that the overview and /api/topics never scan `records`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::error::Result;
+use crate::index::record::NewRecord;
+
+/// One hour in ms.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// Count freshly inserted records (status `new`) into the per-topic counters.
+pub async fn count_new_records(conn: &mut SqliteConnection, rows: &[&NewRecord]) -> Result<()> {
+    let mut by_topic: HashMap<&str, i64> = HashMap::new();
+    let mut hourly: HashMap<(&str, i64), i64> = HashMap::new();
+    let mut classes: HashMap<(&str, &str), i64> = HashMap::new();
+    for r in rows {
+        *by_topic.entry(&r.topic).or_default() += 1;
+        *hourly
+            .entry((&r.topic, r.ts.div_euclid(HOUR_MS)))
+            .or_default() += 1;
+        if let Some(class) = r.normalised.error_class.as_deref() {
+            *classes.entry((&r.topic, class)).or_default() += 1;
+        }
+    }
+    for (topic, n) in by_topic {
+        add_status_count(conn, topic, "new", n).await?;
+    }
+    for ((topic, hour), n) in hourly {
+        sqlx::query(
+            "INSERT INTO topic_hourly (topic, hour, count) VALUES (?, ?, ?)
+             ON CONFLICT (topic, hour) DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(topic)
+        .bind(hour)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for ((topic, class), n) in classes {
+        sqlx::query(
+            "INSERT INTO topic_error_classes (topic, error_class, count) VALUES (?, ?, ?)
+             ON CONFLICT (topic, error_class) DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(topic)
+        .bind(class)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Add `delta` (may be negative) to a topic's count of records in `status`.
+pub async fn add_status_count(
+    conn: &mut SqliteConnection,
+    topic: &str,
+    status: &str,
+    delta: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO topic_status_counts (topic, status, count) VALUES (?, ?, ?)
+         ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
+    )
+    .bind(topic)
+    .bind(status)
+    .bind(delta)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What the overview shows for one DLQ topic.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TopicOverview {
+    /// Topic name.
+    pub topic: String,
+    /// Partitions seen (assigned now or indexed before).
+    pub partitions: i64,
+    /// Records indexed.
+    pub messages: i64,
+    /// Records per status.
+    pub by_status: BTreeMap<String, i64>,
+    /// Oldest record time, ms.
+    pub oldest: Option<i64>,
+    /// Newest record time, ms.
+    pub newest: Option<i64>,
+    /// Oldest record still `new` or `replay_failed`, ms: what on-call watches.
+    pub oldest_unresolved: Option<i64>,
+    /// Records per hour over the last 24 hours, oldest first.
+    pub hourly: Vec<i64>,
+    /// The most frequent error classes with their counts.
+    pub top_errors: Vec<(String, i64)>,
+}
+
+impl TopicOverview {
+    /// Records that still need attention (new or failed replays).
+    pub fn unresolved(&self) -> i64 {
+        self.by_status.get("new").copied().unwrap_or(0)
+            + self.by_status.get("replay_failed").copied().unwrap_or(0)
+    }
+}
+
+/// Overview of every topic known to the index plus `assigned` (topic, partitions) pairs the
+/// indexer reads now, so an empty DLQ topic is listed too.
+pub async fn topic_overviews(
+    pool: &SqlitePool,
+    assigned: &BTreeMap<String, i64>,
+    now: i64,
+) -> Result<Vec<TopicOverview>> {
+    let counts: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT topic, status, count FROM topic_status_counts WHERE count <> 0")
+            .fetch_all(pool)
+            .await?;
+    let partitions: Vec<(String, i64)> =
+        sqlx::query_as("SELECT topic, COUNT(*) FROM partition_positions GROUP BY topic")
+            .fetch_all(pool)
+            .await?;
+    let mut topics: BTreeSet<String> = assigned.keys().cloned().collect();
+    topics.extend(counts.iter().map(|(t, _, _)| t.clone()));
+    topics.extend(partitions.iter().map(|(t, _)| t.clone()));
+    let first_hour = now.div_euclid(HOUR_MS) - 23;
+    let mut out = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let mut o = TopicOverview {
+            topic: topic.clone(),
+            ..Default::default()
+        };
+        for (t, status, n) in &counts {
+            if *t == topic {
+                o.by_status.insert(status.clone(), *n);
+                o.messages += n;
+            }
+        }
+        let stored = partitions
+            .iter()
+            .find(|(t, _)| *t == topic)
+            .map_or(0, |(_, n)| *n);
+        o.partitions = stored.max(assigned.get(&topic).copied().unwrap_or(0));
+        let (oldest, newest): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(ts), MAX(ts) FROM records WHERE topic = ?")
+                .bind(&topic)
+                .fetch_one(pool)
+                .await?;
+        o.oldest = oldest;
+        o.newest = newest;
+        o.oldest_unresolved = sqlx::query_scalar(
+            "SELECT MIN(m) FROM (SELECT MIN(ts) AS m FROM records WHERE topic = ? AND status = 'new'
+                               UNION ALL SELECT MIN(ts) FROM records WHERE topic = ? AND status = 'replay_failed')",
+        )
+        .bind(&topic)
+        .bind(&topic)
+        .fetch_one(pool)
+        .await?;
+        let hourly: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT hour, count FROM topic_hourly WHERE topic = ? AND hour >= ? ORDER BY hour",
+        )
+        .bind(&topic)
+        .bind(first_hour)
+        .fetch_all(pool)
+        .await?;
+        o.hourly = vec![0; 24];
+        for (hour, n) in hourly {
+            if let Some(slot) = usize::try_from(hour - first_hour).ok().filter(|i| *i < 24) {
+                o.hourly[slot] = n;
+            }
+        }
+        o.top_errors = sqlx::query_as(
+            "SELECT error_class, count FROM topic_error_classes WHERE topic = ? ORDER BY count DESC LIMIT 3",
+        )
+        .bind(&topic)
+        .fetch_all(pool)
+        .await?;
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// Records per topic per status, for /metrics.
+pub async fn status_counts(pool: &SqlitePool) -> Result<Vec<(String, String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT topic, status, count FROM topic_status_counts ORDER BY topic, status",
+    )
+    .fetch_all(pool)
+    .await?)
+}

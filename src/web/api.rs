@@ -1,0 +1,334 @@
+//! The JSON API under /api, shared by the pages and by scripts. Documented in the README.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Serialize;
+
+use super::view::iso;
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::filter::MessageQuery;
+use crate::index::record::decode_headers;
+use crate::store::records::{RecordDetail, RecordSummary};
+use crate::store::{self, groups, records, stats};
+
+/// Routes under /api.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/topics", get(topics))
+        .route("/api/messages", get(messages))
+        .route("/api/messages/{topic}/{partition}/{offset}", get(message))
+        .route("/api/messages/{topic}/{partition}/{offset}/raw", get(raw))
+        .route("/api/groups", get(list_groups))
+        .route("/api/cluster", get(cluster))
+}
+
+/// One DLQ topic in `GET /api/topics`.
+#[derive(Serialize)]
+pub struct TopicJson {
+    topic: String,
+    partitions: i64,
+    messages: i64,
+    by_status: BTreeMap<String, i64>,
+    oldest: Option<String>,
+    newest: Option<String>,
+    oldest_unresolved: Option<String>,
+    unresolved: i64,
+}
+
+async fn topics(State(state): State<AppState>) -> Result<Json<Vec<TopicJson>>> {
+    let snapshot = state.status.snapshot();
+    let overviews =
+        stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, store::now_ms()).await?;
+    Ok(Json(
+        overviews
+            .into_iter()
+            .map(|o| TopicJson {
+                unresolved: o.unresolved(),
+                partitions: o.partitions,
+                messages: o.messages,
+                oldest: o.oldest.map(iso),
+                newest: o.newest.map(iso),
+                oldest_unresolved: o.oldest_unresolved.map(iso),
+                by_status: o.by_status,
+                topic: o.topic,
+            })
+            .collect(),
+    ))
+}
+
+/// Origin coordinates of a record.
+#[derive(Serialize)]
+pub struct OriginJson {
+    topic: Option<String>,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    timestamp: Option<String>,
+    consumer_group: Option<String>,
+}
+
+/// Error fields of a record.
+#[derive(Serialize)]
+pub struct ErrorJson {
+    class: Option<String>,
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stacktrace: Option<Option<String>>,
+}
+
+/// One record in listings.
+#[derive(Serialize)]
+pub struct MessageJson {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: String,
+    key: Option<String>,
+    key_base64: Option<String>,
+    status: String,
+    replay_count: i64,
+    value_size: i64,
+    origin: OriginJson,
+    error: ErrorJson,
+    convention: String,
+    group: String,
+}
+
+impl MessageJson {
+    fn from_summary(r: RecordSummary) -> Self {
+        MessageJson {
+            timestamp: iso(r.ts),
+            key: r
+                .key
+                .as_deref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_string),
+            key_base64: r.key.as_deref().map(|k| BASE64.encode(k)),
+            origin: OriginJson {
+                topic: r.origin_topic,
+                partition: r.origin_partition,
+                offset: r.origin_offset,
+                timestamp: r.origin_timestamp.map(iso),
+                consumer_group: r.consumer_group,
+            },
+            error: ErrorJson {
+                class: r.error_class,
+                message: r.error_message,
+                stacktrace: None,
+            },
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            status: r.status,
+            replay_count: r.replay_count,
+            value_size: r.value_size,
+            convention: r.convention,
+            group: r.fingerprint,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MessagePageJson {
+    messages: Vec<MessageJson>,
+    next_cursor: Option<String>,
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<MessagePageJson>> {
+    let query = MessageQuery::parse(query.as_deref().unwrap_or(""))?;
+    let page = records::list(&state.pool, &query).await?;
+    Ok(Json(MessagePageJson {
+        next_cursor: page.older.map(|c| c.encode()),
+        messages: page
+            .rows
+            .into_iter()
+            .map(MessageJson::from_summary)
+            .collect(),
+    }))
+}
+
+/// One header in the message detail.
+#[derive(Serialize)]
+struct HeaderJson {
+    name: String,
+    value: Option<String>,
+    value_base64: Option<String>,
+}
+
+/// The full record in `GET /api/messages/{topic}/{partition}/{offset}`.
+#[derive(Serialize)]
+struct MessageDetailJson {
+    #[serde(flatten)]
+    summary: MessageJson,
+    value: Option<String>,
+    value_base64: Option<String>,
+    headers: Vec<HeaderJson>,
+    attempts: Option<i64>,
+    problems: Vec<String>,
+    timestamp_type: Option<String>,
+    indexed_at: String,
+}
+
+/// Parse `{partition}` and `{offset}` path segments with a sentence on failure.
+pub fn coordinates(partition: &str, offset: &str) -> Result<(i32, i64)> {
+    let partition = partition
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Partition '{partition}' is not a partition number."
+            ))
+        })?;
+    let offset = offset
+        .parse::<i64>()
+        .ok()
+        .filter(|o| *o >= 0)
+        .ok_or_else(|| Error::BadRequest(format!("Offset '{offset}' is not an offset.")))?;
+    Ok((partition, offset))
+}
+
+/// Fetch one record or a 404 naming it.
+pub async fn find(
+    state: &AppState,
+    topic: &str,
+    partition: &str,
+    offset: &str,
+) -> Result<RecordDetail> {
+    let (p, o) = coordinates(partition, offset)?;
+    records::get(&state.pool, topic, p, o)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "No indexed message at {topic} partition {p} offset {o}."
+            ))
+        })
+}
+
+async fn message(
+    State(state): State<AppState>,
+    Path((topic, partition, offset)): Path<(String, String, String)>,
+) -> Result<Json<MessageDetailJson>> {
+    let d = find(&state, &topic, &partition, &offset).await?;
+    let headers = decode_headers(&d.headers)
+        .into_iter()
+        .map(|h| HeaderJson {
+            value: h
+                .value
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string),
+            value_base64: h.value.as_deref().map(|v| BASE64.encode(v)),
+            name: h.name,
+        })
+        .collect();
+    let mut summary = MessageJson::from_summary(d.summary);
+    summary.error.message = d.full_error_message;
+    summary.error.stacktrace = Some(d.stacktrace);
+    Ok(Json(MessageDetailJson {
+        summary,
+        value: d
+            .value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string),
+        value_base64: d.value.as_deref().map(|v| BASE64.encode(v)),
+        headers,
+        attempts: d.attempts,
+        problems: d
+            .problems
+            .map(|p| p.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+        timestamp_type: d.timestamp_type,
+        indexed_at: iso(d.indexed_at),
+    }))
+}
+
+/// `GET .../raw`: the value bytes exactly as stored, as a download.
+pub async fn raw(
+    State(state): State<AppState>,
+    Path((topic, partition, offset)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let (p, o) = coordinates(&partition, &offset)?;
+    let value = records::value(&state.pool, &topic, p, o)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "No indexed message at {topic} partition {p} offset {o}."
+            ))
+        })?;
+    let safe_topic: String = topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{safe_topic}-{p}-{o}.bin\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        value.unwrap_or_default(),
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+struct GroupJson {
+    #[serde(flatten)]
+    group: groups::FailureGroup,
+    first_seen: String,
+    last_seen: String,
+    hourly: Vec<i64>,
+}
+
+async fn list_groups(State(state): State<AppState>) -> Result<Json<Vec<GroupJson>>> {
+    let now = store::now_ms();
+    let mut out = Vec::new();
+    for g in groups::list(&state.pool, 500).await? {
+        out.push(GroupJson {
+            hourly: groups::hourly(&state.pool, &g.fingerprint, now).await?,
+            first_seen: iso(g.first_seen),
+            last_seen: iso(g.last_seen),
+            group: g,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Serialize)]
+struct ClusterJson {
+    brokers: String,
+    embedded: bool,
+    connected: bool,
+    since: String,
+    last_error: Option<String>,
+    indexed_since_start: u64,
+}
+
+async fn cluster(State(state): State<AppState>) -> Json<ClusterJson> {
+    let s = state.status.snapshot();
+    Json(ClusterJson {
+        brokers: state.kafka.brokers.clone(),
+        embedded: state.kafka.embedded,
+        connected: s.connected,
+        since: iso(s.since),
+        last_error: s.last_error,
+        indexed_since_start: s.indexed,
+    })
+}

@@ -1,0 +1,131 @@
+//! The web edge: router, JSON API, pages, static assets, metrics, security headers.
+
+pub mod api;
+pub mod metrics;
+pub mod pages;
+pub mod view;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::app::AppState;
+use crate::error::Error;
+
+/// Content security policy: scripts and styles only from our own static files, nothing inline,
+/// so a payload that slips into markup still cannot run.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The whole application: pages, API, health, metrics, static files.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(pages::router())
+        .merge(api::router())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/static/{file}", get(static_file))
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn(metrics::track))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(serde::Serialize)]
+struct Readiness {
+    ready: bool,
+    index: bool,
+    indexer_connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Ready when the index answers and the indexer reaches Kafka.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let index = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let s = state.status.snapshot();
+    let ready = index && s.connected;
+    let error = if !index {
+        Some("The SQLite index does not answer.".to_string())
+    } else if !s.connected {
+        Some(format!(
+            "The indexer is disconnected from Kafka since {}{}",
+            view::time(s.since),
+            s.last_error
+                .map(|e| format!(": {e}"))
+                .unwrap_or_else(|| ".".into())
+        ))
+    } else {
+        None
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(Readiness {
+            ready,
+            index,
+            indexer_connected: s.connected,
+            error,
+        }),
+    )
+        .into_response()
+}
+
+/// Static assets, embedded in the binary for a single-file deploy.
+const STATIC_FILES: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/app.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../static/favicon.svg"),
+    ),
+];
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
+        Some((_, mime, body)) => (
+            [
+                (header::CONTENT_TYPE, *mime),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => Error::NotFound(format!("There is no static file named {file}.")).into_response(),
+    }
+}

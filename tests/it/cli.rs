@@ -1,0 +1,195 @@
+//! The binary as a user runs it: configuration errors, dev-cluster, and the embedded demo.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::DEADLINE;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dlq-dashboard"));
+    c.env("RUST_LOG", "warn").env_remove("DLQ_BROKERS");
+    c
+}
+
+/// A plain HTTP/1.1 GET over a socket: status and body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn exits_with_one_sentence(args: &[&str], needle: &str) {
+    let out = bin().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    assert!(
+        stderr.trim().lines().count() <= 2,
+        "{args:?}: one plain sentence, got {stderr}"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_1_with_a_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let db = db.to_str().unwrap();
+    exits_with_one_sentence(
+        &[
+            "--dlq-topics",
+            "^(",
+            "--brokers",
+            "127.0.0.1:1",
+            "--database",
+            db,
+        ],
+        "not a valid regex",
+    );
+    exits_with_one_sentence(
+        &[
+            "--database",
+            "/no/such/folder/x.db",
+            "--brokers",
+            "127.0.0.1:1",
+        ],
+        "does not exist",
+    );
+    exits_with_one_sentence(
+        &[
+            "--kafka-config",
+            "novalue",
+            "--brokers",
+            "127.0.0.1:1",
+            "--database",
+            db,
+        ],
+        "key=value",
+    );
+    exits_with_one_sentence(
+        &[
+            "--kafka-config",
+            "no.such.property=1",
+            "--brokers",
+            "127.0.0.1:1",
+            "--database",
+            db,
+        ],
+        "no.such.property",
+    );
+    let out = bin().args(["--listen", "not-an-address"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn dev_cluster_prints_its_bootstrap_address_and_is_a_real_kafka() {
+    let mut child = bin()
+        .args([
+            "dev-cluster",
+            "--brokers-count",
+            "1",
+            "--topic",
+            "svc.dlq:2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let bootstrap = line
+        .trim()
+        .strip_prefix("bootstrap: ")
+        .expect("bootstrap line")
+        .to_string();
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    use rdkafka::consumer::Consumer;
+    let md = consumer
+        .fetch_metadata(Some("svc.dlq"), Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn the_default_run_serves_the_embedded_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("port");
+    let mut child = bin()
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(dir.path().join("demo.db"))
+        .arg("--port-file")
+        .arg(&port_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let port: u16 = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(started.elapsed() < DEADLINE, "no port file");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Real failed records in several conventions within seconds.
+    let conventions = loop {
+        if let Some((200, body)) = http_get(port, "/api/messages?limit=1000") {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let set: std::collections::BTreeSet<String> = v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["convention"].as_str().unwrap().to_string())
+                .collect();
+            if set.len() >= 6 {
+                break set;
+            }
+        }
+        assert!(started.elapsed() < DEADLINE, "demo records did not appear");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        conventions.contains("spring_dlt") && conventions.contains("kafka_connect"),
+        "{conventions:?}"
+    );
+    let (status, body) = http_get(port, "/api/cluster").unwrap();
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["embedded"], true);
+    let (status, html) = http_get(port, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(html.contains("embedded demo cluster"));
+    // SIGTERM stops it gracefully.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "graceful exit, got {status}");
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,231 @@
+//! Test harness: a real in-process Kafka (librdkafka's mock cluster), a real SQLite file in
+//! a temporary folder, the real dashboard, and requests through its router.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use dlq_dashboard::app::Dashboard;
+use dlq_dashboard::config::ServeArgs;
+use dlq_dashboard::kafka::mock::EmbeddedCluster;
+use http_body_util::BodyExt;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tower::ServiceExt;
+
+/// How long any wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Poll `check` until it returns Some, failing the test with `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Kafka cluster with a producer that shares no code with the dashboard's clients.
+pub struct Kafka {
+    pub cluster: Arc<EmbeddedCluster>,
+    pub producer: FutureProducer,
+}
+
+impl Kafka {
+    pub fn start(topics: &[(&str, i32)]) -> Self {
+        let cluster = EmbeddedCluster::start(1).expect("mock cluster starts");
+        for (t, p) in topics {
+            cluster.create_topic(t, *p).expect("topic created");
+        }
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("message.max.bytes", "20000000")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "1")
+            .create()
+            .expect("producer");
+        Kafka {
+            cluster: Arc::new(cluster),
+            producer,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers().to_string()
+    }
+
+    /// Produce one record and wait for its delivery; returns (partition, offset).
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) -> (i32, i64) {
+        let mut h = OwnedHeaders::new();
+        for (name, value) in headers {
+            h = h.insert(Header {
+                key: name,
+                value: *value,
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(h);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("delivered");
+        (delivery.partition, delivery.offset)
+    }
+}
+
+/// A dashboard on a temporary SQLite file.
+pub struct TestDashboard {
+    pub dashboard: Option<Dashboard>,
+    pub db: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+pub fn serve_args(bootstrap: &str, db: &std::path::Path) -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: db.to_path_buf(),
+        brokers: Some(bootstrap.to_string()),
+        ..ServeArgs::default()
+    }
+}
+
+impl TestDashboard {
+    pub async fn start(kafka: &Kafka) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let db = dir.path().join("index.db");
+        Self::start_with(serve_args(&kafka.bootstrap(), &db), dir).await
+    }
+
+    pub async fn start_with(args: ServeArgs, dir: Arc<tempfile::TempDir>) -> Self {
+        let db = args.database.clone();
+        let dashboard = Dashboard::start(args).await.expect("dashboard starts");
+        TestDashboard {
+            dashboard: Some(dashboard),
+            db,
+            _dir: dir,
+        }
+    }
+
+    /// Stop this dashboard, run `meanwhile`, and start another on the same database file.
+    pub async fn restart<F: Future<Output = ()>>(
+        mut self,
+        args: ServeArgs,
+        meanwhile: impl FnOnce() -> F,
+    ) -> Self {
+        self.dashboard.take().unwrap().shutdown().await;
+        meanwhile().await;
+        let dir = self._dir.clone();
+        Self::start_with(
+            ServeArgs {
+                database: self.db.clone(),
+                ..args
+            },
+            dir,
+        )
+        .await
+    }
+
+    pub fn d(&self) -> &Dashboard {
+        self.dashboard.as_ref().unwrap()
+    }
+
+    /// GET through the real router; returns status, content type and body.
+    pub async fn get(&self, uri: &str) -> (StatusCode, String, Vec<u8>) {
+        let app = dlq_dashboard::web::router(self.d().state.clone());
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let ctype = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, ctype, body)
+    }
+
+    pub async fn get_json(&self, uri: &str) -> (StatusCode, serde_json::Value) {
+        let (status, ctype, body) = self.get(uri).await;
+        assert!(
+            ctype.starts_with("application/json"),
+            "{uri}: content type {ctype}"
+        );
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    pub async fn get_html(&self, uri: &str) -> (StatusCode, String) {
+        let (status, ctype, body) = self.get(uri).await;
+        assert!(
+            ctype.starts_with("text/html"),
+            "{uri}: content type {ctype}"
+        );
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    /// Records in the index, counted straight from SQLite.
+    pub async fn indexed(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM records")
+            .fetch_one(&self.d().state.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Wait until the index holds at least `n` records.
+    pub async fn wait_indexed(&self, n: i64) -> i64 {
+        wait_for(&format!("{n} records indexed"), || async {
+            let have = self.indexed().await;
+            (have >= n).then_some(have)
+        })
+        .await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(d) = self.dashboard.take() {
+            d.shutdown().await;
+        }
+    }
+}
+
+/// Text as the templates escape it (askama's HTML escaper uses numeric entities).
+pub fn escaped(s: &str) -> String {
+    s.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}

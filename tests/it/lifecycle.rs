@@ -1,0 +1,90 @@
+//! Exactly-once indexing across restarts: positions live in SQLite with the rows.
+
+use crate::harness::{serve_args, Kafka, TestDashboard};
+
+const TOPIC: &str = "life.dlq";
+
+async fn produce(kafka: &Kafka, from: usize, to: usize) {
+    for i in from..to {
+        let key = format!("k{i}");
+        let headers = [("dlq-error-class", Some(b"E".as_slice()))];
+        kafka
+            .send(
+                TOPIC,
+                Some((i % 3) as i32),
+                Some(key.as_bytes()),
+                Some(b"{\"n\":1}"),
+                &headers,
+            )
+            .await;
+    }
+}
+
+async fn assert_exactly_once(d: &TestDashboard, expected: i64) {
+    let pool = &d.d().state.pool;
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT topic || '/' || partition || '/' || \"offset\") FROM records")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, expected, "every record indexed");
+    assert_eq!(distinct, expected, "no record twice");
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT key) FROM records")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, expected);
+    // The overview counters agree with the rows.
+    let counted: i64 = sqlx::query_scalar("SELECT SUM(count) FROM topic_status_counts")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, expected, "status counters match the rows");
+    // Positions are the next offset of each partition.
+    let positions: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, next_offset FROM partition_positions WHERE topic = ? ORDER BY partition",
+    )
+    .bind(TOPIC)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let total: i64 = positions.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, expected, "positions {positions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_the_same_database_neither_loses_nor_duplicates() {
+    let kafka = Kafka::start(&[(TOPIC, 3)]);
+    produce(&kafka, 0, 90).await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(90).await;
+    assert_exactly_once(&d, 90).await;
+
+    // Records arrive while the dashboard is down; the next one resumes where SQLite says.
+    let args = serve_args(&kafka.bootstrap(), &d.db);
+    let d = d.restart(args, || produce(&kafka, 90, 150)).await;
+    d.wait_indexed(150).await;
+    produce(&kafka, 150, 160).await;
+    d.wait_indexed(160).await;
+    assert_exactly_once(&d, 160).await;
+    let (_, v) = d.get_json("/api/topics").await;
+    assert_eq!(v[0]["topic"], TOPIC);
+    assert_eq!(v[0]["messages"], 160);
+    assert_eq!(v[0]["partitions"], 3);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_database_with_the_same_group_indexes_everything_again() {
+    // Kafka's committed offsets for the group are ahead; SQLite's (absent) positions win, so
+    // a fresh index file never starts in the middle of a topic.
+    let kafka = Kafka::start(&[(TOPIC, 3)]);
+    produce(&kafka, 0, 40).await;
+    let first = TestDashboard::start(&kafka).await;
+    first.wait_indexed(40).await;
+    first.stop().await;
+    let second = TestDashboard::start(&kafka).await;
+    second.wait_indexed(40).await;
+    assert_exactly_once(&second, 40).await;
+    second.stop().await;
+}

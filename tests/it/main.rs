@@ -1,0 +1,10 @@
+//! Integration tests: the real dashboard against a real in-process Kafka (librdkafka's mock
+//! cluster) and a real SQLite file.
+
+mod browse;
+mod cli;
+mod conventions;
+mod harness;
+mod hostile;
+mod lifecycle;
+mod outage;
