@@ -6,6 +6,9 @@ CREATE TABLE records (
     id               INTEGER PRIMARY KEY,
     topic            TEXT    NOT NULL,
     partition        INTEGER NOT NULL,
+    -- Bumped when a partition's log restarts (topic deleted and recreated, cluster wiped),
+    -- so records of the old log keep their rows next to the new log's records.
+    generation       INTEGER NOT NULL DEFAULT 0,
     "offset"         INTEGER NOT NULL,
     ts               INTEGER NOT NULL,
     timestamp_type   TEXT,
@@ -30,7 +33,7 @@ CREATE TABLE records (
     fingerprint      TEXT    NOT NULL,
     status           TEXT    NOT NULL DEFAULT 'new',
     replay_count     INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (topic, partition, "offset")
+    UNIQUE (topic, partition, generation, "offset")
 );
 
 -- Keyset pagination is newest first on (ts, id); each filter has an index leading with it.
@@ -55,6 +58,7 @@ CREATE VIRTUAL TABLE records_fts USING fts5 (
 CREATE TABLE partition_positions (
     topic       TEXT    NOT NULL,
     partition   INTEGER NOT NULL,
+    generation  INTEGER NOT NULL DEFAULT 0,
     next_offset INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
@@ -105,3 +109,19 @@ CREATE TABLE group_hourly (
     count       INTEGER NOT NULL,
     PRIMARY KEY (fingerprint, hour)
 ) WITHOUT ROWID;
+
+-- Things the indexer noticed about the broker's logs that a user must know: records deleted
+-- by retention before they were indexed, and partitions whose offsets restarted.
+CREATE TABLE index_events (
+    id          INTEGER PRIMARY KEY,
+    topic       TEXT    NOT NULL,
+    partition   INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    generation  INTEGER NOT NULL,
+    from_offset INTEGER,
+    to_offset   INTEGER,
+    message     TEXT    NOT NULL,
+    detected_at INTEGER NOT NULL
+);
+
+CREATE INDEX index_events_by_topic ON index_events (topic, detected_at);

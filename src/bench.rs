@@ -132,6 +132,7 @@ async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64>
         let last = batch.last().map(|r| Position {
             topic: r.topic.clone(),
             partition: r.partition,
+            generation: 0,
             next_offset: r.offset + 1,
         });
         records::insert_batch(pool, batch, last.as_slice(), store::now_ms()).await?;

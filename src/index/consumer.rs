@@ -1,11 +1,19 @@
 //! The consumer loop: subscribe to the DLQ topics, batch records, write each batch and the
 //! positions it advances in one SQLite transaction.
 //!
-//! Positions live in SQLite, not in Kafka: on every assignment the partition is started at
-//! the position SQLite holds (or the beginning), so a new database file always indexes the
-//! whole topic and a crash between the SQLite commit and the Kafka commit re-reads records
-//! that the unique key then skips. Offsets are still committed to Kafka afterwards so that
-//! the usual lag tooling sees the group.
+//! Positions live in SQLite, not in Kafka: on every assignment a partition starts at the
+//! position SQLite holds (or the beginning), so a new database file always indexes the whole
+//! topic, and a crash between the SQLite commit and the Kafka commit re-reads records that
+//! the unique key then skips. Offsets are still committed to Kafka afterwards so that the
+//! usual lag tooling sees the group.
+//!
+//! The broker's log can move under the index: retention deletes records not yet indexed, or
+//! a topic is deleted and recreated and its offsets start again. On every assignment the
+//! indexer re-reads the last indexed record and checks the first record it gets: the same
+//! record means the same log; an earlier offset or a different record means the log
+//! restarted (it becomes a new generation of the partition, and the old rows stay); a later
+//! offset with the log start past the stored position means records were deleted before
+//! they were indexed (a gap, recorded and shown). Nothing is skipped silently.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +37,7 @@ use super::record::{NewRecord, RecordParts};
 use super::IndexerStatus;
 use crate::config::TopicSelection;
 use crate::kafka::KafkaSettings;
+use crate::store::events::{self, IndexEvent, LOG_RESET, RETENTION_GAP};
 use crate::store::positions::{self, Position};
 use crate::store::{self, records};
 
@@ -39,12 +48,53 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// How long to wait for more records before writing a partial batch.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
 
-type PositionMap = Arc<Mutex<HashMap<(String, i32), i64>>>;
+/// What the indexer knows about one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Generation of the partition's log.
+    pub generation: i64,
+    /// The offset after the last indexed record; None before the first.
+    pub next_offset: Option<i64>,
+    /// Offset of the already-indexed record being re-read to check the log is the same one.
+    pub verify_offset: Option<i64>,
+    /// Where reading was started at the last assignment, until the first record arrives.
+    pub expected: Option<i64>,
+}
+
+/// What the first record read after an assignment says about the partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstRecord {
+    /// The same log: read on (dropping the re-read record when it was one).
+    Same { drop_reread: bool },
+    /// Records up to `low` were deleted before they were indexed.
+    Gap { low: i64 },
+    /// The log restarted; `keep` when the records read are from its beginning.
+    Restarted { keep: bool },
+}
+
+impl PartitionState {
+    /// Where to start reading on assignment, and whether that start re-reads the last indexed
+    /// record for the identity check.
+    pub fn start(&self) -> (Offset, Option<i64>) {
+        match self.next_offset {
+            Some(next) if next > 0 => (Offset::Offset(next - 1), Some(next - 1)),
+            Some(next) => (Offset::Offset(next), None),
+            None => (Offset::Beginning, None),
+        }
+    }
+}
+
+type States = Arc<Mutex<HashMap<(String, i32), PartitionState>>>;
+
+fn lock(states: &States) -> std::sync::MutexGuard<'_, HashMap<(String, i32), PartitionState>> {
+    // Plain data: a panic elsewhere while holding the lock leaves it usable.
+    states.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Consumer callbacks: assignment from SQLite positions, connection state from statistics.
 pub struct IndexerContext {
     status: Arc<IndexerStatus>,
-    positions: PositionMap,
+    states: States,
 }
 
 impl ClientContext for IndexerContext {
@@ -101,11 +151,14 @@ impl ConsumerContext for IndexerContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 {
-                    let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut states = lock(&self.states);
                     for (topic, partition) in &parts {
-                        let start = match positions.get(&(topic.clone(), *partition)) {
-                            Some(next) => Offset::Offset(*next),
-                            None => Offset::Beginning,
+                        let state = states.entry((topic.clone(), *partition)).or_default();
+                        let (start, verify) = state.start();
+                        state.verify_offset = verify;
+                        state.expected = match start {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
                         };
                         if let Err(e) = tpl.set_partition_offset(topic, *partition, start) {
                             tracing::error!(topic, partition, error = %e, "cannot set start offset");
@@ -174,19 +227,29 @@ impl Indexer {
                 .map(|p| (p.topic.clone(), p.partition, p.next_offset))
                 .collect::<Vec<_>>(),
         );
-        let map: HashMap<(String, i32), i64> = stored
+        let states: HashMap<(String, i32), PartitionState> = stored
             .into_iter()
-            .map(|p| ((p.topic, p.partition), p.next_offset))
+            .map(|p| {
+                let state = PartitionState {
+                    generation: p.generation,
+                    next_offset: Some(p.next_offset),
+                    ..PartitionState::default()
+                };
+                ((p.topic, p.partition), state)
+            })
             .collect();
         let context = IndexerContext {
             status: self.status.clone(),
-            positions: Arc::new(Mutex::new(map)),
+            states: Arc::new(Mutex::new(states)),
         };
         let mut config = self.kafka.client_config();
         config
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // A stored position the log no longer has falls back to the log's start; the first
+            // record read then shows the jump, which is examined and reported, never silent
+            // (see `check_first_records`).
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "1000")
@@ -237,12 +300,12 @@ impl Indexer {
             if pending.is_empty() {
                 continue;
             }
-            match self.write(&consumer, &pending).await {
+            match self.write(&consumer, &mut pending).await {
                 Ok(()) => pending.clear(),
                 Err(e) => {
                     // Keep the batch and try again: the records are in memory, and dropping
                     // them would skip them for good once a later batch advances the position.
-                    tracing::error!(error = %e, "writing a batch to the index failed; retrying");
+                    tracing::error!(error = %e, "writing to the index failed; retrying");
                     self.status
                         .set_error(format!("Writing to the index failed: {e}"));
                     tokio::select! {
@@ -261,54 +324,246 @@ impl Indexer {
     fn take(&self, msg: Result<BorrowedMessage<'_>, KafkaError>, pending: &mut Vec<NewRecord>) {
         match msg {
             Ok(m) => pending.push(NewRecord::from_parts(parts_of(&m), store::now_ms())),
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                self.status.set_error(
+                    "A configured DLQ topic does not exist on the cluster (yet); check --dlq-topics.".into(),
+                );
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "consume error");
-                if let KafkaError::MessageConsumption(code) = &e {
-                    if *code == RDKafkaErrorCode::UnknownTopicOrPartition {
-                        self.status.set_error(
-                            "A configured DLQ topic does not exist on the cluster (yet); check --dlq-topics.".into(),
-                        );
-                        return;
-                    }
-                }
                 self.status
                     .set_error(format!("Reading from Kafka failed: {e}"));
             }
         }
     }
 
+    /// The first record read from a partition after an assignment tells whether the log
+    /// is still the one indexed: it must be the record re-read for the identity check (or,
+    /// without one, the stored position). Removes what must not be stored from the batch.
+    async fn check_first_records(
+        &self,
+        consumer: &StreamConsumer<IndexerContext>,
+        batch: &mut Vec<NewRecord>,
+    ) -> crate::error::Result<()> {
+        let mut firsts: Vec<((String, i32), i64, PartitionState)> = Vec::new();
+        {
+            let states = lock(&consumer.context().states);
+            for r in batch.iter() {
+                let key = (r.topic.clone(), r.partition);
+                if firsts.iter().any(|(k, _, _)| *k == key) {
+                    continue;
+                }
+                if let Some(state) = states.get(&key).filter(|s| s.expected.is_some()) {
+                    firsts.push((key, r.offset, *state));
+                }
+            }
+        }
+        for ((topic, partition), first, state) in firsts {
+            let expected = state.expected.unwrap_or_default();
+            let verdict = if first < expected {
+                // librdkafka fell back to the start of a log shorter than the stored position.
+                FirstRecord::Restarted { keep: true }
+            } else if first > expected {
+                let (low, _) = self.watermarks(&topic, partition).await?;
+                let next = state.next_offset.unwrap_or(expected);
+                if low > next {
+                    FirstRecord::Gap { low }
+                } else {
+                    // Compaction or transaction markers took the offsets: nothing was lost.
+                    FirstRecord::Same { drop_reread: false }
+                }
+            } else if state.verify_offset == Some(first) {
+                let reread = batch
+                    .iter()
+                    .find(|r| r.topic == topic && r.partition == partition && r.offset == first);
+                let stored =
+                    records::identity(&self.pool, &topic, partition, state.generation, first)
+                        .await?;
+                match (reread, stored) {
+                    (Some(r), Some((ts, key, value))) => {
+                        let same_time = ts.is_none_or(|t| r.timestamp_type.is_none() || t == r.ts);
+                        if same_time && key == r.key && value == r.value {
+                            FirstRecord::Same { drop_reread: true }
+                        } else {
+                            FirstRecord::Restarted { keep: false }
+                        }
+                    }
+                    _ => FirstRecord::Same { drop_reread: false },
+                }
+            } else {
+                FirstRecord::Same { drop_reread: false }
+            };
+            match verdict {
+                FirstRecord::Same { drop_reread } => {
+                    if drop_reread {
+                        batch.retain(|r| {
+                            !(r.topic == topic && r.partition == partition && r.offset == first)
+                        });
+                    }
+                    self.set_state(
+                        consumer,
+                        &topic,
+                        partition,
+                        state.generation,
+                        state.next_offset,
+                    );
+                }
+                FirstRecord::Gap { low } => {
+                    let next = state.next_offset.unwrap_or(expected);
+                    let event = IndexEvent {
+                        topic: topic.clone(),
+                        partition,
+                        kind: RETENTION_GAP.into(),
+                        generation: state.generation,
+                        from_offset: Some(next),
+                        to_offset: Some(low),
+                        message: format!(
+                            "Records at offsets {next} to {} of {topic} partition {partition} were deleted by the broker (retention) before the dashboard indexed them.",
+                            low - 1
+                        ),
+                        detected_at: store::now_ms(),
+                    };
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        from = next,
+                        to = low,
+                        "records deleted before they were indexed"
+                    );
+                    let position = Position {
+                        topic: topic.clone(),
+                        partition,
+                        generation: state.generation,
+                        next_offset: low,
+                    };
+                    events::record(&self.pool, &event, &position).await?;
+                    self.set_state(consumer, &topic, partition, state.generation, Some(low));
+                }
+                FirstRecord::Restarted { keep } => {
+                    let next = state.next_offset.unwrap_or(expected);
+                    self.restart_log(&topic, partition, state.generation, next)
+                        .await?;
+                    self.set_state(consumer, &topic, partition, state.generation + 1, None);
+                    if !keep {
+                        // Read mid-log: start the new generation from its beginning.
+                        batch.retain(|r| !(r.topic == topic && r.partition == partition));
+                        seek(consumer, &topic, partition, Offset::Beginning);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn watermarks(&self, topic: &str, partition: i32) -> crate::error::Result<(i64, i64)> {
+        // fetch_watermarks blocks on a broker round trip: a short-lived client on a blocking
+        // thread keeps it off the async threads and away from the group consumer.
+        let config = self.kafka.client_config();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || -> crate::error::Result<(i64, i64)> {
+            let probe: rdkafka::consumer::BaseConsumer = config.create()?;
+            Ok(probe.fetch_watermarks(&topic, partition, Duration::from_secs(10))?)
+        })
+        .await
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?
+    }
+
+    /// Record that a partition's log restarted: generation + 1, old rows kept.
+    async fn restart_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        generation: i64,
+        next: i64,
+    ) -> crate::error::Result<()> {
+        let event = IndexEvent {
+            topic: topic.to_string(),
+            partition,
+            kind: LOG_RESET.into(),
+            generation: generation + 1,
+            from_offset: Some(next),
+            to_offset: None,
+            message: format!(
+                "Offsets of {topic} partition {partition} restarted (the topic was deleted and recreated, or the cluster was wiped). Records indexed before are kept as generation {generation}; new records are indexed as generation {}.",
+                generation + 1
+            ),
+            detected_at: store::now_ms(),
+        };
+        tracing::warn!(
+            topic,
+            partition,
+            generation = generation + 1,
+            "partition log restarted"
+        );
+        let position = Position {
+            topic: topic.to_string(),
+            partition,
+            generation: generation + 1,
+            next_offset: 0,
+        };
+        events::record(&self.pool, &event, &position).await?;
+        Ok(())
+    }
+
+    fn set_state(
+        &self,
+        consumer: &StreamConsumer<IndexerContext>,
+        topic: &str,
+        partition: i32,
+        generation: i64,
+        next_offset: Option<i64>,
+    ) {
+        lock(&consumer.context().states).insert(
+            (topic.to_string(), partition),
+            PartitionState {
+                generation,
+                next_offset,
+                verify_offset: None,
+                expected: None,
+            },
+        );
+    }
+
+    /// Check first records, stamp generations, and store the batch with its positions.
     async fn write(
         &self,
         consumer: &StreamConsumer<IndexerContext>,
-        batch: &[NewRecord],
+        batch: &mut Vec<NewRecord>,
     ) -> crate::error::Result<()> {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for r in batch {
-            let e = next
-                .entry((r.topic.as_str(), r.partition))
-                .or_insert(r.offset + 1);
-            *e = (*e).max(r.offset + 1);
+        self.check_first_records(consumer, batch).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut next: HashMap<(String, i32), (i64, i64)> = HashMap::new();
+        {
+            let states = lock(&consumer.context().states);
+            for r in batch.iter_mut() {
+                let key = (r.topic.clone(), r.partition);
+                r.generation = states.get(&key).map_or(0, |s| s.generation);
+                let e = next.entry(key).or_insert((r.generation, r.offset + 1));
+                e.1 = e.1.max(r.offset + 1);
+            }
         }
         let advance: Vec<Position> = next
             .iter()
-            .map(|(&(t, p), &n)| Position {
-                topic: t.to_string(),
-                partition: p,
+            .map(|((t, p), &(generation, n))| Position {
+                topic: t.clone(),
+                partition: *p,
+                generation,
                 next_offset: n,
             })
             .collect();
         let outcome = records::insert_batch(&self.pool, batch, &advance, store::now_ms()).await?;
         {
-            let mut map = consumer
-                .context()
-                .positions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut states = lock(&consumer.context().states);
             for p in &advance {
-                let e = map
-                    .entry((p.topic.clone(), p.partition))
-                    .or_insert(p.next_offset);
-                *e = (*e).max(p.next_offset);
+                let s = states.entry((p.topic.clone(), p.partition)).or_default();
+                if s.generation == p.generation {
+                    s.next_offset = Some(
+                        s.next_offset
+                            .map_or(p.next_offset, |n| n.max(p.next_offset)),
+                    );
+                }
             }
         }
         let positions: Vec<(String, i32, i64)> = advance
@@ -333,6 +588,14 @@ impl Indexer {
             tracing::debug!(error = %e, "offset commit to Kafka failed");
         }
         Ok(())
+    }
+}
+
+/// Move a partition's fetch position without waiting (a zero timeout makes the seek
+/// asynchronous; outdated prefetched records are discarded by librdkafka).
+fn seek(consumer: &StreamConsumer<IndexerContext>, topic: &str, partition: i32, offset: Offset) {
+    if let Err(e) = consumer.seek(topic, partition, offset, Duration::ZERO) {
+        tracing::warn!(topic, partition, error = %e, "seek failed");
     }
 }
 
@@ -391,4 +654,24 @@ pub fn read_headers(m: &BorrowedMessage<'_>) -> Vec<RawHeader> {
         out.push(RawHeader { name, value });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_rereads_the_last_indexed_record() {
+        let s = PartitionState {
+            next_offset: Some(10),
+            ..PartitionState::default()
+        };
+        assert_eq!(s.start(), (Offset::Offset(9), Some(9)));
+        let s = PartitionState {
+            next_offset: Some(0),
+            ..s
+        };
+        assert_eq!(s.start(), (Offset::Offset(0), None));
+        assert_eq!(PartitionState::default().start(), (Offset::Beginning, None));
+    }
 }

@@ -18,6 +18,8 @@ pub struct NewRecord {
     pub partition: i32,
     /// DLQ offset.
     pub offset: i64,
+    /// Generation of the partition's log the record belongs to (set by the indexer).
+    pub generation: i64,
     /// Record time in ms (the broker's or producer's timestamp, else the time indexed).
     pub ts: i64,
     /// "create" or "log_append" when the record carried a timestamp.
@@ -94,6 +96,7 @@ impl NewRecord {
             topic: parts.topic,
             partition: parts.partition,
             offset: parts.offset,
+            generation: 0,
             key: parts.key,
             value: parts.value,
             normalised,

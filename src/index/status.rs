@@ -22,7 +22,6 @@ struct Inner {
     positions: BTreeMap<(String, i32), i64>,
     indexed: u64,
     last_indexed_at: Option<i64>,
-    notices: BTreeMap<String, String>,
 }
 
 /// A copy of the state for rendering.
@@ -44,8 +43,6 @@ pub struct StatusSnapshot {
     pub assigned_partitions: BTreeMap<String, i64>,
     /// Lag per (topic, partition): high watermark minus indexed position.
     pub lag: Vec<(String, i32, i64)>,
-    /// Per-topic notices (e.g. a topic that does not exist), topic -> sentence.
-    pub notices: BTreeMap<String, String>,
 }
 
 impl IndexerStatus {
@@ -79,19 +76,6 @@ impl IndexerStatus {
     /// Note an error that does not change connectivity.
     pub fn set_error(&self, error: String) {
         self.lock().last_error = Some(error);
-    }
-
-    /// A per-topic notice shown on the overview (None clears it).
-    pub fn set_notice(&self, topic: &str, notice: Option<String>) {
-        let mut s = self.lock();
-        match notice {
-            Some(n) => {
-                s.notices.insert(topic.to_string(), n);
-            }
-            None => {
-                s.notices.remove(topic);
-            }
-        }
     }
 
     /// Partitions were assigned.
@@ -173,7 +157,6 @@ impl IndexerStatus {
                 .map(|(t, set)| (t.clone(), set.len() as i64))
                 .collect(),
             lag,
-            notices: s.notices,
         }
     }
 }

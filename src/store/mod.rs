@@ -1,5 +1,6 @@
 //! All SQL lives here, one file per table family. Everything else talks to these functions.
 
+pub mod events;
 pub mod groups;
 pub mod positions;
 pub mod records;

@@ -1,16 +1,19 @@
-//! Per-partition index positions: the next offset to read, advanced with the rows it covers.
+//! Per-partition index positions: the log generation and the next offset to read, advanced
+//! with the rows they cover.
 
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::Result;
 
-/// The next offset to index for one partition.
+/// Where indexing stands in one partition.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Position {
     /// DLQ topic.
     pub topic: String,
     /// Partition number.
     pub partition: i32,
+    /// Which incarnation of the partition's log (0 until its offsets ever restart).
+    pub generation: i64,
     /// The offset after the last indexed record.
     pub next_offset: i64,
 }
@@ -18,26 +21,51 @@ pub struct Position {
 /// Every stored position.
 pub async fn all(pool: &SqlitePool) -> Result<Vec<Position>> {
     Ok(sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM partition_positions ORDER BY topic, partition",
+        "SELECT topic, partition, generation, next_offset FROM partition_positions ORDER BY topic, partition",
     )
     .fetch_all(pool)
     .await?)
 }
 
-/// Advance positions inside the caller's transaction; a position never moves backwards.
+/// Advance positions inside the caller's transaction. Within a generation a position never
+/// moves backwards; a newer generation replaces the old position.
 pub async fn advance(conn: &mut SqliteConnection, positions: &[Position], now: i64) -> Result<()> {
     for p in positions {
         sqlx::query(
-            "INSERT INTO partition_positions (topic, partition, next_offset, updated_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO partition_positions (topic, partition, generation, next_offset, updated_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (topic, partition) DO UPDATE SET
-                next_offset = MAX(next_offset, excluded.next_offset), updated_at = excluded.updated_at",
+                next_offset = CASE
+                    WHEN excluded.generation > generation THEN excluded.next_offset
+                    WHEN excluded.generation = generation THEN MAX(next_offset, excluded.next_offset)
+                    ELSE next_offset END,
+                generation = MAX(generation, excluded.generation),
+                updated_at = excluded.updated_at",
         )
         .bind(&p.topic)
         .bind(p.partition)
+        .bind(p.generation)
         .bind(p.next_offset)
         .bind(now)
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Set a position exactly (after the broker's log was found to have moved), in the caller's
+/// transaction.
+pub async fn reset(conn: &mut SqliteConnection, p: &Position, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO partition_positions (topic, partition, generation, next_offset, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (topic, partition) DO UPDATE SET generation = excluded.generation,
+            next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+    )
+    .bind(&p.topic)
+    .bind(p.partition)
+    .bind(p.generation)
+    .bind(p.next_offset)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
 use crate::index::record::NewRecord;
 
-/// Rows per INSERT statement: 23 bound columns each stays well under SQLite's 32766
+/// Rows per INSERT statement: 24 bound columns each stays well under SQLite's 32766
 /// variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
 
@@ -41,12 +41,13 @@ pub async fn insert_batch(
     }
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO records (topic, partition, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status) ",
+            "INSERT OR IGNORE INTO records (topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status) ",
         );
         qb.push_values(chunk, |mut b, r| {
             let n = &r.normalised;
             b.push_bind(&r.topic)
                 .push_bind(r.partition)
+                .push_bind(r.generation)
                 .push_bind(r.offset)
                 .push_bind(r.ts)
                 .push_bind(r.timestamp_type)
@@ -104,7 +105,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -115,6 +116,8 @@ pub struct RecordSummary {
     pub topic: String,
     /// DLQ partition.
     pub partition: i32,
+    /// Generation of the partition's log.
+    pub generation: i64,
     /// DLQ offset.
     pub offset: i64,
     /// Record time, ms.
@@ -295,40 +298,81 @@ pub async fn count(pool: &SqlitePool, filter: &MessageFilter) -> Result<i64> {
     Ok(qb.build_query_scalar().fetch_one(pool).await?)
 }
 
+/// Where a record is: topic, partition, offset, and the log generation (None: the newest
+/// generation that has a record at that offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordId {
+    /// DLQ topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Generation, when asked for explicitly.
+    pub generation: Option<i64>,
+}
+
 /// One record by its coordinates.
-pub async fn get(
-    pool: &SqlitePool,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<Option<RecordDetail>> {
+pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, stacktrace, attempts, problems, headers, timestamp_type, indexed_at, value
-         FROM records WHERE topic = ? AND partition = ? AND \"offset\" = ?"
+         FROM records WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+         ORDER BY generation DESC LIMIT 1"
     ))
-    .bind(topic)
-    .bind(partition)
-    .bind(offset)
+    .bind(&id.topic)
+    .bind(id.partition)
+    .bind(id.offset)
+    .bind(id.generation)
     .fetch_optional(pool)
     .await?)
 }
 
 /// The payload of one record: None when the record is unknown, Some(None) for a null value.
-pub async fn value(
-    pool: &SqlitePool,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<Option<Option<Vec<u8>>>> {
+pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<Option<Vec<u8>>>> {
     let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(
-        "SELECT value FROM records WHERE topic = ? AND partition = ? AND \"offset\" = ?",
+        "SELECT value FROM records WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+         ORDER BY generation DESC LIMIT 1",
     )
-    .bind(topic)
-    .bind(partition)
-    .bind(offset)
+    .bind(&id.topic)
+    .bind(id.partition)
+    .bind(id.offset)
+    .bind(id.generation)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(v,)| v))
+}
+
+/// What identifies a stored record's content: (timestamp if it had one, key, value).
+pub type Identity = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// What the index holds at one exact coordinate, for checking that a re-read record is the
+/// same record.
+pub async fn identity(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+    generation: i64,
+    offset: i64,
+) -> Result<Option<Identity>> {
+    Ok(sqlx::query_as(
+        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, value FROM records
+         WHERE topic = ? AND partition = ? AND generation = ? AND \"offset\" = ?",
+    )
+    .bind(topic)
+    .bind(partition)
+    .bind(generation)
+    .bind(offset)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Partitions whose log was ever reset, with their current generation.
+pub async fn current_generations(pool: &SqlitePool) -> Result<Vec<(String, i32, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT topic, partition, generation FROM partition_positions WHERE generation > 0",
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Distinct values for filter drop-downs: topics and error classes seen.

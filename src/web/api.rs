@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::filter::MessageQuery;
 use crate::index::record::decode_headers;
-use crate::store::records::{RecordDetail, RecordSummary};
+use crate::store::records::{RecordDetail, RecordId, RecordSummary};
 use crate::store::{self, groups, records, stats};
 
 /// Routes under /api.
@@ -41,12 +41,26 @@ pub struct TopicJson {
     newest: Option<String>,
     oldest_unresolved: Option<String>,
     unresolved: i64,
+    events: Vec<EventJson>,
+}
+
+/// Something the indexer noticed about a topic's log (retention gap, restarted offsets).
+#[derive(Serialize)]
+pub struct EventJson {
+    kind: String,
+    partition: i32,
+    generation: i64,
+    from_offset: Option<i64>,
+    to_offset: Option<i64>,
+    message: String,
+    detected_at: String,
 }
 
 async fn topics(State(state): State<AppState>) -> Result<Json<Vec<TopicJson>>> {
     let snapshot = state.status.snapshot();
     let overviews =
         stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, store::now_ms()).await?;
+    let events = store::events::recent(&state.pool, None, 500).await?;
     Ok(Json(
         overviews
             .into_iter()
@@ -58,6 +72,19 @@ async fn topics(State(state): State<AppState>) -> Result<Json<Vec<TopicJson>>> {
                 newest: o.newest.map(iso),
                 oldest_unresolved: o.oldest_unresolved.map(iso),
                 by_status: o.by_status,
+                events: events
+                    .iter()
+                    .filter(|e| e.topic == o.topic)
+                    .map(|e| EventJson {
+                        kind: e.kind.clone(),
+                        partition: e.partition,
+                        generation: e.generation,
+                        from_offset: e.from_offset,
+                        to_offset: e.to_offset,
+                        message: e.message.clone(),
+                        detected_at: iso(e.detected_at),
+                    })
+                    .collect(),
                 topic: o.topic,
             })
             .collect(),
@@ -89,6 +116,7 @@ pub struct MessageJson {
     topic: String,
     partition: i32,
     offset: i64,
+    generation: i64,
     timestamp: String,
     key: Option<String>,
     key_base64: Option<String>,
@@ -126,6 +154,7 @@ impl MessageJson {
             topic: r.topic,
             partition: r.partition,
             offset: r.offset,
+            generation: r.generation,
             status: r.status,
             replay_count: r.replay_count,
             value_size: r.value_size,
@@ -198,28 +227,65 @@ pub fn coordinates(partition: &str, offset: &str) -> Result<(i32, i64)> {
     Ok((partition, offset))
 }
 
-/// Fetch one record or a 404 naming it.
-pub async fn find(
-    state: &AppState,
+/// The record a URL names: path coordinates plus an optional `?generation=N`.
+pub fn record_id(
     topic: &str,
     partition: &str,
     offset: &str,
-) -> Result<RecordDetail> {
-    let (p, o) = coordinates(partition, offset)?;
-    records::get(&state.pool, topic, p, o)
-        .await?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "No indexed message at {topic} partition {p} offset {o}."
+    query: Option<&str>,
+) -> Result<RecordId> {
+    let (partition, offset) = coordinates(partition, offset)?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut generation = None;
+    for (k, v) in params {
+        if k != "generation" {
+            return Err(Error::BadRequest(format!(
+                "Unknown parameter '{k}'; a message address takes only 'generation'."
+            )));
+        }
+        generation = Some(v.parse::<i64>().ok().filter(|g| *g >= 0).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Parameter 'generation' is '{v}'; use a whole number from 0."
             ))
-        })
+        })?);
+    }
+    Ok(RecordId {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        generation,
+    })
+}
+
+/// Fetch one record or a 404 naming it.
+pub async fn find(state: &AppState, id: &RecordId) -> Result<RecordDetail> {
+    records::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_indexed(id))
+}
+
+fn not_indexed(id: &RecordId) -> Error {
+    let generation = id
+        .generation
+        .map(|g| format!(" (generation {g})"))
+        .unwrap_or_default();
+    Error::NotFound(format!(
+        "No indexed message at {} partition {} offset {}{generation}.",
+        id.topic, id.partition, id.offset
+    ))
 }
 
 async fn message(
     State(state): State<AppState>,
     Path((topic, partition, offset)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<MessageDetailJson>> {
-    let d = find(&state, &topic, &partition, &offset).await?;
+    let d = find(
+        &state,
+        &record_id(&topic, &partition, &offset, query.as_deref())?,
+    )
+    .await?;
     let headers = decode_headers(&d.headers)
         .into_iter()
         .map(|h| HeaderJson {
@@ -258,15 +324,13 @@ async fn message(
 pub async fn raw(
     State(state): State<AppState>,
     Path((topic, partition, offset)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let (p, o) = coordinates(&partition, &offset)?;
-    let value = records::value(&state.pool, &topic, p, o)
+    let id = record_id(&topic, &partition, &offset, query.as_deref())?;
+    let value = records::value(&state.pool, &id)
         .await?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "No indexed message at {topic} partition {p} offset {o}."
-            ))
-        })?;
+        .ok_or_else(|| not_indexed(&id))?;
+    let (p, o) = (id.partition, id.offset);
     let safe_topic: String = topic
         .chars()
         .map(|c| {

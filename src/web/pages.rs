@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::api::find;
+use super::api::{find, record_id};
 use super::view;
 use crate::app::AppState;
 use crate::error::Error;
@@ -171,7 +171,7 @@ struct TopicCard {
     inflow_24h: String,
     by_status: Vec<(String, String)>,
     top_errors: Vec<ErrorClassLink>,
-    notice: Option<String>,
+    notices: Vec<String>,
 }
 
 #[derive(Template)]
@@ -199,6 +199,7 @@ async fn overview(State(state): State<AppState>) -> PageResult {
     let now = store::now_ms();
     let snapshot = state.status.snapshot();
     let overviews = stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, now).await?;
+    let events = store::events::recent(&state.pool, None, 200).await?;
     let mut total_unresolved = 0;
     let mut total_messages = 0;
     let cards = overviews
@@ -236,7 +237,12 @@ async fn overview(State(state): State<AppState>) -> PageResult {
                         ]),
                     })
                     .collect(),
-                notice: snapshot.notices.get(&o.topic).cloned(),
+                notices: events
+                    .iter()
+                    .filter(|e| e.topic == o.topic)
+                    .take(3)
+                    .map(|e| format!("{} (noticed {})", e.message, view::time(e.detected_at)))
+                    .collect(),
                 topic: o.topic,
             }
         })
@@ -304,6 +310,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
     let f = &query.filter;
     let pairs = f.to_pairs();
     let matching = records::count_capped(&state.pool, f, COUNT_CAP).await?;
+    let reset = records::current_generations(&state.pool).await?;
     let page_link = |param: &str, cursor: crate::filter::Cursor| {
         let mut p = pairs.clone();
         p.push((
@@ -316,12 +323,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
         .rows
         .iter()
         .map(|r| MessageRow {
-            link: format!(
-                "/messages/{}/{}/{}",
-                path_segment(&r.topic),
-                r.partition,
-                r.offset
-            ),
+            link: format!("/messages/{}", message_path(r, &reset)),
             time_relative: view::relative(r.ts, now),
             time_exact: view::time(r.ts),
             time_iso: view::iso(r.ts),
@@ -396,6 +398,28 @@ fn datetime_local(ms: i64) -> String {
         .collect()
 }
 
+/// `topic/partition/offset`, with `?generation=N` when the partition's log was ever reset,
+/// so the link keeps naming this record and not the one now at that offset.
+fn message_path(r: &records::RecordSummary, reset: &[(String, i32, i64)]) -> String {
+    let base = format!("{}/{}/{}", path_segment(&r.topic), r.partition, r.offset);
+    let partition_was_reset = reset
+        .iter()
+        .any(|(t, p, _)| *t == r.topic && *p == r.partition);
+    if r.generation > 0 || partition_was_reset {
+        format!("{base}?generation={}", r.generation)
+    } else {
+        base
+    }
+}
+
+/// The raw download path for a message path (the query, if any, goes after `/raw`).
+fn raw_path(message_path: &str) -> String {
+    match message_path.split_once('?') {
+        Some((path, query)) => format!("/api/messages/{path}/raw?{query}"),
+        None => format!("/api/messages/{message_path}/raw"),
+    }
+}
+
 /// Percent-encode a topic name for a URL path segment.
 pub fn path_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
@@ -450,12 +474,18 @@ struct MessagePage {
 async fn message(
     State(state): State<AppState>,
     Path((topic, partition, offset)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
 ) -> PageResult {
-    let d = find(&state, &topic, &partition, &offset).await?;
+    let d = find(
+        &state,
+        &record_id(&topic, &partition, &offset, query.as_deref())?,
+    )
+    .await?;
     let now = store::now_ms();
     let s = &d.summary;
     let (payload, payload_cut) = view::payload(d.value.as_deref());
-    let coordinates = format!("{}/{}/{}", path_segment(&s.topic), s.partition, s.offset);
+    let reset = records::current_generations(&state.pool).await?;
+    let coordinates = message_path(s, &reset);
     let headers = decode_headers(&d.headers)
         .into_iter()
         .map(|h| {
@@ -512,7 +542,7 @@ async fn message(
         origin_time: s.origin_timestamp.map(view::time),
         consumer_group: s.consumer_group.clone(),
         group_link: messages_link(&[("group", s.fingerprint.clone())]),
-        raw_link: format!("/api/messages/{coordinates}/raw"),
+        raw_link: raw_path(&coordinates),
         json_link: format!("/api/messages/{coordinates}"),
     })
 }

@@ -116,6 +116,13 @@ pub fn serve_args(bootstrap: &str, db: &std::path::Path) -> ServeArgs {
     }
 }
 
+/// Log to the test output when RUST_LOG is set (e.g. RUST_LOG=dlq_dashboard=debug).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    }
+}
+
 impl TestDashboard {
     pub async fn start(kafka: &Kafka) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
@@ -124,6 +131,7 @@ impl TestDashboard {
     }
 
     pub async fn start_with(args: ServeArgs, dir: Arc<tempfile::TempDir>) -> Self {
+        init_logging();
         let db = args.database.clone();
         let dashboard = Dashboard::start(args).await.expect("dashboard starts");
         TestDashboard {

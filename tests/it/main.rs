@@ -7,4 +7,5 @@ mod conventions;
 mod harness;
 mod hostile;
 mod lifecycle;
+mod logmoves;
 mod outage;
