@@ -88,6 +88,7 @@ impl Dashboard {
             group_id: args.group_id.clone(),
             pool: pool.clone(),
             status: status.clone(),
+            probe: Default::default(),
         };
         let consumer = indexer.connect().await?;
         let listener = TcpListener::bind(args.listen).await.map_err(|e| {
@@ -174,12 +175,69 @@ pub async fn dev_cluster(args: DevClusterArgs) -> Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
     tracing::info!(
-        "embedded Kafka running with {} brokers; stop with ctrl-c",
+        "embedded Kafka running with {} brokers; stop with ctrl-c; commands on stdin: down [ID], up [ID], topic NAME[:PARTITIONS]",
         args.brokers_count
     );
+    let cluster = Arc::new(cluster);
+    let control = cluster.clone();
+    // Commands on stdin let a developer (or a test) simulate outages without restarting the
+    // cluster, whose ports would change. A closed stdin simply ends the command reader.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            let reply = match dev_cluster_command(&control, &line) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            println!("{reply}");
+            let _ = std::io::stdout().flush();
+        }
+    });
     wait_for_signal().await;
     drop(cluster);
     Ok(())
+}
+
+/// One `dev-cluster` stdin command: `down [ID]`, `up [ID]` (all brokers without an id), or
+/// `topic NAME[:PARTITIONS]`.
+fn dev_cluster_command(cluster: &EmbeddedCluster, line: &str) -> Result<()> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let brokers = |id: Option<&&str>| -> Result<Vec<i32>> {
+        match id {
+            None => Ok((1..=cluster.broker_count()).collect()),
+            Some(id) => id
+                .parse::<i32>()
+                .ok()
+                .filter(|i| (1..=cluster.broker_count()).contains(i))
+                .map(|i| vec![i])
+                .ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "no broker {id}; ids are 1 to {}",
+                        cluster.broker_count()
+                    ))
+                }),
+        }
+    };
+    match words.as_slice() {
+        ["down", rest @ ..] => brokers(rest.first())?
+            .into_iter()
+            .try_for_each(|b| cluster.broker_down(b)),
+        ["up", rest @ ..] => brokers(rest.first())?
+            .into_iter()
+            .try_for_each(|b| cluster.broker_up(b)),
+        ["topic", spec] => {
+            let (name, partitions) =
+                crate::config::parse_topic_spec(spec).map_err(Error::BadRequest)?;
+            cluster.create_topic(&name, partitions)
+        }
+        _ => Err(Error::BadRequest(format!(
+            "unknown command '{line}'; use down [ID], up [ID] or topic NAME[:PARTITIONS]"
+        ))),
+    }
 }
 
 async fn wait_for_signal() {

@@ -55,8 +55,9 @@ pub struct ServeArgs {
     /// Consumer group id the indexer joins (positions live in SQLite; the group assigns partitions).
     #[arg(long, env = "DLQ_GROUP_ID", default_value = "dlq-dashboard")]
     pub group_id: String,
-    /// Extra librdkafka property, e.g. security.protocol=SASL_SSL (repeatable; env: comma-separated).
-    #[arg(long = "kafka-config", env = "DLQ_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    /// Extra librdkafka property, e.g. security.protocol=SASL_SSL (repeatable; values may
+    /// contain commas, as librdkafka's lists do; in the env variable separate entries with ';').
+    #[arg(long = "kafka-config", env = "DLQ_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
     pub kafka_config: Vec<(String, String)>,
     /// Write the bound port to this file once listening (for scripts and tests that use port 0).
     #[arg(long, env = "DLQ_PORT_FILE")]
@@ -115,7 +116,8 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_topic_spec(s: &str) -> Result<(String, i32), String> {
+/// Parse `NAME` or `NAME:PARTITIONS` (3 partitions when absent).
+pub fn parse_topic_spec(s: &str) -> Result<(String, i32), String> {
     let (name, partitions) = match s.rsplit_once(':') {
         Some((name, p)) => {
             let p: i32 = p

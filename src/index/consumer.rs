@@ -8,12 +8,13 @@
 //! usual lag tooling sees the group.
 //!
 //! The broker's log can move under the index: retention deletes records not yet indexed, or
-//! a topic is deleted and recreated and its offsets start again. On every assignment the
-//! indexer re-reads the last indexed record and checks the first record it gets: the same
-//! record means the same log; an earlier offset or a different record means the log
-//! restarted (it becomes a new generation of the partition, and the old rows stay); a later
-//! offset with the log start past the stored position means records were deleted before
-//! they were indexed (a gap, recorded and shown). Nothing is skipped silently.
+//! a topic is deleted and recreated and its offsets start again. Each batch's first record
+//! per partition is checked against the stored position (and every assignment starts one
+//! record early, so that this check always has an indexed record to compare): a record
+//! below the position must be the same record as the one stored, else the log restarted
+//! (it becomes a new generation of the partition, and the old rows stay); a record past the
+//! position with the log start past it means records were deleted before they were indexed
+//! (a gap, recorded and shown). Nothing is skipped silently.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ const MAX_BATCH_RECORDS: usize = 5000;
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// How long to wait for more records before writing a partial batch.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
+/// How often stored positions are compared with the brokers' high watermarks.
+const AUDIT_EVERY: Duration = Duration::from_secs(5);
 
 /// What the indexer knows about one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,33 +58,31 @@ pub struct PartitionState {
     pub generation: i64,
     /// The offset after the last indexed record; None before the first.
     pub next_offset: Option<i64>,
-    /// Offset of the already-indexed record being re-read to check the log is the same one.
-    pub verify_offset: Option<i64>,
-    /// Where reading was started at the last assignment, until the first record arrives.
-    pub expected: Option<i64>,
-}
-
-/// What the first record read after an assignment says about the partition's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FirstRecord {
-    /// The same log: read on (dropping the re-read record when it was one).
-    Same { drop_reread: bool },
-    /// Records up to `low` were deleted before they were indexed.
-    Gap { low: i64 },
-    /// The log restarted; `keep` when the records read are from its beginning.
-    Restarted { keep: bool },
 }
 
 impl PartitionState {
-    /// Where to start reading on assignment, and whether that start re-reads the last indexed
-    /// record for the identity check.
-    pub fn start(&self) -> (Offset, Option<i64>) {
+    /// Where to start reading on assignment: one record before the stored position, so that
+    /// the first record read is one already indexed and proves the log is the same log.
+    pub fn start(&self) -> Offset {
         match self.next_offset {
-            Some(next) if next > 0 => (Offset::Offset(next - 1), Some(next - 1)),
-            Some(next) => (Offset::Offset(next), None),
-            None => (Offset::Beginning, None),
+            Some(next) if next > 0 => Offset::Offset(next - 1),
+            Some(next) => Offset::Offset(next),
+            None => Offset::Beginning,
         }
     }
+}
+
+/// What the first record of a partition in a batch says about the partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continuity {
+    /// It follows the stored position: store everything.
+    Continues,
+    /// It re-reads records already indexed (after an assignment or a restart): drop those.
+    Reread,
+    /// Records from the stored position up to `low` were deleted before being indexed.
+    Gap { low: i64 },
+    /// The log restarted under the same name: a new generation from its beginning.
+    Restarted,
 }
 
 type States = Arc<Mutex<HashMap<(String, i32), PartitionState>>>;
@@ -153,13 +154,10 @@ impl ConsumerContext for IndexerContext {
                 {
                     let mut states = lock(&self.states);
                     for (topic, partition) in &parts {
-                        let state = states.entry((topic.clone(), *partition)).or_default();
-                        let (start, verify) = state.start();
-                        state.verify_offset = verify;
-                        state.expected = match start {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        };
+                        let start = states
+                            .entry((topic.clone(), *partition))
+                            .or_default()
+                            .start();
                         if let Err(e) = tpl.set_partition_offset(topic, *partition, start) {
                             tracing::error!(topic, partition, error = %e, "cannot set start offset");
                         }
@@ -215,6 +213,8 @@ pub struct Indexer {
     pub pool: SqlitePool,
     /// Shared status.
     pub status: Arc<IndexerStatus>,
+    /// A plain client for watermark queries, created on first use.
+    pub probe: std::sync::OnceLock<Arc<rdkafka::consumer::BaseConsumer>>,
 }
 
 impl Indexer {
@@ -233,7 +233,6 @@ impl Indexer {
                 let state = PartitionState {
                     generation: p.generation,
                     next_offset: Some(p.next_offset),
-                    ..PartitionState::default()
                 };
                 ((p.topic, p.partition), state)
             })
@@ -249,7 +248,7 @@ impl Indexer {
             .set("enable.auto.offset.store", "false")
             // A stored position the log no longer has falls back to the log's start; the first
             // record read then shows the jump, which is examined and reported, never silent
-            // (see `check_first_records`).
+            // (see `check_continuity`).
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "1000")
@@ -274,11 +273,25 @@ impl Indexer {
     pub async fn run(self, consumer: StreamConsumer<IndexerContext>, shutdown: CancellationToken) {
         let consumer = Arc::new(consumer);
         let mut pending: Vec<NewRecord> = Vec::new();
+        let mut audit = tokio::time::interval(AUDIT_EVERY);
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut was_connected = false;
         loop {
             if pending.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     msg = consumer.recv() => self.take(msg, &mut pending),
+                    _ = audit.tick() => {
+                        let connected = self.status.is_connected();
+                        if connected && !was_connected {
+                            self.reverify(&consumer);
+                        }
+                        was_connected = connected;
+                        if let Err(e) = self.audit(&consumer).await {
+                            tracing::warn!(error = %e, "checking positions against the brokers failed");
+                        }
+                        continue;
+                    }
                 }
             }
             let mut bytes: usize = pending
@@ -337,79 +350,68 @@ impl Indexer {
         }
     }
 
-    /// The first record read from a partition after an assignment tells whether the log
-    /// is still the one indexed: it must be the record re-read for the identity check (or,
-    /// without one, the stored position). Removes what must not be stored from the batch.
-    async fn check_first_records(
+    /// Check each partition's first record in the batch against the stored position: the
+    /// log must continue where the index stands. A re-read of indexed records is dropped, a
+    /// gap is recorded, a restarted log becomes a new generation. Removes from the batch what
+    /// must not be stored.
+    async fn check_continuity(
         &self,
         consumer: &StreamConsumer<IndexerContext>,
         batch: &mut Vec<NewRecord>,
     ) -> crate::error::Result<()> {
-        let mut firsts: Vec<((String, i32), i64, PartitionState)> = Vec::new();
+        let mut firsts: Vec<(usize, PartitionState)> = Vec::new();
         {
             let states = lock(&consumer.context().states);
-            for r in batch.iter() {
-                let key = (r.topic.clone(), r.partition);
-                if firsts.iter().any(|(k, _, _)| *k == key) {
-                    continue;
-                }
-                if let Some(state) = states.get(&key).filter(|s| s.expected.is_some()) {
-                    firsts.push((key, r.offset, *state));
+            let mut seen = std::collections::HashSet::new();
+            for (i, r) in batch.iter().enumerate() {
+                if seen.insert((r.topic.as_str(), r.partition)) {
+                    let state = states
+                        .get(&(r.topic.clone(), r.partition))
+                        .copied()
+                        .unwrap_or_default();
+                    firsts.push((i, state));
                 }
             }
         }
-        for ((topic, partition), first, state) in firsts {
-            let expected = state.expected.unwrap_or_default();
-            let verdict = if first < expected {
-                // librdkafka fell back to the start of a log shorter than the stored position.
-                FirstRecord::Restarted { keep: true }
-            } else if first > expected {
-                let (low, _) = self.watermarks(&topic, partition).await?;
-                let next = state.next_offset.unwrap_or(expected);
-                if low > next {
-                    FirstRecord::Gap { low }
-                } else {
-                    // Compaction or transaction markers took the offsets: nothing was lost.
-                    FirstRecord::Same { drop_reread: false }
-                }
-            } else if state.verify_offset == Some(first) {
-                let reread = batch
-                    .iter()
-                    .find(|r| r.topic == topic && r.partition == partition && r.offset == first);
-                let stored =
-                    records::identity(&self.pool, &topic, partition, state.generation, first)
-                        .await?;
-                match (reread, stored) {
-                    (Some(r), Some((ts, key, value))) => {
+        let mut drops: Vec<(String, i32, i64)> = Vec::new();
+        for (i, state) in firsts {
+            let (topic, partition, first) =
+                (batch[i].topic.clone(), batch[i].partition, batch[i].offset);
+            let Some(next) = state.next_offset else {
+                continue;
+            };
+            let verdict = if first < next {
+                let r = &batch[i];
+                match records::identity(&self.pool, &topic, partition, state.generation, first)
+                    .await?
+                {
+                    Some((ts, key, value)) => {
                         let same_time = ts.is_none_or(|t| r.timestamp_type.is_none() || t == r.ts);
                         if same_time && key == r.key && value == r.value {
-                            FirstRecord::Same { drop_reread: true }
+                            Continuity::Reread
                         } else {
-                            FirstRecord::Restarted { keep: false }
+                            Continuity::Restarted
                         }
                     }
-                    _ => FirstRecord::Same { drop_reread: false },
+                    // Nothing stored there (compacted away before): nothing to compare.
+                    None => Continuity::Reread,
+                }
+            } else if first > next {
+                // Offsets also jump over transaction markers and compacted records; only a log
+                // start past the stored position means records were deleted unread.
+                let low = self.low_watermark(&topic, partition).await?;
+                if low > next {
+                    Continuity::Gap { low }
+                } else {
+                    Continuity::Continues
                 }
             } else {
-                FirstRecord::Same { drop_reread: false }
+                Continuity::Continues
             };
             match verdict {
-                FirstRecord::Same { drop_reread } => {
-                    if drop_reread {
-                        batch.retain(|r| {
-                            !(r.topic == topic && r.partition == partition && r.offset == first)
-                        });
-                    }
-                    self.set_state(
-                        consumer,
-                        &topic,
-                        partition,
-                        state.generation,
-                        state.next_offset,
-                    );
-                }
-                FirstRecord::Gap { low } => {
-                    let next = state.next_offset.unwrap_or(expected);
+                Continuity::Continues => {}
+                Continuity::Reread => drops.push((topic, partition, next)),
+                Continuity::Gap { low } => {
                     let event = IndexEvent {
                         topic: topic.clone(),
                         partition,
@@ -439,33 +441,91 @@ impl Indexer {
                     events::record(&self.pool, &event, &position).await?;
                     self.set_state(consumer, &topic, partition, state.generation, Some(low));
                 }
-                FirstRecord::Restarted { keep } => {
-                    let next = state.next_offset.unwrap_or(expected);
+                Continuity::Restarted => {
                     self.restart_log(&topic, partition, state.generation, next)
                         .await?;
                     self.set_state(consumer, &topic, partition, state.generation + 1, None);
-                    if !keep {
-                        // Read mid-log: start the new generation from its beginning.
-                        batch.retain(|r| !(r.topic == topic && r.partition == partition));
-                        seek(consumer, &topic, partition, Offset::Beginning);
-                    }
+                    // What was read may start mid-log: read the new generation from its start.
+                    drops.push((topic.clone(), partition, i64::MAX));
+                    seek(consumer, &topic, partition, Offset::Beginning);
                 }
+            }
+        }
+        for (topic, partition, below) in drops {
+            batch.retain(|r| !(r.topic == topic && r.partition == partition && r.offset < below));
+        }
+        Ok(())
+    }
+
+    /// After the brokers were unreachable the cluster may have come back wiped and refilled,
+    /// with offsets that look like a continuation. Re-reading the last indexed record of every
+    /// assigned partition lets `check_continuity` compare it with the stored one.
+    fn reverify(&self, consumer: &StreamConsumer<IndexerContext>) {
+        // The status's copy of the assignment: rd_kafka_assignment() would block this async
+        // thread on librdkafka's main thread, which can be busy reconnecting.
+        for (topic, partition) in self.status.assigned() {
+            let state = lock(&consumer.context().states)
+                .get(&(topic.clone(), partition))
+                .copied();
+            if let Some(Offset::Offset(o)) = state.map(|s| s.start()) {
+                seek(consumer, &topic, partition, Offset::Offset(o));
+            }
+        }
+    }
+
+    /// A log that restarted while it was being read may never say so: a broker can answer a
+    /// fetch past its end with no records and no error (tansu does), and the consumer then
+    /// waits there. A high watermark below the stored position is the sign; it is confirmed
+    /// with the broker before the partition starts a new generation.
+    async fn audit(&self, consumer: &StreamConsumer<IndexerContext>) -> crate::error::Result<()> {
+        for (topic, partition, high) in self.status.high_watermarks() {
+            let state = lock(&consumer.context().states)
+                .get(&(topic.clone(), partition))
+                .copied();
+            let Some(PartitionState {
+                generation,
+                next_offset: Some(next),
+            }) = state
+            else {
+                continue;
+            };
+            if high >= next {
+                continue;
+            }
+            let (_, confirmed_high) = self.watermarks(&topic, partition).await?;
+            if confirmed_high < next {
+                self.restart_log(&topic, partition, generation, next)
+                    .await?;
+                self.set_state(consumer, &topic, partition, generation + 1, None);
+                seek(consumer, &topic, partition, Offset::Beginning);
             }
         }
         Ok(())
     }
 
+    /// The first offset the broker still has for a partition. A long-lived client on a
+    /// blocking thread: the round trip blocks, and it must not disturb the group consumer.
+    async fn low_watermark(&self, topic: &str, partition: i32) -> crate::error::Result<i64> {
+        Ok(self.watermarks(topic, partition).await?.0)
+    }
+
+    /// The low and high watermarks of a partition, asked of the broker.
     async fn watermarks(&self, topic: &str, partition: i32) -> crate::error::Result<(i64, i64)> {
-        // fetch_watermarks blocks on a broker round trip: a short-lived client on a blocking
-        // thread keeps it off the async threads and away from the group consumer.
-        let config = self.kafka.client_config();
+        let probe = match self.probe.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p: Arc<rdkafka::consumer::BaseConsumer> =
+                    Arc::new(self.kafka.client_config().create()?);
+                self.probe.get_or_init(|| p).clone()
+            }
+        };
         let topic = topic.to_string();
-        tokio::task::spawn_blocking(move || -> crate::error::Result<(i64, i64)> {
-            let probe: rdkafka::consumer::BaseConsumer = config.create()?;
-            Ok(probe.fetch_watermarks(&topic, partition, Duration::from_secs(10))?)
+        let watermarks = tokio::task::spawn_blocking(move || {
+            probe.fetch_watermarks(&topic, partition, Duration::from_secs(10))
         })
         .await
-        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))??;
+        Ok(watermarks)
     }
 
     /// Record that a partition's log restarted: generation + 1, old rows kept.
@@ -518,8 +578,6 @@ impl Indexer {
             PartitionState {
                 generation,
                 next_offset,
-                verify_offset: None,
-                expected: None,
             },
         );
     }
@@ -530,7 +588,7 @@ impl Indexer {
         consumer: &StreamConsumer<IndexerContext>,
         batch: &mut Vec<NewRecord>,
     ) -> crate::error::Result<()> {
-        self.check_first_records(consumer, batch).await?;
+        self.check_continuity(consumer, batch).await?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -663,15 +721,18 @@ mod tests {
     #[test]
     fn start_rereads_the_last_indexed_record() {
         let s = PartitionState {
+            generation: 0,
             next_offset: Some(10),
-            ..PartitionState::default()
         };
-        assert_eq!(s.start(), (Offset::Offset(9), Some(9)));
-        let s = PartitionState {
-            next_offset: Some(0),
-            ..s
-        };
-        assert_eq!(s.start(), (Offset::Offset(0), None));
-        assert_eq!(PartitionState::default().start(), (Offset::Beginning, None));
+        assert_eq!(s.start(), Offset::Offset(9));
+        assert_eq!(
+            PartitionState {
+                generation: 0,
+                next_offset: Some(0)
+            }
+            .start(),
+            Offset::Offset(0)
+        );
+        assert_eq!(PartitionState::default().start(), Offset::Beginning);
     }
 }

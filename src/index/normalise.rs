@@ -1199,4 +1199,53 @@ mod tests {
             "only {recognised} sets matched a convention"
         );
     }
+
+    /// Fuzzing normalisation with convention header names and arbitrary bytes: it never
+    /// panics and every problem is a sentence naming its header. More cases:
+    /// PROPTEST_CASES=100000.
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("kafka_dlt-original-partition".to_string()),
+                Just("kafka_dlt-original-offset".to_string()),
+                Just("kafka_dlt-original-timestamp".to_string()),
+                Just("kafka_dlt-exception-message".to_string()),
+                Just("retry_topic-attempts".to_string()),
+                Just("__connect.errors.partition".to_string()),
+                Just("__streams.errors.offset".to_string()),
+                Just("source_partition".to_string()),
+                Just("original_offset".to_string()),
+                Just("x-original-partition".to_string()),
+                Just("dlq-origin-offset".to_string()),
+                Just("dlq-error-class".to_string()),
+                ".{0,20}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_headers_normalise_without_panicking(
+                headers in proptest::collection::vec((name(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24))), 0..12)
+            ) {
+                let raw: Vec<RawHeader> = headers.into_iter().map(|(name, value)| RawHeader { name, value }).collect();
+                let n = normalise(&raw);
+                for p in &n.problems {
+                    prop_assert!(p.starts_with("Header "), "{}", p);
+                }
+                let fp = fingerprint(n.error_class.as_deref(), n.origin_topic.as_deref(), n.error_message.as_deref());
+                prop_assert_eq!(fp.len(), 16);
+            }
+
+            #[test]
+            fn masking_is_total_and_idempotent(message in ".{0,200}") {
+                let once = mask_message(&message);
+                prop_assert!(once.chars().count() <= 300);
+                let twice = mask_message(&once);
+                prop_assert_eq!(mask_message(&twice), twice.clone());
+            }
+        }
+    }
 }

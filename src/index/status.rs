@@ -119,6 +119,24 @@ impl IndexerStatus {
             .insert((topic.to_string(), partition), high);
     }
 
+    /// Partitions assigned now, as the rebalance callbacks reported them.
+    pub fn assigned(&self) -> Vec<(String, i32)> {
+        self.lock()
+            .assigned
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+            .collect()
+    }
+
+    /// The latest high watermark of every partition, from client statistics.
+    pub fn high_watermarks(&self) -> Vec<(String, i32, i64)> {
+        self.lock()
+            .high_watermarks
+            .iter()
+            .map(|((t, p), h)| (t.clone(), *p, *h))
+            .collect()
+    }
+
     /// Seed the positions known from SQLite (for lag before the first batch).
     pub fn seed_positions(&self, positions: &[(String, i32, i64)]) {
         let mut s = self.lock();

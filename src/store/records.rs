@@ -105,7 +105,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, substr(value, 1, 160) AS value_head";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -148,6 +148,8 @@ pub struct RecordSummary {
     pub value_size: i64,
     /// Failure group.
     pub fingerprint: String,
+    /// The first bytes of the payload, for a preview where there is no error message.
+    pub value_head: Option<Vec<u8>>,
 }
 
 /// Everything stored about one record.
@@ -185,8 +187,20 @@ pub struct RecordPage {
     pub newer: Option<crate::filter::Cursor>,
 }
 
+/// The whole filter as a WHERE clause, free text as a subquery of the search index (fine for
+/// a count; a listing is driven from the search index instead, see `list`).
 fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
     qb.push(" WHERE 1=1");
+    push_filter_conditions(qb, f);
+    if let Some(expr) = f.q.as_deref().and_then(fts_expression) {
+        qb.push(" AND id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ")
+            .push_bind(expr)
+            .push(")");
+    }
+}
+
+/// Every filter but free text, as `AND ...` conditions after a WHERE.
+fn push_filter_conditions(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
     if let Some(t) = &f.topic {
         qb.push(" AND topic = ").push_bind(t.clone());
     }
@@ -217,20 +231,43 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
     if let Some(v) = f.to {
         qb.push(" AND ts < ").push_bind(v);
     }
-    if let Some(expr) = f.q.as_deref().and_then(fts_expression) {
-        qb.push(" AND id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ")
-            .push_bind(expr)
-            .push(")");
-    }
 }
 
-/// One page of records matching a filter.
+/// With free text, the page is driven by the search index, which yields matches newest
+/// indexed first and stops after a page; materialising every match of a common word and
+/// sorting it by time took hundreds of milliseconds on a large index.
+fn search_driven_from(qb: &mut QueryBuilder<'_, Sqlite>, expr: String) {
+    qb.push(" FROM records_fts JOIN records ON records.id = records_fts.rowid");
+    qb.push(" WHERE records_fts MATCH ").push_bind(expr);
+}
+
+/// One page of records matching a filter: newest first by record time, or, with free text,
+/// newest indexed first.
 pub async fn list(pool: &SqlitePool, query: &MessageQuery) -> Result<RecordPage> {
     let limit = i64::from(query.limit);
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM records"));
-    push_filter(&mut qb, &query.filter);
     let ascending = matches!(query.page, Page::Newer(_));
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS}"));
+    if let Some(expr) = query.filter.q.as_deref().and_then(fts_expression) {
+        search_driven_from(&mut qb, expr);
+        push_filter_conditions(&mut qb, &query.filter);
+        match query.page {
+            Page::First => {}
+            Page::Older(c) => {
+                qb.push(" AND records_fts.rowid < ").push_bind(c.id);
+            }
+            Page::Newer(c) => {
+                qb.push(" AND records_fts.rowid > ").push_bind(c.id);
+            }
+        }
+        qb.push(if ascending {
+            " ORDER BY records_fts.rowid ASC"
+        } else {
+            " ORDER BY records_fts.rowid DESC"
+        });
+        return finish_page(pool, qb, query, limit, ascending).await;
+    }
+    qb.push(" FROM records");
+    push_filter(&mut qb, &query.filter);
     match query.page {
         Page::First => {}
         Page::Older(c) => {
@@ -253,6 +290,16 @@ pub async fn list(pool: &SqlitePool, query: &MessageQuery) -> Result<RecordPage>
     } else {
         " ORDER BY ts DESC, id DESC"
     });
+    finish_page(pool, qb, query, limit, ascending).await
+}
+
+async fn finish_page(
+    pool: &SqlitePool,
+    mut qb: QueryBuilder<'_, Sqlite>,
+    query: &MessageQuery,
+    limit: i64,
+    ascending: bool,
+) -> Result<RecordPage> {
     // One row more than asked tells whether another page exists in that direction.
     qb.push(" LIMIT ").push_bind(limit + 1);
     let mut rows: Vec<RecordSummary> = qb.build_query_as().fetch_all(pool).await?;
@@ -387,9 +434,17 @@ pub async fn distinct_error_classes(pool: &SqlitePool) -> Result<Vec<String>> {
 /// How many records match, counting no further than `cap` (a broad filter over a large
 /// index would otherwise scan every row for a number nobody reads past "10,000+").
 pub async fn count_capped(pool: &SqlitePool, filter: &MessageFilter, cap: i64) -> Result<i64> {
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM records");
-    push_filter(&mut qb, filter);
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1");
+    match filter.q.as_deref().and_then(fts_expression) {
+        Some(expr) => {
+            search_driven_from(&mut qb, expr);
+            push_filter_conditions(&mut qb, filter);
+        }
+        None => {
+            qb.push(" FROM records");
+            push_filter(&mut qb, filter);
+        }
+    }
     qb.push(" LIMIT ").push_bind(cap).push(")");
     Ok(qb.build_query_scalar().fetch_one(pool).await?)
 }

@@ -271,9 +271,20 @@ struct MessageRow {
     error_short: String,
     error_full: String,
     message: String,
+    payload_preview: String,
     origin: String,
     status: String,
     replay_count: i64,
+}
+
+/// One line of payload text for rows without an error message ("binary" when not text).
+fn payload_preview(head: &[u8]) -> String {
+    let text = crate::index::record::text_prefix(head);
+    if text.is_empty() && !head.is_empty() {
+        "(binary payload)".into()
+    } else {
+        view::truncate(&text.split_whitespace().collect::<Vec<_>>().join(" "), 120)
+    }
 }
 
 #[derive(Template)]
@@ -292,6 +303,8 @@ struct MessagesPage {
     f_q: String,
     f_from: String,
     f_to: String,
+    /// Page size when not the default, kept through the filter form.
+    f_limit: Option<u32>,
     rows: Vec<MessageRow>,
     matching: String,
     filtered: bool,
@@ -313,6 +326,9 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
     let reset = records::current_generations(&state.pool).await?;
     let page_link = |param: &str, cursor: crate::filter::Cursor| {
         let mut p = pairs.clone();
+        if query.limit != crate::filter::DEFAULT_LIMIT {
+            p.push(("limit", query.limit.to_string()));
+        }
         p.push((
             if param == "after" { "after" } else { "cursor" },
             cursor.encode(),
@@ -347,6 +363,11 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
                 .as_deref()
                 .map(|m| view::truncate(m.lines().next().unwrap_or(""), 140))
                 .unwrap_or_default(),
+            payload_preview: r
+                .value_head
+                .as_deref()
+                .map(payload_preview)
+                .unwrap_or_default(),
             origin: r.origin_topic.clone().unwrap_or_default(),
             status: r.status.clone(),
             replay_count: r.replay_count,
@@ -372,6 +393,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
         f_q: f.q.clone().unwrap_or_default(),
         f_from: f.from.map(datetime_local).unwrap_or_default(),
         f_to: f.to.map(datetime_local).unwrap_or_default(),
+        f_limit: (query.limit != crate::filter::DEFAULT_LIMIT).then_some(query.limit),
         rows,
         matching: if matching >= COUNT_CAP {
             format!("{}+", view::count(COUNT_CAP))

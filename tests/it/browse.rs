@@ -237,7 +237,7 @@ fn link_after(html: &str, marker: &str) -> Option<String> {
     let tag_end = html.find(marker)?;
     let tag_start = html[..tag_end].rfind("<a href=\"")? + "<a href=\"".len();
     let href = &html[tag_start..];
-    Some(href[..href.find('"')?].replace("&amp;", "&"))
+    Some(href[..href.find('"')?].replace("&#38;", "&"))
 }
 
 fn rows_of(html: &str) -> Vec<String> {

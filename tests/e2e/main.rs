@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binary in its own process against brokers in other processes
+//! (librdkafka's mock cluster via `dev-cluster`, and tansu, a second Kafka implementation),
+//! with crashes and outages.
+
+mod faults;
+mod harness;
+mod tansu;
