@@ -47,11 +47,12 @@ CREATE INDEX records_by_key         ON records (key);
 CREATE INDEX records_by_topic_status ON records (topic, status, ts);
 
 -- Full-text search over the key, the start of the payload, and the error text. Contentless:
--- the text lives in `records`; rowid = records.id. detail=none keeps ingest fast; queries are
--- AND-ed terms, not phrases.
+-- the text lives in `records`; rowid = records.id. detail=none and columnsize=0 keep ingest
+-- fast (queries are AND-ed terms, not phrases, and results are not ranked). Removing a row
+-- from it takes its original text, which `records` keeps.
 CREATE VIRTUAL TABLE records_fts USING fts5 (
     key_text, body, error_text,
-    content = '', contentless_delete = 1, detail = none
+    content = '', detail = none, columnsize = 0
 );
 
 -- The next offset to index per partition, advanced in the same transaction as the rows.

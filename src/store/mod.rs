@@ -38,8 +38,12 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         // from Kafka because their positions were lost with them.
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-32000")
-        .pragma("temp_store", "memory");
+        // 16 MiB of page cache per connection (4 at most) keeps a large index fast and the
+        // process small.
+        .pragma("cache_size", "-16000")
+        .pragma("temp_store", "memory")
+        // Checkpoint every ~40 MB of WAL instead of ~4 MB: fewer stalls during bulk indexing.
+        .pragma("wal_autocheckpoint", "10000");
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::positions::{self, Position};
@@ -14,6 +15,54 @@ use crate::index::record::NewRecord;
 /// Rows per INSERT statement: 24 bound columns each stays well under SQLite's 32766
 /// variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
+
+/// The columns `push_record` binds, in its order.
+pub const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status";
+
+/// Bind one record as a row of `RECORD_COLUMNS` in a multi-row INSERT.
+pub fn push_record<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: &'args NewRecord) {
+    let n = &r.normalised;
+    b.push_bind(&r.topic)
+        .push_bind(r.partition)
+        .push_bind(r.generation)
+        .push_bind(r.offset)
+        .push_bind(r.ts)
+        .push_bind(r.timestamp_type)
+        .push_bind(r.indexed_at)
+        .push_bind(r.key.as_deref())
+        .push_bind(r.value.as_deref())
+        .push_bind(r.value.as_ref().map_or(0, |v| v.len() as i64))
+        .push_bind(&r.headers_json)
+        .push_bind(n.convention.as_str())
+        .push_bind(n.origin_topic.as_deref())
+        .push_bind(n.origin_partition)
+        .push_bind(n.origin_offset)
+        .push_bind(n.origin_timestamp)
+        .push_bind(n.consumer_group.as_deref())
+        .push_bind(n.error_class.as_deref())
+        .push_bind(n.error_message.as_deref())
+        .push_bind(n.stacktrace.as_deref())
+        .push_bind(n.attempts)
+        .push_bind((!n.problems.is_empty()).then(|| n.problems.join("\n")))
+        .push_bind(&r.fingerprint)
+        .push_bind("new");
+}
+
+/// Rows per search-index INSERT (4 bound columns each).
+const FTS_ROWS_PER_STATEMENT: usize = 2000;
+
+/// Rows inserted after `last_id` in this transaction, with their coordinates.
+async fn ids_after(
+    conn: &mut sqlx::SqliteConnection,
+    last_id: i64,
+) -> Result<Vec<(i64, String, i32, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, topic, partition, generation, \"offset\" FROM records WHERE id > ? ORDER BY id",
+    )
+    .bind(last_id)
+    .fetch_all(conn)
+    .await?)
+}
 
 /// What a batch write did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -35,54 +84,43 @@ pub async fn insert_batch(
 ) -> Result<BatchOutcome> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
-    let mut offset_of: HashMap<(&str, i32, i64), usize> = HashMap::with_capacity(batch.len());
-    for (i, r) in batch.iter().enumerate() {
-        offset_of.insert((r.topic.as_str(), r.partition, r.offset), i);
-    }
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO records (topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            let n = &r.normalised;
-            b.push_bind(&r.topic)
-                .push_bind(r.partition)
-                .push_bind(r.generation)
-                .push_bind(r.offset)
-                .push_bind(r.ts)
-                .push_bind(r.timestamp_type)
-                .push_bind(r.indexed_at)
-                .push_bind(r.key.as_deref())
-                .push_bind(r.value.as_deref())
-                .push_bind(r.value.as_ref().map_or(0, |v| v.len() as i64))
-                .push_bind(&r.headers_json)
-                .push_bind(n.convention.as_str())
-                .push_bind(n.origin_topic.as_deref())
-                .push_bind(n.origin_partition)
-                .push_bind(n.origin_offset)
-                .push_bind(n.origin_timestamp)
-                .push_bind(n.consumer_group.as_deref())
-                .push_bind(n.error_class.as_deref())
-                .push_bind(n.error_message.as_deref())
-                .push_bind(n.stacktrace.as_deref())
-                .push_bind(n.attempts)
-                .push_bind(if n.problems.is_empty() {
-                    None
-                } else {
-                    Some(n.problems.join("\n"))
+    // Row ids are handed out as MAX(id) + 1 in VALUES order, so when a statement inserts
+    // every row its ids are known without RETURNING them; only a statement that skipped
+    // already-indexed rows has its ids looked up.
+    let mut last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
+        .fetch_one(&mut *tx)
+        .await?;
+    for (chunk_no, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let first_index = chunk_no * ROWS_PER_STATEMENT;
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) "));
+        qb.push_values(chunk, push_record);
+        let added = qb.build().execute(&mut *tx).await?.rows_affected() as usize;
+        if added == chunk.len() {
+            inserted.extend((0..added).map(|j| (last_id + 1 + j as i64, first_index + j)));
+            last_id += added as i64;
+        } else if added > 0 {
+            let ids = ids_after(&mut tx, last_id).await?;
+            let index_of: HashMap<(&str, i32, i64, i64), usize> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, r)| {
+                    (
+                        (r.topic.as_str(), r.partition, r.generation, r.offset),
+                        first_index + j,
+                    )
                 })
-                .push_bind(&r.fingerprint)
-                .push_bind("new");
-        });
-        qb.push(" RETURNING id, topic, partition, \"offset\"");
-        let rows: Vec<(i64, String, i32, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-        for (id, topic, partition, offset) in rows {
-            if let Some(&i) = offset_of.get(&(topic.as_str(), partition, offset)) {
-                inserted.push((id, i));
+                .collect();
+            for (id, topic, partition, generation, offset) in &ids {
+                if let Some(&i) = index_of.get(&(topic.as_str(), *partition, *generation, *offset))
+                {
+                    inserted.push((*id, i));
+                }
             }
+            last_id = ids.iter().map(|row| row.0).max().unwrap_or(last_id);
         }
     }
-    for chunk in inserted.chunks(ROWS_PER_STATEMENT) {
+    for chunk in inserted.chunks(FTS_ROWS_PER_STATEMENT) {
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO records_fts (rowid, key_text, body, error_text) ");
         qb.push_values(chunk, |mut b, &(id, i)| {
@@ -237,7 +275,9 @@ fn push_filter_conditions(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) 
 /// indexed first and stops after a page; materialising every match of a common word and
 /// sorting it by time took hundreds of milliseconds on a large index.
 fn search_driven_from(qb: &mut QueryBuilder<'_, Sqlite>, expr: String) {
-    qb.push(" FROM records_fts JOIN records ON records.id = records_fts.rowid");
+    // CROSS JOIN keeps the search index the outer loop (SQLite does not reorder it), so that
+    // a selective second filter cannot turn this into a lookup per row of that filter.
+    qb.push(" FROM records_fts CROSS JOIN records ON records.id = records_fts.rowid");
     qb.push(" WHERE records_fts MATCH ").push_bind(expr);
 }
 

@@ -139,10 +139,17 @@ pub async fn topic_overviews(
             .find(|(t, _)| *t == topic)
             .map_or(0, |(_, n)| *n);
         o.partitions = stored.max(assigned.get(&topic).copied().unwrap_or(0));
-        let (oldest, newest): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(ts), MAX(ts) FROM records WHERE topic = ?")
+        // Two single-row index seeks: MIN and MAX in one statement would scan every entry of
+        // the topic (SQLite optimises only a lone MIN or MAX).
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT ts FROM records WHERE topic = ? ORDER BY ts ASC LIMIT 1")
                 .bind(&topic)
-                .fetch_one(pool)
+                .fetch_optional(pool)
+                .await?;
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT ts FROM records WHERE topic = ? ORDER BY ts DESC LIMIT 1")
+                .bind(&topic)
+                .fetch_optional(pool)
                 .await?;
         o.oldest = oldest;
         o.newest = newest;
@@ -176,6 +183,15 @@ pub async fn topic_overviews(
         out.push(o);
     }
     Ok(out)
+}
+
+/// Every topic the index has counted, for filter drop-downs.
+pub async fn topic_names(pool: &SqlitePool) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT topic FROM topic_status_counts ORDER BY topic")
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// Records per topic per status, for /metrics.

@@ -185,6 +185,8 @@ struct OverviewPage {
     looking_for: String,
     default_pattern: bool,
     indexed_since_start: String,
+    /// Records on the brokers not indexed yet, across assigned partitions.
+    behind: String,
 }
 
 fn messages_link(pairs: &[(&str, String)]) -> String {
@@ -256,6 +258,7 @@ async fn overview(State(state): State<AppState>) -> PageResult {
         looking_for: state.topics.subscriptions.join(", "),
         default_pattern: state.topics.subscriptions == [crate::config::DEFAULT_DLQ_PATTERN],
         indexed_since_start: view::count(snapshot.indexed as i64),
+        behind: view::count(snapshot.lag.iter().map(|(_, _, lag)| lag).sum()),
     })
 }
 
@@ -314,7 +317,7 @@ struct MessagesPage {
 }
 
 /// Count matches, but stop at a cap so that a broad filter over a large index stays fast.
-const COUNT_CAP: i64 = 10_000;
+const COUNT_CAP: i64 = 1_000;
 
 async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
     let query = MessageQuery::parse(raw.as_deref().unwrap_or(""))?;
@@ -373,11 +376,16 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
             replay_count: r.replay_count,
         })
         .collect();
-    let snapshot = state.status.snapshot();
-    let overviews = stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, now).await?;
+    let mut topics = stats::topic_names(&state.pool).await?;
+    for assigned in state.status.snapshot().assigned_partitions.into_keys() {
+        if !topics.contains(&assigned) {
+            topics.push(assigned);
+        }
+    }
+    topics.sort();
     html(MessagesPage {
         frame: Frame::build(&state, "messages").await,
-        topics: overviews.into_iter().map(|o| o.topic).collect(),
+        topics,
         statuses: STATUSES.to_vec(),
         error_classes: records::distinct_error_classes(&state.pool).await?,
         f_topic: f.topic.clone().unwrap_or_default(),

@@ -4,4 +4,6 @@
 
 mod faults;
 mod harness;
+#[path = "../common/http.rs"]
+mod http;
 mod tansu;

@@ -1,35 +1,16 @@
 //! The binary as a user runs it: configuration errors, dev-cluster, and the embedded demo.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::DEADLINE;
+use crate::http::http_get;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dlq-dashboard"));
     c.env("RUST_LOG", "warn").env_remove("DLQ_BROKERS");
     c
-}
-
-/// A plain HTTP/1.1 GET over a socket: status and body.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 fn exits_with_one_sentence(args: &[&str], needle: &str) {

@@ -6,6 +6,9 @@ mod cli;
 mod conventions;
 mod harness;
 mod hostile;
+#[path = "../common/http.rs"]
+mod http;
 mod lifecycle;
 mod logmoves;
 mod outage;
+mod store;
