@@ -174,3 +174,23 @@ fn the_default_run_serves_the_embedded_demo() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn tls_and_sasl_settings_are_accepted_by_the_kafka_client() {
+    // librdkafka rejects security.protocol=SSL when built without OpenSSL; real clusters need
+    // it, so the build links OpenSSL (rdkafka's ssl-vendored feature).
+    let settings = dlq_dashboard::kafka::KafkaSettings {
+        brokers: "127.0.0.1:1".into(),
+        extra: vec![
+            ("security.protocol".into(), "SASL_SSL".into()),
+            ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+            ("sasl.username".into(), "dlq".into()),
+            ("sasl.password".into(), "secret".into()),
+        ],
+        embedded: false,
+    };
+    let consumer: Result<rdkafka::consumer::BaseConsumer, _> = settings.client_config().create();
+    assert!(consumer.is_ok(), "{:?}", consumer.err());
+    let producer: Result<rdkafka::producer::BaseProducer, _> = settings.producer_config().create();
+    assert!(producer.is_ok(), "{:?}", producer.err());
+}
