@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::index::consumer::Indexer;
 use crate::index::IndexerStatus;
 use crate::kafka::mock::EmbeddedCluster;
-use crate::kafka::KafkaSettings;
+use crate::kafka::{KafkaSettings, TopicCache};
+use crate::replay::target::TargetRules;
 use crate::{demo, store, web};
 
 /// Shared application state handed to every request handler.
@@ -27,6 +28,10 @@ pub struct App {
     pub kafka: KafkaSettings,
     /// Which topics are DLQ topics.
     pub topics: TopicSelection,
+    /// How replay targets are chosen.
+    pub replay_rules: TargetRules,
+    /// The cluster's topic names, for checks shown on pages.
+    pub cluster_topics: TopicCache,
 }
 
 /// Cheap-to-clone handle on [`App`].
@@ -58,6 +63,8 @@ impl Dashboard {
     /// cluster), bind the listener and start every background task.
     pub async fn start(args: ServeArgs) -> Result<Self> {
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
+        let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
+            .map_err(Error::Config)?;
         let pool = store::open(&args.database).await?;
         let (kafka, cluster) = match &args.brokers {
             Some(brokers) => (
@@ -106,11 +113,14 @@ impl Dashboard {
                 ))
             })?;
         }
+        let cluster_topics = TopicCache::new(&kafka)?;
         let state = AppState(Arc::new(App {
             pool,
             status,
             kafka: kafka.clone(),
             topics,
+            replay_rules,
+            cluster_topics,
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();

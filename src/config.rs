@@ -59,6 +59,18 @@ pub struct ServeArgs {
     /// contain commas, as librdkafka's lists do; in the env variable separate entries with ';').
     #[arg(long = "kafka-config", env = "DLQ_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
     pub kafka_config: Vec<(String, String)>,
+    /// Replay target of one DLQ topic, DLQ_TOPIC=RETRY_TOPIC (repeatable; env: ';'-separated).
+    /// Wins over --replay-template.
+    #[arg(
+        long = "replay-target",
+        env = "DLQ_REPLAY_TARGET",
+        value_delimiter = ';'
+    )]
+    pub replay_targets: Vec<String>,
+    /// Naming template of the first retry topic: {base} is the DLQ topic without its DLQ
+    /// suffix; {origin_topic} and {consumer_group} come from the record's headers.
+    #[arg(long, env = "DLQ_REPLAY_TEMPLATE", default_value = crate::replay::target::DEFAULT_TEMPLATE)]
+    pub replay_template: String,
     /// Write the bound port to this file once listening (for scripts and tests that use port 0).
     #[arg(long, env = "DLQ_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -78,6 +90,8 @@ impl Default for ServeArgs {
             kafka_config: Vec::new(),
             port_file: None,
             no_demo: false,
+            replay_targets: Vec::new(),
+            replay_template: crate::replay::target::DEFAULT_TEMPLATE.into(),
         }
     }
 }

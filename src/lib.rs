@@ -17,6 +17,8 @@ pub mod filter;
 pub mod index;
 /// Kafka client settings and the embedded mock cluster.
 pub mod kafka;
+/// Replay target resolution (and, next, replay jobs).
+pub mod replay;
 /// All SQL.
 pub mod store;
 /// Pages, JSON API, metrics.

@@ -2,7 +2,12 @@
 
 pub mod mock;
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Where the dashboard's Kafka is and how to reach it.
 #[derive(Debug, Clone)]
@@ -67,5 +72,58 @@ impl KafkaSettings {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// The cluster's topic names, fetched at most every few seconds, for checks shown on pages
+/// (such as whether a replay target exists).
+pub struct TopicCache {
+    client: Arc<BaseConsumer>,
+    cached: Mutex<Option<(Instant, Arc<BTreeSet<String>>)>>,
+}
+
+impl TopicCache {
+    /// How long a fetched list is reused.
+    const FRESH: Duration = Duration::from_secs(5);
+
+    /// A cache over a plain client of `settings` (no group; it only asks for metadata).
+    pub fn new(settings: &KafkaSettings) -> crate::error::Result<Self> {
+        Ok(TopicCache {
+            client: Arc::new(settings.client_config().create()?),
+            cached: Mutex::new(None),
+        })
+    }
+
+    /// The topic names, or None when no broker answered.
+    pub async fn topics(&self) -> Option<Arc<BTreeSet<String>>> {
+        if let Some((at, topics)) = self
+            .cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if at.elapsed() < Self::FRESH {
+                return Some(topics.clone());
+            }
+        }
+        let client = self.client.clone();
+        // fetch_metadata blocks on a broker round trip.
+        let fetched = tokio::task::spawn_blocking(move || {
+            client
+                .fetch_metadata(None, Duration::from_secs(3))
+                .map(|md| {
+                    md.topics()
+                        .iter()
+                        .map(|t| t.name().to_string())
+                        .collect::<BTreeSet<_>>()
+                })
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let topics = Arc::new(fetched);
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), topics.clone()));
+        Some(topics)
     }
 }

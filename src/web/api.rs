@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::filter::MessageQuery;
 use crate::index::record::decode_headers;
+use crate::replay::target::{ReplaySource, Resolution};
 use crate::store::records::{RecordDetail, RecordId, RecordSummary};
 use crate::store::{self, groups, records, stats};
 
@@ -186,6 +187,47 @@ async fn messages(
     }))
 }
 
+/// Where a replay of the record would go, resolved as a replay would resolve it.
+#[derive(Serialize)]
+pub struct ReplayTargetJson {
+    /// The first retry topic, when not refused.
+    pub target: Option<String>,
+    /// The rule that chose it (a --replay-target mapping or the template).
+    pub rule: Option<String>,
+    /// Why a replay would be refused, in one sentence.
+    pub refused: Option<String>,
+    /// Whether the target's existence was checked against the cluster (false while no
+    /// broker answers).
+    pub checked: bool,
+}
+
+/// Resolve a record's replay target against the rules and the cluster's topics.
+pub async fn replay_target(state: &AppState, r: &RecordSummary) -> ReplayTargetJson {
+    let topics = state.cluster_topics.topics().await;
+    let source = ReplaySource {
+        dlq_topic: &r.topic,
+        origin_topic: r.origin_topic.as_deref(),
+        consumer_group: r.consumer_group.as_deref(),
+    };
+    let resolution = state.replay_rules.resolve(source, &state.topics, |t| {
+        topics.as_ref().is_none_or(|known| known.contains(t))
+    });
+    match resolution {
+        Resolution::Target { topic, rule } => ReplayTargetJson {
+            target: Some(topic),
+            rule: Some(rule),
+            refused: None,
+            checked: topics.is_some(),
+        },
+        Resolution::Refused(why) => ReplayTargetJson {
+            target: None,
+            rule: None,
+            refused: Some(why),
+            checked: topics.is_some(),
+        },
+    }
+}
+
 /// One header in the message detail.
 #[derive(Serialize)]
 struct HeaderJson {
@@ -206,6 +248,7 @@ struct MessageDetailJson {
     problems: Vec<String>,
     timestamp_type: Option<String>,
     indexed_at: String,
+    replay: ReplayTargetJson,
 }
 
 /// Parse `{partition}` and `{offset}` path segments with a sentence on failure.
@@ -298,6 +341,7 @@ async fn message(
             name: h.name,
         })
         .collect();
+    let replay = replay_target(&state, &d.summary).await;
     let mut summary = MessageJson::from_summary(d.summary);
     summary.error.message = d.full_error_message;
     summary.error.stacktrace = Some(d.stacktrace);
@@ -317,6 +361,7 @@ async fn message(
             .unwrap_or_default(),
         timestamp_type: d.timestamp_type,
         indexed_at: iso(d.indexed_at),
+        replay,
     }))
 }
 

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::api::{find, record_id};
+use super::api::{find, record_id, replay_target, ReplayTargetJson};
 use super::view;
 use crate::app::AppState;
 use crate::error::Error;
@@ -499,6 +499,7 @@ struct MessagePage {
     group_link: String,
     raw_link: String,
     json_link: String,
+    replay: ReplayTargetJson,
 }
 
 async fn message(
@@ -516,6 +517,7 @@ async fn message(
     let (payload, payload_cut) = view::payload(d.value.as_deref());
     let reset = records::current_generations(&state.pool).await?;
     let coordinates = message_path(s, &reset);
+    let replay = replay_target(&state, s).await;
     let headers = decode_headers(&d.headers)
         .into_iter()
         .map(|h| {
@@ -574,6 +576,7 @@ async fn message(
         group_link: messages_link(&[("group", s.fingerprint.clone())]),
         raw_link: raw_path(&coordinates),
         json_link: format!("/api/messages/{coordinates}"),
+        replay,
     })
 }
 

@@ -71,6 +71,17 @@ fn bad_configuration_exits_1_with_a_sentence() {
         ],
         "no.such.property",
     );
+    exits_with_one_sentence(
+        &[
+            "--replay-template",
+            "{service}.retry",
+            "--brokers",
+            "127.0.0.1:1",
+            "--database",
+            db,
+        ],
+        "placeholders",
+    );
     let out = bin().args(["--listen", "not-an-address"]).output().unwrap();
     assert_ne!(out.status.code(), Some(0));
 }

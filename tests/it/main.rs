@@ -11,4 +11,5 @@ mod http;
 mod lifecycle;
 mod logmoves;
 mod outage;
+mod replay_target;
 mod store;
