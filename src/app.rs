@@ -65,7 +65,8 @@ impl Dashboard {
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
         let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
             .map_err(Error::Config)?;
-        let pool = store::open(&args.database).await?;
+        let database = database_path(&args)?;
+        let pool = store::open(&database).await?;
         let (kafka, cluster) = match &args.brokers {
             Some(brokers) => (
                 KafkaSettings {
@@ -173,6 +174,33 @@ impl Dashboard {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
+}
+
+/// The index file. The embedded demo's cluster dies with the process, so with the default
+/// path the demo indexes into its own file, started afresh each run; an index of a previous
+/// demo cluster would only show its records next to the new ones and report every partition
+/// as restarted. An explicit --database is always used as given.
+fn database_path(args: &ServeArgs) -> Result<std::path::PathBuf> {
+    let default = ServeArgs::default().database;
+    if args.brokers.is_some() || args.database != default {
+        return Ok(args.database.clone());
+    }
+    let demo = args.database.with_file_name("dlq-dashboard-demo.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = demo.clone().into_os_string();
+        path.push(suffix);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "Cannot start the demo index afresh: removing {} failed ({e}).",
+                    std::path::Path::new(&path).display()
+                )))
+            }
+        }
+    }
+    Ok(demo)
 }
 
 /// `dev-cluster`: run the mock cluster alone and print its bootstrap address.

@@ -42,7 +42,8 @@ pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port; the bound address is logged.
     #[arg(long, env = "DLQ_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// SQLite file holding the index; created if missing.
+    /// SQLite file holding the index; created if missing. With the embedded demo and this
+    /// default, dlq-dashboard-demo.db is used instead, started afresh on every run.
     #[arg(long, env = "DLQ_DATABASE", default_value = "dlq-dashboard.db")]
     pub database: PathBuf,
     /// Kafka bootstrap servers (host:port,...). Absent: an embedded demo cluster is started.

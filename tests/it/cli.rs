@@ -125,10 +125,11 @@ fn dev_cluster_prints_its_bootstrap_address_and_is_a_real_kafka() {
 fn the_default_run_serves_the_embedded_demo() {
     let dir = tempfile::tempdir().unwrap();
     let port_file = dir.path().join("port");
+    // A previous demo's index is left behind (here: garbage): the demo starts afresh anyway.
+    std::fs::write(dir.path().join("dlq-dashboard-demo.db"), b"not a database").unwrap();
     let mut child = bin()
-        .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(dir.path().join("demo.db"))
-        .arg("--port-file")
+        .current_dir(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--port-file"])
         .arg(&port_file)
         .stderr(Stdio::null())
         .spawn()
@@ -172,6 +173,14 @@ fn the_default_run_serves_the_embedded_demo() {
     let (status, html) = http_get(port, "/").unwrap();
     assert_eq!(status, 200);
     assert!(html.contains("embedded demo cluster"));
+    assert!(
+        !html.contains("restarted"),
+        "a fresh demo index reports no restarted offsets"
+    );
+    assert!(
+        !dir.path().join("dlq-dashboard.db").exists(),
+        "the demo keeps out of the real index file"
+    );
     // SIGTERM stops it gracefully.
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
