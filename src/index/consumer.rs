@@ -125,6 +125,12 @@ impl ClientContext for IndexerContext {
                     Some(format!("All Kafka brokers are unreachable ({reason}).")),
                 );
             }
+            // Repeated on every reconnect attempt while a broker is down; the banner and
+            // /readyz already say so.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => {
+                tracing::debug!(%error, reason, "kafka connection failed");
+                self.status.set_error(format!("{error}: {reason}"));
+            }
             _ => {
                 tracing::warn!(%error, reason, "kafka client error");
                 self.status.set_error(format!("{error}: {reason}"));

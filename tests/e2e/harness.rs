@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -16,16 +16,9 @@ use rdkafka::ClientConfig;
 /// How long any wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Poll `check` every 100 ms until it returns Some; fail with `what` at the deadline.
-pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Poll `check` until it returns Some; fail with `what` at the deadline.
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    crate::poll::poll_until(what, DEADLINE, check)
 }
 
 fn bin() -> Command {

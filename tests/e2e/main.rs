@@ -6,4 +6,6 @@ mod faults;
 mod harness;
 #[path = "../common/http.rs"]
 mod http;
+#[path = "../common/poll.rs"]
+mod poll;
 mod tansu;

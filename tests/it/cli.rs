@@ -2,10 +2,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::DEADLINE;
 use crate::http::http_get;
+use crate::poll::poll_until;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dlq-dashboard"));
@@ -134,34 +135,24 @@ fn the_default_run_serves_the_embedded_demo() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let port: u16 = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
+    let port: u16 = poll_until("the port file", DEADLINE, || {
+        std::fs::read_to_string(&port_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-        {
-            break p;
-        }
-        assert!(started.elapsed() < DEADLINE, "no port file");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     // Real failed records in several conventions within seconds.
-    let conventions = loop {
-        if let Some((200, body)) = http_get(port, "/api/messages?limit=1000") {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let set: std::collections::BTreeSet<String> = v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["convention"].as_str().unwrap().to_string())
-                .collect();
-            if set.len() >= 6 {
-                break set;
-            }
-        }
-        assert!(started.elapsed() < DEADLINE, "demo records did not appear");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let conventions = poll_until("demo records in six conventions", DEADLINE, || {
+        let (200, body) = http_get(port, "/api/messages?limit=1000")? else {
+            return None;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let set: std::collections::BTreeSet<String> = v["messages"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["convention"].as_str().map(str::to_string))
+            .collect();
+        (set.len() >= 6).then_some(set)
+    });
     assert!(
         conventions.contains("spring_dlt") && conventions.contains("kafka_connect"),
         "{conventions:?}"
@@ -184,15 +175,10 @@ fn the_default_run_serves_the_embedded_demo() {
     // SIGTERM stops it gracefully.
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "graceful exit, got {status}");
-            break;
-        }
-        assert!(started.elapsed() < DEADLINE, "did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = poll_until("a graceful stop on SIGTERM", DEADLINE, || {
+        child.try_wait().unwrap()
+    });
+    assert!(status.success(), "graceful exit, got {status}");
 }
 
 #[test]

@@ -11,5 +11,7 @@ mod http;
 mod lifecycle;
 mod logmoves;
 mod outage;
+#[path = "../common/poll.rs"]
+mod poll;
 mod replay_target;
 mod store;
