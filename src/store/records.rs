@@ -378,13 +378,6 @@ async fn finish_page(
     Ok(RecordPage { rows, older, newer })
 }
 
-/// How many records match a filter (used for "all N matching").
-pub async fn count(pool: &SqlitePool, filter: &MessageFilter) -> Result<i64> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM records");
-    push_filter(&mut qb, filter);
-    Ok(qb.build_query_scalar().fetch_one(pool).await?)
-}
-
 /// Where a record is: topic, partition, offset, and the log generation (None: the newest
 /// generation that has a record at that offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
