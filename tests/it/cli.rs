@@ -151,7 +151,9 @@ fn the_default_run_serves_the_embedded_demo() {
             .iter()
             .filter_map(|m| m["convention"].as_str().map(str::to_string))
             .collect();
-        (set.len() >= 6).then_some(set)
+        // Records arrive in no fixed order: wait for the two the assertions below name too.
+        let named = set.contains("spring_dlt") && set.contains("kafka_connect");
+        (set.len() >= 6 && named).then_some(set)
     });
     assert!(
         conventions.contains("spring_dlt") && conventions.contains("kafka_connect"),
