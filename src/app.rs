@@ -15,6 +15,7 @@ use crate::index::consumer::Indexer;
 use crate::index::IndexerStatus;
 use crate::kafka::mock::EmbeddedCluster;
 use crate::kafka::{KafkaSettings, TopicCache};
+use crate::replay::runner::Replayer;
 use crate::replay::target::TargetRules;
 use crate::{demo, store, web};
 
@@ -32,6 +33,8 @@ pub struct App {
     pub replay_rules: TargetRules,
     /// The cluster's topic names, for checks shown on pages.
     pub cluster_topics: TopicCache,
+    /// Runs replay jobs.
+    pub replayer: Arc<Replayer>,
 }
 
 /// Cheap-to-clone handle on [`App`].
@@ -115,6 +118,7 @@ impl Dashboard {
             })?;
         }
         let cluster_topics = TopicCache::new(&kafka)?;
+        let replayer = Arc::new(Replayer::new(pool.clone(), &kafka)?);
         let state = AppState(Arc::new(App {
             pool,
             status,
@@ -122,10 +126,12 @@ impl Dashboard {
             topics,
             replay_rules,
             cluster_topics,
+            replayer: replayer.clone(),
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(indexer.run(consumer, shutdown.clone()));
+        tasks.spawn(replayer.run(shutdown.clone()));
         if kafka.embedded && !args.no_demo {
             let producer: FutureProducer = kafka.producer_config().create()?;
             tasks.spawn(demo::run(producer, shutdown.clone()));
@@ -133,9 +139,12 @@ impl Dashboard {
         let app = web::router(state.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "web server stopped");
             }

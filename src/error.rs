@@ -16,6 +16,12 @@ pub enum Error {
     /// The request is well formed but cannot be done in the current state.
     #[error("{0}")]
     Conflict(String),
+    /// A request body in a format the endpoint does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A form or request that may come from another site (no valid CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
     /// A configuration problem found at start-up.
     #[error("{0}")]
     Config(String),
@@ -46,6 +52,8 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Kafka(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

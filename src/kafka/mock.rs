@@ -111,6 +111,23 @@ impl EmbeddedCluster {
         )
     }
 
+    /// Make the cluster answer metadata requests for `topic` with `error` (e.g.
+    /// UNKNOWN_TOPIC_OR_PART, as if the topic were deleted), or normally again with
+    /// NO_ERROR. The mock cluster has no topic deletion; this is how tests delete one.
+    pub fn set_topic_error(&self, topic: &str, error: RDKafkaRespErr) -> Result<()> {
+        let name = CString::new(topic)
+            .map_err(|_| Error::BadRequest(format!("topic name {topic:?} contains a NUL byte")))?;
+        // SAFETY: valid cluster pointer and NUL-terminated name, read during the call only.
+        unsafe { rdsys::rd_kafka_mock_topic_set_error(self.ptr, name.as_ptr(), error) };
+        Ok(())
+    }
+
+    /// Forget errors pushed for one API that have not been returned yet.
+    pub fn clear_request_errors(&self, api_key: i16) {
+        // SAFETY: valid cluster pointer.
+        unsafe { rdsys::rd_kafka_mock_clear_request_errors(self.ptr, api_key) };
+    }
+
     /// Make the next `errors.len()` requests of one API (e.g. Fetch = 1) fail with these errors.
     pub fn push_request_errors(&self, api_key: i16, errors: &[RDKafkaRespErr]) {
         // SAFETY: valid cluster pointer; the array is read during the call only.

@@ -1,4 +1,6 @@
-//! Replay: where a failed record goes back to (its service's first retry topic, never the
-//! live topic). Target resolution is shown before anything is sent; jobs come next.
+//! Replay: failed records go back to their service's first retry topic (never the live
+//! topic), as durable, paced, resumable jobs with a result per record.
 
+pub mod plan;
+pub mod runner;
 pub mod target;

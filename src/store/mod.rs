@@ -1,9 +1,11 @@
 //! All SQL lives here, one file per table family. Everything else talks to these functions.
 
+pub mod audit;
 pub mod events;
 pub mod groups;
 pub mod positions;
 pub mod records;
+pub mod replays;
 pub mod stats;
 
 use std::path::Path;

@@ -227,7 +227,7 @@ pub struct RecordPage {
 
 /// The whole filter as a WHERE clause, free text as a subquery of the search index (fine for
 /// a count; a listing is driven from the search index instead, see `list`).
-fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
+pub(crate) fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
     qb.push(" WHERE 1=1");
     push_filter_conditions(qb, f);
     if let Some(expr) = f.q.as_deref().and_then(fts_expression) {

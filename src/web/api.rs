@@ -249,6 +249,8 @@ struct MessageDetailJson {
     timestamp_type: Option<String>,
     indexed_at: String,
     replay: ReplayTargetJson,
+    /// Every replay of this message, newest first.
+    replays: Vec<super::replays::ResultJson>,
 }
 
 /// Parse `{partition}` and `{offset}` path segments with a sentence on failure.
@@ -342,6 +344,11 @@ async fn message(
         })
         .collect();
     let replay = replay_target(&state, &d.summary).await;
+    let replays = store::replays::history(&state.pool, d.summary.id)
+        .await?
+        .iter()
+        .map(super::replays::ResultJson::new)
+        .collect();
     let mut summary = MessageJson::from_summary(d.summary);
     summary.error.message = d.full_error_message;
     summary.error.stacktrace = Some(d.stacktrace);
@@ -362,6 +369,7 @@ async fn message(
         timestamp_type: d.timestamp_type,
         indexed_at: iso(d.indexed_at),
         replay,
+        replays,
     }))
 }
 

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod metrics;
 pub mod pages;
+pub mod replays;
 pub mod view;
 
 use axum::extract::{Path, State};
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(api::router())
+        .merge(replays::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))

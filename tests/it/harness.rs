@@ -237,3 +237,165 @@ pub fn escaped(s: &str) -> String {
         .replace('"', "&#34;")
         .replace('\'', "&#39;")
 }
+
+impl TestDashboard {
+    /// POST through the real router with a content type; returns status and body as JSON
+    /// (null when the body is not JSON).
+    pub async fn post(
+        &self,
+        uri: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let app = dlq_dashboard::web::router(self.d().state.clone());
+        let mut request = Request::post(uri);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = app
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// POST JSON through the real router.
+    pub async fn post_json(
+        &self,
+        uri: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        self.post(uri, Some("application/json"), &body.to_string())
+            .await
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Received {
+    /// The value of the last header with this name, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_ref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Read every record of `topic` (all partitions, from the start) with a consumer that
+/// shares no code with the dashboard, until `at_least` have arrived and the topic has
+/// been read to its end.
+pub async fn read_topic(bootstrap: &str, topic: &str, at_least: usize) -> Vec<Received> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let bootstrap = bootstrap.to_string();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("reader");
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = md.topics()[0].partitions().len();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&topic, p as i32, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let mut at_end = std::collections::HashSet::new();
+        loop {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out reading {topic}: {} of {at_least} records",
+                out.len()
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    out.push(Received {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+            if out.len() >= at_least && at_end.len() == partitions {
+                return out;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A record to produce: partition (None: by key), key, value, headers.
+pub type Outgoing = (Option<i32>, Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+impl Kafka {
+    /// Produce many records at once and wait for all deliveries; returns their (partition,
+    /// offset) in order.
+    pub async fn send_many(&self, topic: &str, records: &[Outgoing]) -> Vec<(i32, i64)> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (partition, key, value, headers) in records {
+            let mut h = OwnedHeaders::new();
+            for (name, value) in headers {
+                h = h.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .key(key.as_slice())
+                .payload(value.as_slice())
+                .headers(h);
+            if let Some(p) = partition {
+                record = record.partition(*p);
+            }
+            deliveries.push(self.producer.send(record, Duration::from_secs(30)));
+        }
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let d = d.await.expect("delivered");
+            out.push((d.partition, d.offset));
+        }
+        out
+    }
+}

@@ -13,5 +13,6 @@ mod logmoves;
 mod outage;
 #[path = "../common/poll.rs"]
 mod poll;
+mod replay;
 mod replay_target;
 mod store;

@@ -1,0 +1,681 @@
+//! Running replay jobs: a scheduler that starts confirmed jobs (one at a time per DLQ
+//! partition), and per job a sender paced at the job's rate plus a collector that records
+//! each delivery report. Everything is recorded in SQLite before and after sending, so a
+//! restarted dashboard resumes a job without re-sending what was confirmed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{rate_text, unknown_job};
+use crate::error::{Error, Result};
+use crate::index::record::decode_headers;
+use crate::kafka::KafkaSettings;
+use crate::store::replays::{self, status, Delivery, Job, SendItem};
+use crate::store::{self, audit};
+
+/// Headers every replayed message carries; copies of them in the original headers (from an
+/// earlier replay) are dropped so each appears once.
+pub const REPLAY_HEADERS: [&str; 5] = [
+    "dlq-replay-id",
+    "dlq-replay-action",
+    "dlq-replay-count",
+    "dlq-replayed-at",
+    "dlq-source",
+];
+
+/// Items read and claimed at a time.
+const CHUNK: i64 = 500;
+/// Deliveries recorded per transaction at most.
+const RESULTS_PER_COMMIT: usize = 2000;
+/// A confirmed delivery is recorded within this long.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// Messages handed to the producer whose delivery reports are not yet collected.
+const MAX_IN_FLIGHT: usize = 20_000;
+
+/// What the operator wants a running job to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Run,
+    Pause,
+    Cancel,
+    Shutdown,
+}
+
+struct ActiveJob {
+    control: watch::Sender<Control>,
+    partitions: Vec<(String, i32)>,
+}
+
+/// Runs replay jobs. One per dashboard, shared by the web handlers.
+pub struct Replayer {
+    pool: SqlitePool,
+    producer: FutureProducer,
+    active: Mutex<HashMap<String, ActiveJob>>,
+    // Serialises job state changes (confirm, pause, resume, cancel, start, finish) so that a
+    // job never runs twice and its row and its task agree.
+    transitions: tokio::sync::Mutex<()>,
+    wake: Notify,
+}
+
+/// One message handed to the producer.
+struct InFlight {
+    record_id: i64,
+    target_topic: String,
+    replay_count: i64,
+    delivery: std::result::Result<DeliveryFuture, String>,
+}
+
+impl Replayer {
+    /// A replayer with its own idempotent producer (acks=all). Keys are partitioned with
+    /// murmur2, as Java clients do, so a replayed message lands on the partition its key
+    /// maps to for the consumer service.
+    pub fn new(pool: SqlitePool, kafka: &KafkaSettings) -> Result<Self> {
+        let mut config = kafka.producer_config();
+        config
+            .set("partitioner", "murmur2_random")
+            .set("allow.auto.create.topics", "false")
+            .set("queue.buffering.max.messages", "200000")
+            .set("batch.num.messages", "10000");
+        for (key, value) in &kafka.extra {
+            config.set(key, value);
+        }
+        Ok(Replayer {
+            pool,
+            producer: config.create()?,
+            active: Mutex::new(HashMap::new()),
+            transitions: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Ask the scheduler to look for jobs to start.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveJob>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The scheduler: starts queued jobs (and, after a restart, jobs that were running)
+    /// whose partitions no running job holds. Stops the jobs' senders on shutdown, after
+    /// their in-flight deliveries are recorded.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.clone().schedule().await {
+                tracing::warn!(error = %e, "replay scheduling failed; retrying");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        let senders: Vec<watch::Sender<Control>> =
+            self.active().values().map(|a| a.control.clone()).collect();
+        for s in &senders {
+            let _ = s.send(Control::Shutdown);
+        }
+        for s in senders {
+            s.closed().await;
+        }
+    }
+
+    async fn schedule(self: Arc<Self>) -> Result<()> {
+        let _t = self.transitions.lock().await;
+        let mut busy: HashSet<(String, i32)> = self
+            .active()
+            .values()
+            .flat_map(|a| a.partitions.iter().cloned())
+            .collect();
+        let mut candidates = replays::jobs_in(&self.pool, status::RUNNING).await?;
+        candidates.extend(replays::jobs_in(&self.pool, status::QUEUED).await?);
+        for job in candidates {
+            if self.active().contains_key(&job.id) {
+                continue;
+            }
+            let partitions = replays::job_partitions(&self.pool, &job.id).await?;
+            if partitions.iter().any(|p| busy.contains(p)) {
+                continue;
+            }
+            let now = store::now_ms();
+            replays::transition(
+                &self.pool,
+                &job.id,
+                &[status::QUEUED, status::RUNNING],
+                status::RUNNING,
+                now,
+            )
+            .await?;
+            busy.extend(partitions.iter().cloned());
+            let (control, receiver) = watch::channel(Control::Run);
+            self.active().insert(
+                job.id.clone(),
+                ActiveJob {
+                    control,
+                    partitions,
+                },
+            );
+            tracing::info!(job = %job.id, total = job.total, rate = job.rate, "replay job started");
+            tokio::spawn(self.clone().run_job(job, receiver));
+        }
+        Ok(())
+    }
+
+    async fn run_job(self: Arc<Self>, job: Job, control: watch::Receiver<Control>) {
+        let outcome = self.send_all(&job, control.clone()).await;
+        let wanted = *control.borrow();
+        let _t = self.transitions.lock().await;
+        if let Err(e) = self.finish(&job, wanted, outcome).await {
+            tracing::error!(job = %job.id, error = %e, "recording the end of a replay job failed");
+        }
+        self.active().remove(&job.id);
+        drop(_t);
+        self.wake();
+    }
+
+    async fn finish(&self, job: &Job, wanted: Control, outcome: Result<()>) -> Result<()> {
+        let now = store::now_ms();
+        match (wanted, outcome) {
+            (Control::Cancel, _) => {
+                replays::release(&self.pool, &job.id, true, now).await?;
+            }
+            (Control::Pause | Control::Shutdown, _) => {
+                replays::release(&self.pool, &job.id, false, now).await?;
+            }
+            (Control::Run, Err(e)) => {
+                // The job stays 'running' and the scheduler tries again; nothing confirmed
+                // is lost because results are recorded as they arrive.
+                tracing::error!(job = %job.id, error = %e, "replay job stopped; it will be retried");
+                replays::release(&self.pool, &job.id, false, now).await?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            (Control::Run, Ok(())) => {
+                if replays::has_unsent(&self.pool, &job.id).await? {
+                    return Ok(());
+                }
+                let done = replays::job(&self.pool, &job.id)
+                    .await?
+                    .ok_or_else(|| unknown_job(&job.id))?;
+                let final_status = if done.failed > 0 {
+                    status::COMPLETED_WITH_FAILURES
+                } else {
+                    status::COMPLETED
+                };
+                if replays::transition(&self.pool, &job.id, &[status::RUNNING], final_status, now)
+                    .await?
+                {
+                    tracing::info!(job = %job.id, sent = done.sent, failed = done.failed, "replay job finished");
+                    let summary = if done.failed > 0 {
+                        format!(
+                            "Replay {} completed with failures: {} sent, {} failed.",
+                            job.id, done.sent, done.failed
+                        )
+                    } else {
+                        format!("Replay {} completed: {} sent.", job.id, done.sent)
+                    };
+                    audit::append(
+                        &self.pool,
+                        now,
+                        "dashboard",
+                        "replay.finish",
+                        Some(&job.id),
+                        &summary,
+                        &counts_json(&done),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send every unsent item of the job, paced, until done or told to stop.
+    async fn send_all(&self, job: &Job, mut control: watch::Receiver<Control>) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<InFlight>(MAX_IN_FLIGHT);
+        let collector = tokio::spawn(collect(
+            self.pool.clone(),
+            self.producer.clone(),
+            job.id.clone(),
+            rx,
+        ));
+        let mut pacer = Pacer::new(job.rate);
+        let mut after = 0;
+        let sent: Result<()> = async {
+            'chunks: loop {
+                let chunk = replays::next_items(&self.pool, &job.id, after, CHUNK).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
+                replays::claim(&self.pool, &job.id, &ids).await?;
+                for item in chunk {
+                    if !pacer.wait(&mut control).await {
+                        break 'chunks;
+                    }
+                    let delivery = self.send_one(&job.id, &item, &mut control).await;
+                    let Some(delivery) = delivery else {
+                        break 'chunks;
+                    };
+                    after = item.record_id;
+                    let in_flight = InFlight {
+                        record_id: item.record_id,
+                        target_topic: item.target_topic.clone(),
+                        replay_count: item.replay_count + 1,
+                        delivery,
+                    };
+                    if tx.send(in_flight).await.is_err() {
+                        return Err(Error::Conflict("the delivery recorder stopped".into()));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        // On shutdown, reports still missing after a few seconds (a broker that went away)
+        // are not waited for: those items stay unconfirmed and are sent again, with the same
+        // replay id, when the dashboard next runs.
+        let limit = if *control.borrow() == Control::Shutdown {
+            Duration::from_secs(5)
+        } else {
+            Duration::MAX
+        };
+        let recorded = match tokio::time::timeout(limit, collector).await {
+            Ok(joined) => {
+                joined.map_err(|e| Error::Conflict(format!("the delivery recorder failed: {e}")))?
+            }
+            Err(_) => Ok(()),
+        };
+        sent.and(recorded)
+    }
+
+    /// Hand one message to the producer. None when told to stop while the producer's queue
+    /// was full.
+    async fn send_one(
+        &self,
+        job_id: &str,
+        item: &SendItem,
+        control: &mut watch::Receiver<Control>,
+    ) -> Option<std::result::Result<DeliveryFuture, String>> {
+        let headers = replay_headers(job_id, item, store::now_ms());
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&item.target_topic).headers(headers);
+        if let Some(k) = item.key.as_deref() {
+            record = record.key(k);
+        }
+        if let Some(v) = item.value.as_deref() {
+            record = record.payload(v);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Some(Ok(delivery)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // The producer drains as deliveries complete; a stop request wins.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                        _ = control.changed() => {}
+                    }
+                    if *control.borrow() != Control::Run {
+                        return None;
+                    }
+                }
+                Err((e, _)) => return Some(Err(e.to_string())),
+            }
+        }
+    }
+
+    /// Pause a queued or running job; its in-flight messages finish and are recorded.
+    pub async fn pause(&self, id: &str, actor: &str) -> Result<Job> {
+        self.control(
+            id,
+            actor,
+            &[status::QUEUED, status::RUNNING],
+            status::PAUSED,
+            Control::Pause,
+            "replay.pause",
+            "paused",
+        )
+        .await
+    }
+
+    /// Resume a paused job: it queues and starts when its partitions are free.
+    pub async fn resume(&self, id: &str, actor: &str) -> Result<Job> {
+        let job = self
+            .control(
+                id,
+                actor,
+                &[status::PAUSED],
+                status::QUEUED,
+                Control::Run,
+                "replay.resume",
+                "resumed",
+            )
+            .await?;
+        self.wake();
+        Ok(job)
+    }
+
+    /// Cancel a job that has not finished: nothing more is sent; what was sent stays sent.
+    pub async fn cancel(&self, id: &str, actor: &str) -> Result<Job> {
+        let job = self
+            .control(
+                id,
+                actor,
+                &[status::QUEUED, status::RUNNING, status::PAUSED],
+                status::CANCELLED,
+                Control::Cancel,
+                "replay.cancel",
+                "cancelled",
+            )
+            .await?;
+        Ok(job)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn control(
+        &self,
+        id: &str,
+        actor: &str,
+        from: &[&str],
+        to: &str,
+        signal: Control,
+        action: &str,
+        verb: &str,
+    ) -> Result<Job> {
+        let _t = self.transitions.lock().await;
+        let job = replays::job(&self.pool, id)
+            .await?
+            .filter(|j| j.status != status::PREVIEW)
+            .ok_or_else(|| unknown_job(id))?;
+        let now = store::now_ms();
+        // A job resumed before its sender noticed the pause goes on running in place.
+        let to = if signal == Control::Run && self.active().contains_key(id) {
+            status::RUNNING
+        } else {
+            to
+        };
+        if !replays::transition(&self.pool, id, from, to, now).await? {
+            return Err(Error::Conflict(format!(
+                "Replay job {id} is {}, so it cannot be {verb}.",
+                job.status.replace('_', " ")
+            )));
+        }
+        let running = self.active().get(id).map(|a| a.control.clone());
+        match running {
+            Some(control) => {
+                let _ = control.send(signal);
+            }
+            None if signal == Control::Cancel => {
+                replays::release(&self.pool, id, true, now).await?;
+            }
+            None => {}
+        }
+        let job = replays::job(&self.pool, id)
+            .await?
+            .ok_or_else(|| unknown_job(id))?;
+        audit::append(
+            &self.pool,
+            now,
+            actor,
+            action,
+            Some(id),
+            &format!(
+                "Replay {id} {verb} with {} sent, {} failed, {} remaining ({}).",
+                job.sent,
+                job.failed,
+                job.remaining(),
+                rate_text(job.rate)
+            ),
+            &counts_json(&job),
+        )
+        .await?;
+        Ok(job)
+    }
+}
+
+fn counts_json(job: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "total": job.total,
+        "sent": job.sent,
+        "failed": job.failed,
+        "refused": job.refused,
+        "cancelled": job.cancelled,
+        "remaining": job.remaining(),
+        "targets": job.target_counts(),
+    })
+}
+
+/// The replayed message's headers: the original ones in order (minus earlier replay
+/// headers), then the replay headers.
+pub fn replay_headers(job_id: &str, item: &SendItem, now_ms: i64) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    for h in decode_headers(&item.headers) {
+        if REPLAY_HEADERS.contains(&h.name.as_str()) {
+            continue;
+        }
+        headers = headers.insert(Header {
+            key: &h.name,
+            value: h.value.as_deref(),
+        });
+    }
+    let replayed_at = crate::web::view::iso(now_ms);
+    let replay_id = replay_id(job_id, item.record_id);
+    let count = (item.replay_count + 1).to_string();
+    let source = format!("{}/{}/{}", item.topic, item.partition, item.offset);
+    for (key, value) in [
+        ("dlq-replay-id", replay_id.as_str()),
+        ("dlq-replay-action", job_id),
+        ("dlq-replay-count", count.as_str()),
+        ("dlq-replayed-at", replayed_at.as_str()),
+        ("dlq-source", source.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    headers
+}
+
+/// The replay id of a record in a job: the same on every attempt of that job (so a message
+/// re-sent after a crash carries the id it had), different in another job.
+pub fn replay_id(job_id: &str, record_id: i64) -> String {
+    format!("{job_id}-{record_id}")
+}
+
+/// Record delivery reports as they arrive, in transactions of up to RESULTS_PER_COMMIT,
+/// at least every COMMIT_INTERVAL while results wait.
+async fn collect(
+    pool: SqlitePool,
+    producer: FutureProducer,
+    job_id: String,
+    mut rx: mpsc::Receiver<InFlight>,
+) -> Result<()> {
+    let mut explainer = FailureExplainer::new(producer);
+    let mut pending: Vec<Delivery> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    let flush = |pending: &mut Vec<Delivery>| {
+        let batch = std::mem::take(pending);
+        let pool = pool.clone();
+        let job_id = job_id.clone();
+        async move { replays::record_deliveries(&pool, &job_id, &batch, store::now_ms()).await }
+    };
+    loop {
+        let deadline = oldest.map(|t| t + COMMIT_INTERVAL);
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            _ = sleep_until(deadline) => {
+                flush(&mut pending).await?;
+                oldest = None;
+                continue;
+            }
+        };
+        let Some(in_flight) = next else { break };
+        let outcome = match in_flight.delivery {
+            Err(e) => Some(Err(e)),
+            Ok(mut future) => loop {
+                let deadline = oldest.map(|t| t + COMMIT_INTERVAL);
+                tokio::select! {
+                    report = &mut future => break match report {
+                        Ok(Ok(d)) => Some(Ok((d.partition, d.offset))),
+                        Ok(Err((e, _))) => Some(Err(explainer.explain(&in_flight.target_topic, &e).await)),
+                        // The producer went away without a report: leave the item 'sending',
+                        // so it is sent again (same replay id) rather than guessed at.
+                        Err(_) => None,
+                    },
+                    _ = sleep_until(deadline) => {
+                        flush(&mut pending).await?;
+                        oldest = None;
+                    }
+                }
+            },
+        };
+        let Some(outcome) = outcome else { continue };
+        pending.push(match outcome {
+            Ok((partition, offset)) => Delivery {
+                record_id: in_flight.record_id,
+                replay_count: in_flight.replay_count,
+                partition: Some(partition),
+                offset: Some(offset),
+                error: None,
+            },
+            Err(e) => Delivery {
+                record_id: in_flight.record_id,
+                replay_count: in_flight.replay_count,
+                partition: None,
+                offset: None,
+                error: Some(e),
+            },
+        });
+        oldest.get_or_insert_with(Instant::now);
+        if pending.len() >= RESULTS_PER_COMMIT {
+            flush(&mut pending).await?;
+            oldest = None;
+        }
+    }
+    flush(&mut pending).await
+}
+
+/// Turns a failed delivery into the sentence recorded with it. librdkafka retries a
+/// produce to a vanished topic until the message times out, so "Message timed out" alone
+/// would hide the cause: the broker's metadata answer for the topic is added.
+struct FailureExplainer {
+    producer: FutureProducer,
+    // Per topic: when it was asked and what the broker said, reused for a few seconds so a
+    // batch of failures costs one metadata request.
+    asked: HashMap<String, (Instant, Option<String>)>,
+}
+
+impl FailureExplainer {
+    fn new(producer: FutureProducer) -> Self {
+        FailureExplainer {
+            producer,
+            asked: HashMap::new(),
+        }
+    }
+
+    async fn explain(&mut self, topic: &str, error: &KafkaError) -> String {
+        let Some(code) = error.rdkafka_error_code() else {
+            return error.to_string();
+        };
+        if !matches!(
+            code,
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+        ) {
+            return error.to_string();
+        }
+        let fresh = self
+            .asked
+            .get(topic)
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(5))
+            .map(|(_, said)| said.clone());
+        let said = match fresh {
+            Some(said) => said,
+            None => {
+                let producer = self.producer.clone();
+                let name = topic.to_string();
+                let said = tokio::task::spawn_blocking(move || {
+                    use rdkafka::producer::Producer;
+                    let md = producer
+                        .client()
+                        .fetch_metadata(Some(&name), Duration::from_secs(5))
+                        .ok()?;
+                    let err = md.topics().first()?.error()?;
+                    Some(RDKafkaErrorCode::from(err).to_string())
+                })
+                .await
+                .ok()
+                .flatten();
+                self.asked
+                    .insert(topic.to_string(), (Instant::now(), said.clone()));
+                said
+            }
+        };
+        match said {
+            Some(broker) => format!(
+                "The broker says topic {topic} is unavailable ({broker}); the message was not delivered ({error})."
+            ),
+            None => error.to_string(),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Spaces sends evenly at a rate: message n goes at start + n / rate. After a stall (a full
+/// producer queue, a slow disk) it does not catch up in a burst; it restarts the schedule.
+struct Pacer {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: i64) -> Self {
+        Pacer {
+            interval: (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64)),
+            next: None,
+        }
+    }
+
+    /// Wait for the next slot; false when told to stop meanwhile.
+    async fn wait(&mut self, control: &mut watch::Receiver<Control>) -> bool {
+        if *control.borrow() != Control::Run {
+            return false;
+        }
+        let Some(interval) = self.interval else {
+            return true;
+        };
+        let now = Instant::now();
+        let slot = match self.next {
+            Some(next) if next + Duration::from_millis(100) > now => next,
+            _ => now,
+        };
+        self.next = Some(slot + interval);
+        if slot > now {
+            tokio::select! {
+                _ = tokio::time::sleep_until(slot) => {}
+                _ = control.changed() => {}
+            }
+        }
+        *control.borrow() == Control::Run
+    }
+}

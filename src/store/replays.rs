@@ -1,0 +1,720 @@
+//! Replay jobs and their items: the frozen selection, claims, delivery results, history.
+//! Everything a job does is recorded here first, so a restarted dashboard can go on.
+
+use std::collections::BTreeMap;
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+
+use super::records::{push_filter, RecordId};
+use crate::error::Result;
+use crate::filter::MessageFilter;
+
+/// Job statuses, as stored and as the API shows them.
+pub mod status {
+    /// Frozen selection waiting for the operator's confirmation; never listed.
+    pub const PREVIEW: &str = "preview";
+    /// Confirmed, waiting for its partitions to be free of other running jobs.
+    pub const QUEUED: &str = "queued";
+    /// Sending.
+    pub const RUNNING: &str = "running";
+    /// Stopped by the operator; resumes where it stopped.
+    pub const PAUSED: &str = "paused";
+    /// Stopped for good by the operator; what was sent stays sent.
+    pub const CANCELLED: &str = "cancelled";
+    /// Every message sent.
+    pub const COMPLETED: &str = "completed";
+    /// Finished, with at least one failed delivery.
+    pub const COMPLETED_WITH_FAILURES: &str = "completed_with_failures";
+
+    /// Whether a job in this status will not change any more.
+    pub fn is_final(s: &str) -> bool {
+        [CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES].contains(&s)
+    }
+}
+
+/// Which records a new job covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Every record matching a filter.
+    Filter(&'a MessageFilter),
+    /// These record row ids.
+    Ids(&'a [i64]),
+}
+
+fn push_source(qb: &mut QueryBuilder<'_, Sqlite>, source: Source<'_>, max_id: i64) {
+    match source {
+        Source::Filter(f) => push_filter(qb, f),
+        Source::Ids(ids) => {
+            qb.push(" WHERE id IN (SELECT value FROM json_each(")
+                .push_bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+                .push("))");
+        }
+    }
+    // Rows indexed after the preview started are not part of it.
+    qb.push(" AND id <= ").push_bind(max_id);
+}
+
+/// The newest record row id: a selection is bounded by it, so it is frozen at preview time.
+pub async fn max_record_id(pool: &SqlitePool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// What target resolution depends on, with how many selected records share it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoutingKey {
+    /// DLQ topic.
+    pub topic: String,
+    /// Origin topic from the headers.
+    pub origin_topic: Option<String>,
+    /// Consumer group from the headers.
+    pub consumer_group: Option<String>,
+    /// Records with these values.
+    pub count: i64,
+}
+
+/// The distinct (topic, origin, group) of a selection: targets are resolved once per key,
+/// not once per record, so a million-record selection never passes through memory.
+pub async fn routing_keys(
+    pool: &SqlitePool,
+    source: Source<'_>,
+    max_id: i64,
+) -> Result<Vec<RoutingKey>> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT topic, origin_topic, consumer_group, COUNT(*) AS count FROM records",
+    );
+    push_source(&mut qb, source, max_id);
+    qb.push(" GROUP BY topic, origin_topic, consumer_group");
+    Ok(qb.build_query_as().fetch_all(pool).await?)
+}
+
+/// A routing key's resolution: a target topic, or why not.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Route {
+    /// DLQ topic.
+    pub t: String,
+    /// Origin topic.
+    pub o: Option<String>,
+    /// Consumer group.
+    pub g: Option<String>,
+    /// Target topic, when not refused.
+    pub target: Option<String>,
+    /// The refusal, when refused.
+    pub reason: Option<String>,
+}
+
+/// A new job row.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Job id.
+    pub id: String,
+    /// Who asked for it.
+    pub actor: String,
+    /// Selection JSON.
+    pub selection: String,
+    /// Messages per second, 0 = unlimited.
+    pub rate: i64,
+    /// Created, ms.
+    pub created_at: i64,
+}
+
+/// Create a job in 'preview' with its frozen items: each selected record with its target,
+/// or refused with the reason. Purged records and records another job is sending are
+/// refused too. Returns the job's counts.
+pub async fn create_preview(
+    pool: &SqlitePool,
+    job: &NewJob,
+    source: Source<'_>,
+    max_id: i64,
+    routes: &[Route],
+) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "INSERT INTO replay_jobs (id, status, actor, selection, rate, total, targets, created_at)
+         VALUES (?, 'preview', ?, ?, ?, 0, '{}', ?)",
+    )
+    .bind(&job.id)
+    .bind(&job.actor)
+    .bind(&job.selection)
+    .bind(job.rate)
+    .bind(job.created_at)
+    .execute(&mut *tx)
+    .await?;
+    let routes_json = serde_json::to_string(routes).unwrap_or_else(|_| "[]".into());
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO replay_items (job_id, record_id, target_topic, state, reason)
+         SELECT ",
+    );
+    qb.push_bind(job.id.clone());
+    qb.push(
+        ", r.id,
+           CASE WHEN r.status IN ('purged', 'replaying') THEN NULL ELSE m.target END,
+           CASE WHEN r.status IN ('purged', 'replaying') OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
+           CASE WHEN r.status = 'purged' THEN 'The message is purged; purged messages are not replayed.'
+                WHEN r.status = 'replaying' THEN 'Another replay job is sending this message right now.'
+                WHEN m.target IS NULL THEN COALESCE(m.reason, 'The message changed while the preview was made; preview again.')
+                ELSE NULL END
+         FROM (SELECT * FROM records",
+    );
+    push_source(&mut qb, source, max_id);
+    qb.push(
+        ") AS r LEFT JOIN (SELECT json_extract(value, '$.t') AS t, json_extract(value, '$.o') AS o,
+             json_extract(value, '$.g') AS g, json_extract(value, '$.target') AS target,
+             json_extract(value, '$.reason') AS reason FROM json_each(",
+    );
+    qb.push_bind(routes_json);
+    qb.push(")) AS m ON m.t = r.topic AND m.o IS r.origin_topic AND m.g IS r.consumer_group");
+    qb.build().execute(&mut *tx).await?;
+    let counts: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT target_topic, state, COUNT(*) FROM replay_items WHERE job_id = ? GROUP BY 1, 2",
+    )
+    .bind(&job.id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut targets: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut total, mut refused) = (0, 0);
+    for (target, state, n) in counts {
+        match target {
+            Some(t) if state == "pending" => {
+                total += n;
+                *targets.entry(t).or_default() += n;
+            }
+            _ => refused += n,
+        }
+    }
+    sqlx::query("UPDATE replay_jobs SET total = ?, refused = ?, targets = ? WHERE id = ?")
+        .bind(total)
+        .bind(refused)
+        .bind(serde_json::to_string(&targets).unwrap_or_else(|_| "{}".into()))
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Row ids of records named by coordinates (the newest generation when none is given);
+/// None for each one not in the index.
+pub async fn record_ids(pool: &SqlitePool, ids: &[RecordId]) -> Result<Vec<Option<i64>>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(
+            sqlx::query_scalar(
+                "SELECT id FROM records WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3
+                 AND (?4 IS NULL OR generation = ?4) ORDER BY generation DESC LIMIT 1",
+            )
+            .bind(&id.topic)
+            .bind(id.partition)
+            .bind(id.offset)
+            .bind(id.generation)
+            .fetch_optional(pool)
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// Status (see [`status`]).
+    pub status: String,
+    /// Who started it.
+    pub actor: String,
+    /// Selection JSON.
+    pub selection: String,
+    /// Messages per second, 0 = unlimited.
+    pub rate: i64,
+    /// Messages to send.
+    pub total: i64,
+    /// Delivered.
+    pub sent: i64,
+    /// Delivery failed.
+    pub failed: i64,
+    /// Refused at preview.
+    pub refused: i64,
+    /// Not sent because the job was cancelled.
+    pub cancelled: i64,
+    /// JSON {topic: n}.
+    pub targets: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// First started, ms.
+    pub started_at: Option<i64>,
+    /// Finished or cancelled, ms.
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    /// Messages neither delivered, failed nor cancelled yet.
+    pub fn remaining(&self) -> i64 {
+        (self.total - self.sent - self.failed - self.cancelled).max(0)
+    }
+
+    /// Target topics with their message counts.
+    pub fn target_counts(&self) -> BTreeMap<String, i64> {
+        serde_json::from_str(&self.targets).unwrap_or_default()
+    }
+}
+
+const JOB_COLUMNS: &str = "id, status, actor, selection, rate, total, sent, failed, refused, cancelled, targets, created_at, started_at, finished_at";
+
+/// One job by id (previews included).
+pub async fn job(pool: &SqlitePool, id: &str) -> Result<Option<Job>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM replay_jobs WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Confirmed jobs, newest first.
+pub async fn jobs(pool: &SqlitePool, limit: i64) -> Result<Vec<Job>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM replay_jobs WHERE status <> 'preview' ORDER BY created_at DESC, id DESC LIMIT ?"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Jobs in a status, oldest first.
+pub async fn jobs_in(pool: &SqlitePool, status: &str) -> Result<Vec<Job>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM replay_jobs WHERE status = ? ORDER BY created_at, id"
+    ))
+    .bind(status)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Set a job's status, only when it is in one of `from`; returns whether it changed.
+pub async fn transition(
+    pool: &SqlitePool,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    now: i64,
+) -> Result<bool> {
+    let from_json = serde_json::to_string(from).unwrap_or_else(|_| "[]".into());
+    let done = sqlx::query(
+        "UPDATE replay_jobs SET status = ?1,
+           started_at = CASE WHEN ?1 = 'running' THEN COALESCE(started_at, ?3) ELSE started_at END,
+           finished_at = CASE WHEN ?1 IN ('cancelled', 'completed', 'completed_with_failures') THEN ?3 ELSE finished_at END
+         WHERE id = ?2 AND status IN (SELECT value FROM json_each(?4))",
+    )
+    .bind(to)
+    .bind(id)
+    .bind(now)
+    .bind(from_json)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Change the rate of a job not yet running (set at confirmation).
+pub async fn set_rate(pool: &SqlitePool, id: &str, rate: i64) -> Result<()> {
+    sqlx::query("UPDATE replay_jobs SET rate = ? WHERE id = ?")
+        .bind(rate)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Delete previews nobody confirmed, created before `before` (ms).
+pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<u64> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "DELETE FROM replay_items WHERE job_id IN
+           (SELECT id FROM replay_jobs WHERE status = 'preview' AND created_at < ?)",
+    )
+    .bind(before)
+    .execute(&mut *tx)
+    .await?;
+    let done = sqlx::query("DELETE FROM replay_jobs WHERE status = 'preview' AND created_at < ?")
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected())
+}
+
+/// The DLQ partitions a job's unsent items are on, as "topic\0partition" keys.
+pub async fn job_partitions(pool: &SqlitePool, id: &str) -> Result<Vec<(String, i32)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT r.topic, r.partition FROM replay_items i JOIN records r ON r.id = i.record_id
+         WHERE i.job_id = ? AND i.state IN ('pending', 'sending')",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One item to send, with what the producer needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SendItem {
+    /// Record row id.
+    pub record_id: i64,
+    /// Target topic.
+    pub target_topic: String,
+    /// DLQ topic.
+    pub topic: String,
+    /// DLQ partition.
+    pub partition: i32,
+    /// DLQ offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Stored headers JSON.
+    pub headers: String,
+    /// Successful replays before this one.
+    pub replay_count: i64,
+}
+
+/// The next unsent items of a job after `after` (a record id), in record id order.
+pub async fn next_items(
+    pool: &SqlitePool,
+    job_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<SendItem>> {
+    Ok(sqlx::query_as(
+        "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, r.value, r.headers, r.replay_count
+         FROM replay_items i JOIN records r ON r.id = i.record_id
+         WHERE i.job_id = ? AND i.record_id > ? AND i.state IN ('pending', 'sending')
+         ORDER BY i.record_id LIMIT ?",
+    )
+    .bind(job_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Apply `update` to the records whose ids `ids_sql` selects (neither takes parameters),
+/// keeping the per-topic status counters right.
+async fn change_record_status(
+    conn: &mut SqliteConnection,
+    ids_sql: &str,
+    update: &str,
+) -> Result<()> {
+    let adjust = |sign: &str| {
+        format!(
+            "INSERT INTO topic_status_counts (topic, status, count)
+             SELECT topic, status, {sign}COUNT(*) FROM records WHERE id IN ({ids_sql}) GROUP BY topic, status
+             ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count"
+        )
+    };
+    sqlx::query(&adjust("-")).execute(&mut *conn).await?;
+    sqlx::query(update).execute(&mut *conn).await?;
+    sqlx::query(&adjust("")).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Fill the temporary table `chosen` (this connection's own) with record ids.
+async fn choose(conn: &mut SqliteConnection, select_ids: &str, binds: &[&str]) -> Result<()> {
+    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS chosen (id INTEGER PRIMARY KEY, status TEXT)")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM chosen")
+        .execute(&mut *conn)
+        .await?;
+    let mut q = sqlx::query(select_ids);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Claim items before they are handed to the producer: they become 'sending' and their
+/// records 'replaying'. Only pending items are claimed (a 'sending' item left by a crash
+/// keeps the status it remembered).
+pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Result<()> {
+    let ids = serde_json::to_string(record_ids).unwrap_or_else(|_| "[]".into());
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    choose(
+        &mut tx,
+        "INSERT INTO chosen (id) SELECT record_id FROM replay_items WHERE job_id = ?1 AND state = 'pending'
+         AND record_id IN (SELECT value FROM json_each(?2))",
+        &[job_id, &ids],
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE replay_items SET state = 'sending',
+           prev_status = (SELECT status FROM records WHERE records.id = replay_items.record_id)
+         WHERE job_id = ? AND record_id IN (SELECT id FROM chosen)",
+    )
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
+    change_record_status(
+        &mut tx,
+        "SELECT id FROM chosen",
+        "UPDATE records SET status = 'replaying' WHERE id IN (SELECT id FROM chosen)",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The outcome of one delivery.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    /// Record row id.
+    #[serde(rename = "id")]
+    pub record_id: i64,
+    /// The dlq-replay-count header that was sent.
+    #[serde(rename = "n")]
+    pub replay_count: i64,
+    /// Target partition and offset when delivered.
+    #[serde(rename = "p")]
+    pub partition: Option<i32>,
+    /// Target offset.
+    #[serde(rename = "o")]
+    pub offset: Option<i64>,
+    /// The broker's (or client's) error when not delivered.
+    #[serde(rename = "e")]
+    pub error: Option<String>,
+}
+
+/// Record delivery results in one transaction: items, records (status, replay count) and
+/// the job's counters.
+pub async fn record_deliveries(
+    pool: &SqlitePool,
+    job_id: &str,
+    deliveries: &[Delivery],
+    now: i64,
+) -> Result<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(deliveries).unwrap_or_else(|_| "[]".into());
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // The batch goes into a keyed temporary table first, so that every update below is
+    // driven by the batch's ids (a join the planner might turn around would scan the job
+    // or the whole index per batch).
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS delivered
+           (id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM delivered")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO delivered (id, n, p, o, e)
+         SELECT json_extract(value, '$.id'), json_extract(value, '$.n'), json_extract(value, '$.p'),
+                json_extract(value, '$.o'), json_extract(value, '$.e')
+         FROM json_each(?)",
+    )
+    .bind(&json)
+    .execute(&mut *tx)
+    .await?;
+    // Only items still 'sending' count: a report for an item the job no longer owns (never
+    // expected) changes nothing.
+    sqlx::query(
+        "DELETE FROM delivered WHERE NOT EXISTS (SELECT 1 FROM replay_items
+           WHERE job_id = ? AND record_id = delivered.id AND state = 'sending')",
+    )
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
+    let (sent, failed): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(e IS NULL), 0), COALESCE(SUM(e IS NOT NULL), 0) FROM delivered",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE replay_items SET
+           state = (SELECT CASE WHEN e IS NULL THEN 'sent' ELSE 'failed' END FROM delivered d WHERE d.id = record_id),
+           reason = (SELECT e FROM delivered d WHERE d.id = record_id),
+           replay_count = (SELECT n FROM delivered d WHERE d.id = record_id),
+           target_partition = (SELECT p FROM delivered d WHERE d.id = record_id),
+           target_offset = (SELECT o FROM delivered d WHERE d.id = record_id),
+           finished_at = ?
+         WHERE job_id = ? AND record_id IN (SELECT id FROM delivered)",
+    )
+    .bind(now)
+    .bind(job_id)
+    .execute(&mut *tx)
+    .await?;
+    // A record's replay count counts delivered replays; its status is its latest outcome.
+    change_record_status(
+        &mut tx,
+        "SELECT id FROM delivered",
+        "UPDATE records SET
+           status = (SELECT CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END FROM delivered d WHERE d.id = records.id),
+           replay_count = replay_count + (SELECT e IS NULL FROM delivered d WHERE d.id = records.id)
+         WHERE id IN (SELECT id FROM delivered)",
+    )
+    .await?;
+    sqlx::query("UPDATE replay_jobs SET sent = sent + ?, failed = failed + ? WHERE id = ?")
+        .bind(sent)
+        .bind(failed)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Give back items claimed but never handed to the producer: 'sending' items return to
+/// `to_state` ('pending' on pause, 'cancelled' on cancel) and their records to the status
+/// they had. On cancel, pending items become 'cancelled' too. Returns the items released.
+pub async fn release(pool: &SqlitePool, job_id: &str, cancel: bool, now: i64) -> Result<i64> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    choose(
+        &mut tx,
+        "INSERT INTO chosen (id, status) SELECT record_id, COALESCE(prev_status, 'new')
+         FROM replay_items WHERE job_id = ?1 AND state = 'sending'",
+        &[job_id],
+    )
+    .await?;
+    change_record_status(
+        &mut tx,
+        "SELECT id FROM chosen",
+        "UPDATE records SET status = (SELECT status FROM chosen c WHERE c.id = records.id)
+         WHERE id IN (SELECT id FROM chosen)",
+    )
+    .await?;
+    let released = if cancel {
+        let done = sqlx::query(
+            "UPDATE replay_items SET state = 'cancelled', finished_at = ?
+             WHERE job_id = ? AND state IN ('pending', 'sending')",
+        )
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64;
+        sqlx::query("UPDATE replay_jobs SET cancelled = cancelled + ? WHERE id = ?")
+            .bind(done)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        done
+    } else {
+        sqlx::query(
+            "UPDATE replay_items SET state = 'pending', prev_status = NULL WHERE job_id = ? AND state = 'sending'",
+        )
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64
+    };
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Whether a job has items left to send.
+pub async fn has_unsent(pool: &SqlitePool, job_id: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM replay_items WHERE job_id = ? AND state IN ('pending', 'sending'))",
+    )
+    .bind(job_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// One item of a job, for results lists and a message's history.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ItemResult {
+    /// Job id.
+    pub job_id: String,
+    /// DLQ topic.
+    pub topic: String,
+    /// DLQ partition.
+    pub partition: i32,
+    /// DLQ offset.
+    pub offset: i64,
+    /// Generation of the DLQ partition's log.
+    pub generation: i64,
+    /// pending | sending | sent | failed | refused | cancelled.
+    pub state: String,
+    /// Target topic.
+    pub target_topic: Option<String>,
+    /// Target partition when delivered.
+    pub target_partition: Option<i32>,
+    /// Target offset when delivered.
+    pub target_offset: Option<i64>,
+    /// Why refused or failed.
+    pub reason: Option<String>,
+    /// The dlq-replay-count sent.
+    pub replay_count: Option<i64>,
+    /// When the outcome was recorded, ms.
+    pub finished_at: Option<i64>,
+    /// Who started the job.
+    pub actor: String,
+    /// Record row id (keyset cursor).
+    #[serde(skip)]
+    pub record_id: i64,
+}
+
+const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, i.state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id";
+
+/// Order of states in a results list: failures first, then refusals, then the rest.
+pub const RESULT_STATES: [&str; 6] = [
+    "failed",
+    "refused",
+    "sending",
+    "pending",
+    "cancelled",
+    "sent",
+];
+
+/// A page of a job's items in `state` after record id `after`.
+pub async fn items(
+    pool: &SqlitePool,
+    job_id: &str,
+    state: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ItemResult>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {ITEM_COLUMNS} FROM replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id
+         WHERE i.job_id = ? AND i.state = ? AND i.record_id > ? ORDER BY i.record_id LIMIT ?"
+    ))
+    .bind(job_id)
+    .bind(state)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Items of a job per state.
+pub async fn item_counts(pool: &SqlitePool, job_id: &str) -> Result<BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM replay_items WHERE job_id = ? GROUP BY state")
+            .bind(job_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Every replay of one record (confirmed jobs only), newest first.
+pub async fn history(pool: &SqlitePool, record_id: i64) -> Result<Vec<ItemResult>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {ITEM_COLUMNS} FROM replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id
+         WHERE i.record_id = ? AND j.status <> 'preview' ORDER BY COALESCE(i.finished_at, j.created_at) DESC, j.created_at DESC"
+    ))
+    .bind(record_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Refused items of a job, first `limit`.
+pub async fn refusals(pool: &SqlitePool, job_id: &str, limit: i64) -> Result<Vec<ItemResult>> {
+    items(pool, job_id, "refused", 0, limit).await
+}

@@ -1,0 +1,511 @@
+//! Replay jobs and the audit log in the JSON API: preview, start, follow, pause, resume,
+//! cancel. The pages call the same functions.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::view::iso;
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::replay::plan::{self, MessageRef, Selection};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::replays::{self, ItemResult, Job, RESULT_STATES};
+
+/// Routes under /api for replays and the audit log.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/replays", get(list).post(create))
+        .route("/api/replays/{id}", get(one))
+        .route("/api/replays/{id}/results", get(results))
+        .route("/api/replays/{id}/pause", post(pause))
+        .route("/api/replays/{id}/resume", post(resume))
+        .route("/api/replays/{id}/cancel", post(cancel))
+        .route("/api/audit", get(list_audit))
+}
+
+/// Who is asking. There are no accounts yet, so it is the client's address; with
+/// authentication it becomes the user.
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(Actor(match addr {
+            Some(ip) => format!("anonymous ({ip})"),
+            None => "anonymous".into(),
+        }))
+    }
+}
+
+/// A JSON POST must say it is JSON: a browser cannot send that content type across sites
+/// without a CORS preflight, which this server never grants, so it also guards against
+/// cross-site requests.
+pub fn require_json(headers: &HeaderMap) -> Result<()> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "Send this request with Content-Type: application/json (it came with '{ctype}')."
+        )))
+    }
+}
+
+/// A job in the API.
+#[derive(Serialize)]
+pub struct JobJson {
+    id: String,
+    status: String,
+    total: i64,
+    sent: i64,
+    failed: i64,
+    remaining: i64,
+    refused: i64,
+    cancelled: i64,
+    rate: i64,
+    targets: BTreeMap<String, i64>,
+    actor: String,
+    selection: serde_json::Value,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    eta_seconds: Option<f64>,
+}
+
+impl JobJson {
+    /// The API form of a stored job.
+    pub fn new(job: &Job) -> Self {
+        let remaining = job.remaining();
+        JobJson {
+            id: job.id.clone(),
+            status: job.status.clone(),
+            total: job.total,
+            sent: job.sent,
+            failed: job.failed,
+            remaining,
+            refused: job.refused,
+            cancelled: job.cancelled,
+            rate: job.rate,
+            targets: job.target_counts(),
+            actor: job.actor.clone(),
+            selection: serde_json::from_str(&job.selection).unwrap_or_default(),
+            created_at: iso(job.created_at),
+            started_at: job.started_at.map(iso),
+            finished_at: job.finished_at.map(iso),
+            eta_seconds: (!replays::status::is_final(&job.status) && job.rate > 0)
+                .then(|| plan::estimated_seconds(remaining, job.rate)),
+        }
+    }
+}
+
+const CREATE_FIELDS: [&str; 5] = ["messages", "filter", "rate", "dry_run", "preview_id"];
+
+/// `POST /api/replays`: a preview (`dry_run`), or a started job (202).
+async fn create(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    require_json(&headers)?;
+    let request: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("The request body is not valid JSON ({e}).")))?;
+    let Some(fields) = request.as_object() else {
+        return Err(Error::BadRequest(
+            "The request body must be a JSON object such as {\"filter\": {\"topic\": \"orders.dlq\"}}.".into(),
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        return Err(Error::BadRequest(format!(
+            "Unknown field '{unknown}'; known ones are {}.",
+            CREATE_FIELDS.join(", ")
+        )));
+    }
+    let dry_run = match fields.get("dry_run") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Error::BadRequest(
+                "Field 'dry_run' must be true or false.".into(),
+            ))
+        }
+    };
+    let rate = plan::rate(fields.get("rate"))?;
+    if let Some(id) = fields.get("preview_id") {
+        let Some(id) = id.as_str() else {
+            return Err(Error::BadRequest(
+                "Field 'preview_id' must be a string.".into(),
+            ));
+        };
+        let asked = fields.get("rate").is_some().then_some(rate);
+        let job = plan::confirm(&state, id, asked, &actor).await?;
+        return Ok(started(&job));
+    }
+    let selection = match (fields.get("messages"), fields.get("filter")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::BadRequest(
+                "Give either 'messages' or 'filter', not both.".into(),
+            ))
+        }
+        (Some(messages), None) => {
+            let list: Vec<MessageRef> = serde_json::from_value(messages.clone()).map_err(|e| {
+                Error::BadRequest(format!(
+                    "Field 'messages' must be a list of {{\"topic\", \"partition\", \"offset\"}} ({e})."
+                ))
+            })?;
+            Selection::Messages(list)
+        }
+        (None, Some(serde_json::Value::Object(filter))) => Selection::filter_from_json(filter)?,
+        (None, Some(_)) => {
+            return Err(Error::BadRequest(
+                "Field 'filter' must be an object with the fields GET /api/messages takes.".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(Error::BadRequest(
+                "The selection is empty: give 'messages' (a list) or 'filter' (an object).".into(),
+            ))
+        }
+    };
+    let preview = plan::preview(&state, selection, rate, &actor).await?;
+    if dry_run {
+        return Ok(Json(preview).into_response());
+    }
+    let job = plan::confirm(&state, &preview.preview_id, None, &actor).await?;
+    Ok(started(&job))
+}
+
+fn started(job: &Job) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/replays/{}", job.id))],
+        Json(serde_json::json!({
+            "id": job.id,
+            "status": job.status,
+            "total": job.total,
+            "refused": job.refused,
+        })),
+    )
+        .into_response()
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
+    Ok(Json(
+        replays::jobs(&state.pool, 500)
+            .await?
+            .iter()
+            .map(JobJson::new)
+            .collect(),
+    ))
+}
+
+/// A confirmed job or a 404 naming it.
+pub async fn find_job(state: &AppState, id: &str) -> Result<Job> {
+    replays::job(&state.pool, id)
+        .await?
+        .filter(|j| j.status != replays::status::PREVIEW)
+        .ok_or_else(|| plan::unknown_job(id))
+}
+
+async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobJson>> {
+    Ok(Json(JobJson::new(&find_job(&state, &id).await?)))
+}
+
+/// One result in `GET /api/replays/{id}/results`.
+#[derive(Serialize)]
+pub struct ResultJson {
+    job_id: String,
+    actor: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    generation: i64,
+    state: String,
+    target_topic: Option<String>,
+    target_partition: Option<i32>,
+    target_offset: Option<i64>,
+    reason: Option<String>,
+    replay_id: String,
+    replay_count: Option<i64>,
+    finished_at: Option<String>,
+}
+
+impl ResultJson {
+    /// The API form of an item.
+    pub fn new(r: &ItemResult) -> Self {
+        ResultJson {
+            job_id: r.job_id.clone(),
+            actor: r.actor.clone(),
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            generation: r.generation,
+            state: r.state.clone(),
+            target_topic: r.target_topic.clone(),
+            target_partition: r.target_partition,
+            target_offset: r.target_offset,
+            reason: r.reason.clone(),
+            replay_id: crate::replay::runner::replay_id(&r.job_id, r.record_id),
+            replay_count: r.replay_count,
+            finished_at: r.finished_at.map(iso),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ResultsPage {
+    results: Vec<ResultJson>,
+    counts: BTreeMap<String, i64>,
+    next_cursor: Option<String>,
+}
+
+/// A page of a job's results, failures first: `state` limits them to one state; the
+/// cursor is `STATE:RECORD_ID` of the last row seen.
+pub async fn result_page(
+    state: &AppState,
+    id: &str,
+    only: Option<&str>,
+    cursor: Option<(String, i64)>,
+    limit: i64,
+) -> Result<(Vec<ItemResult>, Option<String>)> {
+    let states: Vec<&str> = match only {
+        Some(s) => vec![s],
+        None => RESULT_STATES.to_vec(),
+    };
+    let (mut from_state, mut after) = match &cursor {
+        Some((s, a)) => (states.iter().position(|x| x == s).unwrap_or(0), *a),
+        None => (0, 0),
+    };
+    let mut out: Vec<ItemResult> = Vec::new();
+    while from_state < states.len() && (out.len() as i64) <= limit {
+        let want = limit + 1 - out.len() as i64;
+        out.extend(replays::items(&state.pool, id, states[from_state], after, want).await?);
+        from_state += 1;
+        after = 0;
+    }
+    let next = if out.len() as i64 > limit {
+        out.truncate(limit as usize);
+        out.last().map(|r| format!("{}:{}", r.state, r.record_id))
+    } else {
+        None
+    };
+    Ok((out, next))
+}
+
+async fn results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ResultsPage>> {
+    find_job(&state, &id).await?;
+    let params: BTreeMap<String, String> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+            .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut only = None;
+    let mut cursor = None;
+    let mut limit = 100;
+    for (k, v) in &params {
+        match k.as_str() {
+            "state" if v.is_empty() => {}
+            "state" if RESULT_STATES.contains(&v.as_str()) => only = Some(v.as_str()),
+            "state" => {
+                return Err(Error::BadRequest(format!(
+                    "Parameter 'state' is '{v}'; use one of {}.",
+                    RESULT_STATES.join(", ")
+                )))
+            }
+            "cursor" if v.is_empty() => {}
+            "cursor" => {
+                cursor = Some(
+                    v.split_once(':')
+                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
+                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
+                        .ok_or_else(|| {
+                            Error::BadRequest(
+                                "Parameter 'cursor' is not a cursor this dashboard issued; follow next_cursor.".into(),
+                            )
+                        })?,
+                )
+            }
+            "limit" => {
+                limit = v.parse::<i64>().ok().filter(|l| (1..=1000).contains(l)).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
+                    ))
+                })?
+            }
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "Unknown parameter '{other}'; known ones are state, cursor, limit."
+                )))
+            }
+        }
+    }
+    let (rows, next_cursor) = result_page(&state, &id, only, cursor, limit).await?;
+    Ok(Json(ResultsPage {
+        results: rows.iter().map(ResultJson::new).collect(),
+        counts: replays::item_counts(&state.pool, &id).await?,
+        next_cursor,
+    }))
+}
+
+/// The body a control POST may carry: nothing, or an empty JSON object.
+fn control_body(headers: &HeaderMap, body: &Bytes) -> Result<()> {
+    require_json(headers)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(o)) if o.is_empty() => Ok(()),
+        _ => Err(Error::BadRequest(
+            "This request takes no body (or an empty JSON object).".into(),
+        )),
+    }
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<JobJson>> {
+    control_body(&headers, &body)?;
+    Ok(Json(JobJson::new(
+        &state.replayer.pause(&id, &actor).await?,
+    )))
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<JobJson>> {
+    control_body(&headers, &body)?;
+    Ok(Json(JobJson::new(
+        &state.replayer.resume(&id, &actor).await?,
+    )))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<JobJson>> {
+    control_body(&headers, &body)?;
+    Ok(Json(JobJson::new(
+        &state.replayer.cancel(&id, &actor).await?,
+    )))
+}
+
+/// One audit entry in the API.
+#[derive(Serialize)]
+pub struct AuditJson {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    job_id: Option<String>,
+    summary: String,
+    detail: serde_json::Value,
+}
+
+impl AuditJson {
+    /// The API form of an entry.
+    pub fn new(e: AuditEntry) -> Self {
+        AuditJson {
+            id: e.id,
+            at: iso(e.at),
+            actor: e.actor,
+            action: e.action,
+            job_id: e.job_id,
+            summary: e.summary,
+            detail: serde_json::from_str(&e.detail).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    entries: Vec<AuditJson>,
+    next_cursor: Option<String>,
+}
+
+/// Parse `before` and `limit` for the audit list.
+pub fn audit_params(query: Option<&str>) -> Result<(Option<i64>, i64)> {
+    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut before = None;
+    let mut limit = 100;
+    for (k, v) in params {
+        match k.as_str() {
+            "cursor" | "before" if v.is_empty() => {}
+            "cursor" | "before" => {
+                before = Some(v.parse::<i64>().map_err(|_| {
+                    Error::BadRequest(format!(
+                        "Parameter '{k}' is not a cursor this dashboard issued; follow next_cursor."
+                    ))
+                })?)
+            }
+            "limit" => {
+                limit = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
+                        ))
+                    })?
+            }
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "Unknown parameter '{other}'; known ones are cursor, limit."
+                )))
+            }
+        }
+    }
+    Ok((before, limit))
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<AuditPage>> {
+    let (before, limit) = audit_params(query.as_deref())?;
+    let mut entries = audit::list(&state.pool, before, limit + 1).await?;
+    let next_cursor = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(AuditPage {
+        entries: entries.into_iter().map(AuditJson::new).collect(),
+        next_cursor,
+    }))
+}
