@@ -39,7 +39,7 @@ const RESULTS_PER_COMMIT: usize = 2000;
 /// A confirmed delivery is recorded within this long.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Messages handed to the producer whose delivery reports are not yet collected.
-const MAX_IN_FLIGHT: usize = 20_000;
+const MAX_IN_FLIGHT: usize = 10_000;
 
 /// What the operator wants a running job to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,7 +509,23 @@ async fn collect(
         let batch = std::mem::take(pending);
         let pool = pool.clone();
         let job_id = job_id.clone();
-        async move { replays::record_deliveries(&pool, &job_id, &batch, store::now_ms()).await }
+        async move {
+            // A report that is not recorded would be sent again after a restart, so a
+            // transient failure (the index busy for longer than its timeout) is retried
+            // before the job gives up and stops.
+            let mut attempt = 0;
+            loop {
+                match replays::record_deliveries(&pool, &job_id, &batch, store::now_ms()).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if attempt < 5 => {
+                        attempt += 1;
+                        tracing::warn!(job = %job_id, error = %e, attempt, "recording delivery reports failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     };
     loop {
         let deadline = oldest.map(|t| t + COMMIT_INTERVAL);

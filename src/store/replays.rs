@@ -718,3 +718,18 @@ pub async fn history(pool: &SqlitePool, record_id: i64) -> Result<Vec<ItemResult
 pub async fn refusals(pool: &SqlitePool, job_id: &str, limit: i64) -> Result<Vec<ItemResult>> {
     items(pool, job_id, "refused", 0, limit).await
 }
+
+/// Confirmed jobs per status, and messages sent and failed over all jobs, for metrics.
+pub async fn totals(pool: &SqlitePool) -> Result<(Vec<(String, i64)>, i64, i64)> {
+    let by_status: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM replay_jobs WHERE status <> 'preview' GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await?;
+    let (sent, failed): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(sent), 0), COALESCE(SUM(failed), 0) FROM replay_jobs WHERE status <> 'preview'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((by_status, sent, failed))
+}

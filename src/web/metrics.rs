@@ -123,6 +123,32 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         "dlq_dashboard_index_size_bytes {}",
         store::database_size(&state.pool).await?
     );
+    let (jobs, sent, failed) = store::replays::totals(&state.pool).await?;
+    let _ = writeln!(
+        out,
+        "# HELP dlq_dashboard_replay_jobs Replay jobs per status."
+    );
+    let _ = writeln!(out, "# TYPE dlq_dashboard_replay_jobs gauge");
+    for (status, n) in jobs {
+        let _ = writeln!(
+            out,
+            "dlq_dashboard_replay_jobs{{status=\"{}\"}} {n}",
+            label(&status)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dlq_dashboard_replayed_messages_total Replayed messages by delivery outcome, over all jobs."
+    );
+    let _ = writeln!(out, "# TYPE dlq_dashboard_replayed_messages_total counter");
+    let _ = writeln!(
+        out,
+        "dlq_dashboard_replayed_messages_total{{outcome=\"sent\"}} {sent}"
+    );
+    let _ = writeln!(
+        out,
+        "dlq_dashboard_replayed_messages_total{{outcome=\"failed\"}} {failed}"
+    );
     {
         let m = HTTP.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(

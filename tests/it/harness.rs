@@ -278,6 +278,8 @@ impl TestDashboard {
 /// One record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The record's timestamp (create time), ms.
+    pub timestamp: Option<i64>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -337,6 +339,7 @@ pub async fn read_topic(bootstrap: &str, topic: &str, at_least: usize) -> Vec<Re
                 Some(Ok(m)) => {
                     at_end.remove(&m.partition());
                     out.push(Received {
+                        timestamp: m.timestamp().to_millis(),
                         partition: m.partition(),
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),

@@ -289,6 +289,31 @@ async fn a_bulk_replay_by_filter_sends_exactly_the_previewed_set_once_at_the_rat
         (elapsed - expected).abs() <= expected * 0.1,
         "{timeouts} messages at {RATE}/s took {elapsed:.2} s, expected {expected:.2} s ± 10%"
     );
+    // Smoothly, not in bursts: the producer stamps each record when it is handed over, and
+    // no quarter second holds much more than a quarter second's share.
+    let mut stamps: Vec<i64> = got.iter().filter_map(|g| g.timestamp).collect();
+    stamps.sort_unstable();
+    let window = 250;
+    let share = RATE * window / 1000;
+    let busiest = stamps
+        .iter()
+        .enumerate()
+        .map(|(i, t)| stamps[i..].partition_point(|s| *s < t + window))
+        .max()
+        .unwrap() as i64;
+    assert!(
+        busiest <= share * 3 / 2,
+        "{busiest} records in one {window} ms window; the rate allows {share}"
+    );
+    let (_, _, metrics) = d.get("/metrics").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("dlq_dashboard_replay_jobs{status=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "dlq_dashboard_replayed_messages_total{{outcome=\"sent\"}} {timeouts}"
+    )));
     d.stop().await;
 }
 
@@ -594,5 +619,66 @@ async fn bad_replay_requests_get_a_4xx_with_a_sentence() {
     // A preview is not a job until confirmed, and nothing was sent by any of this.
     let (_, jobs) = d.get_json("/api/replays").await;
     assert_eq!(jobs, json!([]));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_other_partitions_run_side_by_side_and_a_job_on_the_same_partition_waits() {
+    let kafka = Kafka::start(&[
+        ("a.retry.1", 1),
+        ("a.dlq", 1),
+        ("b.retry.1", 1),
+        ("b.dlq", 1),
+    ]);
+    let records: Vec<_> = (0..700)
+        .map(|i| {
+            (
+                None,
+                format!("k{i}").into_bytes(),
+                b"{}".to_vec(),
+                failure("Boom", "x"),
+            )
+        })
+        .collect();
+    kafka.send_many("a.dlq", &records).await;
+    kafka.send_many("b.dlq", &records[..100]).await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(800).await;
+    let first = start(&d, json!({"filter": {"topic": "a.dlq"}, "rate": 20})).await;
+    let other = start(&d, json!({"filter": {"topic": "b.dlq"}, "rate": 20})).await;
+    // A record the first job has not claimed yet (it claims 500 at a time); one it is
+    // sending would be refused.
+    let same = start(
+        &d,
+        json!({"messages": [{"topic": "a.dlq", "partition": 0, "offset": 650}], "rate": 0}),
+    )
+    .await;
+    let statuses = |ids: [String; 3]| {
+        let d = &d;
+        async move {
+            let mut out = Vec::new();
+            for id in ids {
+                let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
+                out.push(job["status"].as_str().unwrap().to_string());
+            }
+            out
+        }
+    };
+    let seen = wait_for("both topics' jobs running at once", || async {
+        let s = statuses([first.clone(), other.clone(), same.clone()]).await;
+        (s[0] == "running" && s[1] == "running").then_some(s)
+    })
+    .await;
+    assert_eq!(
+        seen[2], "queued",
+        "a second job on a.dlq/0 waits for the first"
+    );
+    d.post_json(&format!("/api/replays/{first}/cancel"), json!({}))
+        .await;
+    let job = finished(&d, &same).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["sent"], 1);
+    d.post_json(&format!("/api/replays/{other}/cancel"), json!({}))
+        .await;
     d.stop().await;
 }
