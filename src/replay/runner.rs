@@ -84,7 +84,10 @@ impl Replayer {
             .set("partitioner", "murmur2_random")
             .set("allow.auto.create.topics", "false")
             .set("queue.buffering.max.messages", "200000")
-            .set("batch.num.messages", "10000");
+            .set("batch.num.messages", "10000")
+            // A record the DLQ topic accepted is sent whatever its size; if the retry topic's
+            // limit is smaller, the broker's refusal is the recorded reason.
+            .set("message.max.bytes", "100000000");
         for (key, value) in &kafka.extra {
             config.set(key, value);
         }

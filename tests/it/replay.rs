@@ -682,3 +682,109 @@ async fn jobs_on_other_partitions_run_side_by_side_and_a_job_on_the_same_partiti
         .await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_records_replay_byte_for_byte() {
+    let kafka = Kafka::start(&[("h.retry.1", 1), ("h.dlq", 1)]);
+    let big = vec![b'x'; 10 * 1024 * 1024];
+    let binary: Vec<u8> = (0..=255).collect();
+    kafka.send("h.dlq", Some(0), None, None, &[]).await;
+    kafka
+        .send(
+            "h.dlq",
+            Some(0),
+            Some(&binary),
+            Some(&[0xff, 0xfe, 0x00, 0xc3, 0x28]),
+            &[
+                ("bad-utf8", Some(&[0xc3, 0x28])),
+                ("null", None),
+                ("", Some(b"")),
+            ],
+        )
+        .await;
+    kafka
+        .send("h.dlq", Some(0), Some(b"big"), Some(&big), &[])
+        .await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(3).await;
+    let id = start(&d, json!({"filter": {"topic": "h.dlq"}, "rate": 0})).await;
+    let job = finished(&d, &id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let got = read_topic(&kafka.bootstrap(), "h.retry.1", 3).await;
+    let by_source = |offset: i64| {
+        got.iter()
+            .find(|g| g.header("dlq-source") == Some(format!("h.dlq/0/{offset}")))
+            .unwrap()
+    };
+    let empty = by_source(0);
+    assert_eq!((empty.key.as_ref(), empty.value.as_ref()), (None, None));
+    let odd = by_source(1);
+    assert_eq!(odd.key.as_deref(), Some(&binary[..]));
+    assert_eq!(
+        odd.value.as_deref(),
+        Some(&[0xff, 0xfe, 0x00, 0xc3, 0x28][..])
+    );
+    assert_eq!(
+        odd.headers[..3],
+        [
+            ("bad-utf8".to_string(), Some(vec![0xc3, 0x28])),
+            ("null".to_string(), None),
+            (String::new(), Some(vec![])),
+        ]
+    );
+    assert_eq!(by_source(2).value.as_ref().map(Vec::len), Some(big.len()));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_mid_job_delays_it_and_loses_or_duplicates_nothing() {
+    const TOTAL: usize = 600;
+    let kafka = Kafka::start(&[("o.retry.1", 1), ("o.dlq", 1)]);
+    let records: Vec<_> = (0..TOTAL)
+        .map(|i| {
+            (
+                None,
+                format!("k{i}").into_bytes(),
+                b"{}".to_vec(),
+                failure("Boom", "o"),
+            )
+        })
+        .collect();
+    kafka.send_many("o.dlq", &records).await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(TOTAL as i64).await;
+    let id = start(&d, json!({"filter": {"topic": "o.dlq"}, "rate": 200})).await;
+    wait_for("some sent", || async {
+        let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
+        (job["sent"].as_i64().unwrap() >= 100).then_some(())
+    })
+    .await;
+    kafka.cluster.broker_down(1).unwrap();
+    wait_for("the outage to be noticed", || async {
+        (d.get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    let (_, during) = d.get_json(&format!("/api/replays/{id}")).await;
+    assert_eq!(
+        during["status"], "running",
+        "an outage does not end the job"
+    );
+    kafka.cluster.broker_up(1).unwrap();
+    let job = finished(&d, &id).await;
+    assert_eq!(
+        (job["status"].as_str(), job["sent"].as_i64()),
+        (Some("completed"), Some(TOTAL as i64)),
+        "{job}"
+    );
+    let got = read_topic(&kafka.bootstrap(), "o.retry.1", TOTAL).await;
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|g| g.header("dlq-replay-id").unwrap())
+        .collect();
+    assert_eq!(
+        (got.len(), ids.len()),
+        (TOTAL, TOTAL),
+        "each record exactly once (the idempotent producer's retries leave no duplicates)"
+    );
+    d.stop().await;
+}
