@@ -22,6 +22,9 @@ pub enum Error {
     /// A form or request that may come from another site (no valid CSRF token).
     #[error("{0}")]
     Forbidden(String),
+    /// Something the request needs is not reachable right now (no broker answers).
+    #[error("{0}")]
+    Unavailable(String),
     /// A configuration problem found at start-up.
     #[error("{0}")]
     Config(String),
@@ -37,6 +40,9 @@ pub enum Error {
     /// A file or socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Something inside the dashboard failed (a bug or a lost task, not a user error).
+    #[error("{0}")]
+    Internal(String),
     /// A template failed to render (a bug, not a user error).
     #[error("page rendering failed: {0}")]
     Render(#[from] askama::Error),
@@ -54,6 +60,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Kafka(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,7 +70,11 @@ impl Error {
     /// without internals.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Database(_) | Error::Migrate(_) | Error::Io(_) | Error::Render(_) => {
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Io(_)
+            | Error::Render(_)
+            | Error::Internal(_) => {
                 "The dashboard hit an internal error; the server log has the details.".into()
             }
             other => other.to_string(),

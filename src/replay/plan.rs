@@ -225,7 +225,7 @@ pub async fn preview(app: &App, selection: Selection, rate: i64, actor: &str) ->
         ));
     }
     let Some(existing) = app.cluster_topics.topics().await else {
-        return Err(Error::Conflict(
+        return Err(Error::Unavailable(
             "No broker answers, so the replay targets cannot be checked; try again when the dashboard is connected.".into(),
         ));
     };

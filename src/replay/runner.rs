@@ -176,13 +176,19 @@ impl Replayer {
 
     async fn run_job(self: Arc<Self>, job: Job, control: watch::Receiver<Control>) {
         let outcome = self.send_all(&job, control.clone()).await;
+        let failed = outcome.is_err();
         let wanted = *control.borrow();
-        let _t = self.transitions.lock().await;
-        if let Err(e) = self.finish(&job, wanted, outcome).await {
-            tracing::error!(job = %job.id, error = %e, "recording the end of a replay job failed");
+        {
+            let _t = self.transitions.lock().await;
+            if let Err(e) = self.finish(&job, wanted, outcome).await {
+                tracing::error!(job = %job.id, error = %e, "recording the end of a replay job failed");
+            }
+        }
+        if failed && wanted == Control::Run {
+            // Still listed as active, so the scheduler does not restart it at once.
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         self.active().remove(&job.id);
-        drop(_t);
         self.wake();
     }
 
@@ -200,7 +206,6 @@ impl Replayer {
                 // is lost because results are recorded as they arrive.
                 tracing::error!(job = %job.id, error = %e, "replay job stopped; it will be retried");
                 replays::release(&self.pool, &job.id, false, now).await?;
-                tokio::time::sleep(Duration::from_secs(2)).await;
             }
             (Control::Run, Ok(())) => {
                 if replays::has_unsent(&self.pool, &job.id).await? {
@@ -245,7 +250,7 @@ impl Replayer {
     /// Send every unsent item of the job, paced, until done or told to stop.
     async fn send_all(&self, job: &Job, mut control: watch::Receiver<Control>) -> Result<()> {
         let (tx, rx) = mpsc::channel::<InFlight>(MAX_IN_FLIGHT);
-        let collector = tokio::spawn(collect(
+        let mut collector = tokio::spawn(collect(
             self.pool.clone(),
             self.producer.clone(),
             job.id.clone(),
@@ -277,7 +282,7 @@ impl Replayer {
                         delivery,
                     };
                     if tx.send(in_flight).await.is_err() {
-                        return Err(Error::Conflict("the delivery recorder stopped".into()));
+                        return Err(Error::Internal("the delivery recorder stopped".into()));
                     }
                 }
             }
@@ -293,11 +298,14 @@ impl Replayer {
         } else {
             Duration::MAX
         };
-        let recorded = match tokio::time::timeout(limit, collector).await {
+        let recorded = match tokio::time::timeout(limit, &mut collector).await {
             Ok(joined) => {
-                joined.map_err(|e| Error::Conflict(format!("the delivery recorder failed: {e}")))?
+                joined.map_err(|e| Error::Internal(format!("the delivery recorder failed: {e}")))?
             }
-            Err(_) => Ok(()),
+            Err(_) => {
+                collector.abort();
+                Ok(())
+            }
         };
         sent.and(recorded)
     }

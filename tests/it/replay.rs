@@ -769,6 +769,23 @@ async fn a_broker_outage_mid_job_delays_it_and_loses_or_duplicates_nothing() {
         during["status"], "running",
         "an outage does not end the job"
     );
+    let refusal = wait_for("previews to say no broker answers", || async {
+        let (status, v) = d
+            .post_json(
+                "/api/replays",
+                json!({"filter": {"topic": "o.dlq"}, "dry_run": true}),
+            )
+            .await;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(v)
+    })
+    .await;
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("No broker answers"),
+        "{refusal}"
+    );
     kafka.cluster.broker_up(1).unwrap();
     let job = finished(&d, &id).await;
     assert_eq!(
