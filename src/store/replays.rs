@@ -718,3 +718,13 @@ pub async fn history(pool: &SqlitePool, record_id: i64) -> Result<Vec<ItemResult
 pub async fn refusals(pool: &SqlitePool, job_id: &str, limit: i64) -> Result<Vec<ItemResult>> {
     items(pool, job_id, "refused", 0, limit).await
 }
+
+/// Confirmed jobs not finished yet (queued, running or paused): the count the navigation
+/// shows.
+pub async fn active_count(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM replay_jobs WHERE status IN ('queued', 'running', 'paused')",
+    )
+    .fetch_one(pool)
+    .await?)
+}
