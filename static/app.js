@@ -86,7 +86,8 @@
       }
       var n = Number(rate.getAttribute("data-count"));
       if (r === 0) {
-        estimate.textContent = "about " + duration(Number(rate.getAttribute("data-unlimited-seconds"))) + " (unlimited rate)";
+        var d = duration(Number(rate.getAttribute("data-unlimited-seconds")));
+        estimate.textContent = (d === "under 1 s" ? d : "about " + d) + " (unlimited rate)";
       } else {
         estimate.textContent = duration(Math.ceil(n / r * 10) / 10);
       }

@@ -300,7 +300,7 @@ async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         rate: preview.rate,
         estimate: duration(preview.estimated_seconds),
         unlimited_seconds: plan::estimated_seconds(preview.count, 0),
-        expires: preview.expires_at.clone(),
+        expires: view::time(job.created_at + plan::PREVIEW_TTL_MS),
         selection: selection_view(&job.selection),
         id: preview.preview_id,
     })
