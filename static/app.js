@@ -1,7 +1,13 @@
 // Progressive enhancement only: every page works without this file.
-// Keeps relative times ("3 min ago") current while a page stays open.
+// - keeps relative times ("3 min ago") current while a page stays open;
+// - messages list: "select all" and a count of ticked rows;
+// - replay preview: the estimated duration follows the rate typed in;
+// - replay job page: polls GET /api/replays/{id} every second and updates the figures,
+//   the progress bar, the status and which controls apply, until the job is final;
+// - a POST form is sent once even when its button is pressed twice.
 (function () {
   "use strict";
+
   function relative(ms) {
     var secs = Math.round((Date.now() - ms) / 1000);
     var abs = Math.abs(secs), n, unit;
@@ -18,4 +24,138 @@
     });
   }
   setInterval(tick, 15000);
+
+  // Same words as replay_pages::duration on the server.
+  function duration(secs) {
+    if (!isFinite(secs)) { return "\u2013"; }
+    if (secs < 1) { return "under 1 s"; }
+    var s = Math.ceil(secs);
+    if (s < 60) { return s + " s"; }
+    if (s < 3600) { return Math.floor(s / 60) + " min " + (s % 60) + " s"; }
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  }
+  function count(n) {
+    return Number(n).toLocaleString("en-US");
+  }
+  // Same format as view::time on the server: 2026-11-22 09:15:03 UTC.
+  function utc(iso) {
+    var t = new Date(iso);
+    if (isNaN(t.getTime())) { return "\u2013"; }
+    return t.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  }
+
+  // Messages list: select all on this page, and how many are ticked.
+  var bulk = document.getElementById("bulk");
+  if (bulk) {
+    var boxes = bulk.querySelectorAll('input[type="checkbox"][name="message"]');
+    var head = bulk.querySelector("th[data-select-all]");
+    var counter = bulk.querySelector("[data-selected-count]");
+    var all = null;
+    var update = function () {
+      var ticked = 0;
+      boxes.forEach(function (b) { if (b.checked) { ticked += 1; } });
+      if (counter) { counter.textContent = ticked ? " (" + ticked + ")" : ""; }
+      if (all) {
+        all.checked = ticked === boxes.length;
+        all.indeterminate = ticked > 0 && ticked < boxes.length;
+      }
+    };
+    if (head && boxes.length) {
+      all = document.createElement("input");
+      all.type = "checkbox";
+      all.setAttribute("aria-label", "Select all messages on this page");
+      head.appendChild(all);
+      all.addEventListener("change", function () {
+        boxes.forEach(function (b) { b.checked = all.checked; });
+        update();
+      });
+    }
+    bulk.addEventListener("change", update);
+    update();
+  }
+
+  // Preview: the estimate at the rate typed in.
+  var rate = document.querySelector("input[data-rate]");
+  var estimate = document.querySelector("[data-estimate]");
+  if (rate && estimate) {
+    rate.addEventListener("input", function () {
+      var r = Number(rate.value);
+      if (rate.value.trim() === "" || !rate.validity.valid) {
+        estimate.textContent = "\u2013 (give a whole number from 0 to 1,000,000)";
+        return;
+      }
+      var n = Number(rate.getAttribute("data-count"));
+      if (r === 0) {
+        var d = duration(Number(rate.getAttribute("data-unlimited-seconds")));
+        estimate.textContent = (d === "under 1 s" ? d : "about " + d) + " (unlimited rate)";
+      } else {
+        estimate.textContent = duration(Math.ceil(n / r * 10) / 10);
+      }
+    });
+  }
+
+  // Job page: live figures while the job is not final.
+  var job = document.querySelector(".job[data-job]");
+  if (job && job.getAttribute("data-final") !== "true") {
+    var id = job.getAttribute("data-job");
+    var set = function (name, text) {
+      job.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { el.textContent = text; });
+    };
+    var show = function (j) {
+      var done = Math.max(j.total - j.remaining, 0);
+      var max = Math.max(j.total, 1);
+      var percent = Math.floor(done * 100 / max) + "%";
+      job.querySelectorAll('[data-field="status"]').forEach(function (el) {
+        el.textContent = j.status.replace(/_/g, " ");
+        el.className = "badge st-" + j.status;
+      });
+      ["sent", "failed", "remaining", "refused", "cancelled"].forEach(function (k) { set(k, count(j[k])); });
+      job.querySelectorAll('progress[data-field="progress"]').forEach(function (p) {
+        p.max = max;
+        p.value = done;
+        p.textContent = percent;
+      });
+      set("percent", percent);
+      set("eta", j.eta_seconds === null || j.eta_seconds === undefined || j.status === "paused" ? "\u2013" : duration(j.eta_seconds));
+      set("started_at", j.started_at ? utc(j.started_at) : "\u2013");
+      set("finished_at", j.finished_at ? utc(j.finished_at) : "\u2013");
+      job.querySelectorAll("form[data-when]").forEach(function (f) {
+        f.hidden = f.getAttribute("data-when").split(" ").indexOf(j.status) < 0;
+      });
+      var final = ["completed", "completed_with_failures", "cancelled"].indexOf(j.status) >= 0;
+      if (final) {
+        job.setAttribute("data-final", "true");
+        var notice = job.querySelector("[data-finished-notice]");
+        if (notice) { notice.hidden = false; }
+      }
+      return final;
+    };
+    // A cancelled job is final at once, and its unsent messages are counted as cancelled a
+    // moment later: keep polling until nothing is left, or a few more times.
+    var afterFinal = 0;
+    var poll = function () {
+      if (document.hidden) { setTimeout(poll, 1000); return; }
+      fetch("/api/replays/" + encodeURIComponent(id), { headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) {
+          if (!j || !show(j)) { return false; }
+          afterFinal += 1;
+          return j.remaining === 0 || afterFinal > 10;
+        }, function () { return false; })
+        .then(function (done) { if (!done) { setTimeout(poll, 1000); } });
+    };
+    setTimeout(poll, 1000);
+  }
+
+  // Send a POST form once: a second press while the first is on its way does nothing.
+  document.addEventListener("submit", function (e) {
+    var f = e.target;
+    if (!f || (f.getAttribute("method") || "").toLowerCase() !== "post") { return; }
+    if (f.getAttribute("data-sent")) { e.preventDefault(); return; }
+    f.setAttribute("data-sent", "1");
+  });
+  // Coming back to a page from the back/forward cache makes its forms usable again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-sent]").forEach(function (f) { f.removeAttribute("data-sent"); });
+  });
 })();

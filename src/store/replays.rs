@@ -733,3 +733,13 @@ pub async fn totals(pool: &SqlitePool) -> Result<(Vec<(String, i64)>, i64, i64)>
     .await?;
     Ok((by_status, sent, failed))
 }
+
+/// Confirmed jobs not finished yet (queued, running or paused): the count the navigation
+/// shows.
+pub async fn active_count(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM replay_jobs WHERE status IN ('queued', 'running', 'paused')",
+    )
+    .fetch_one(pool)
+    .await?)
+}

@@ -1,8 +1,10 @@
 //! The web edge: router, JSON API, pages, static assets, metrics, security headers.
 
 pub mod api;
+pub mod csrf;
 pub mod metrics;
 pub mod pages;
+pub mod replay_pages;
 pub mod replays;
 pub mod view;
 
@@ -26,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(api::router())
         .merge(replays::router())
+        .merge(replay_pages::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))

@@ -43,10 +43,15 @@ pub struct Frame {
     pub unresolved: String,
     /// Groups count, formatted.
     pub groups: String,
+    /// Confirmed replay jobs not finished yet, formatted; empty when there are none.
+    pub active_jobs: String,
+    /// This process's CSRF token, carried by every form that changes something.
+    pub csrf: &'static str,
 }
 
 impl Frame {
-    async fn build(state: &AppState, active: &'static str) -> Frame {
+    /// The frame for a page whose navigation entry is `active`.
+    pub(crate) async fn build(state: &AppState, active: &'static str) -> Frame {
         let s = state.status.snapshot();
         let status_text = if s.connected {
             "connected".to_string()
@@ -65,6 +70,7 @@ impl Frame {
             .fetch_one(&state.pool)
             .await
             .unwrap_or(0);
+        let active_jobs = store::replays::active_count(&state.pool).await.unwrap_or(0);
         Frame {
             active,
             connected: s.connected,
@@ -74,6 +80,12 @@ impl Frame {
             brokers: state.kafka.brokers.clone(),
             unresolved: view::count(unresolved),
             groups: view::count(groups),
+            active_jobs: if active_jobs > 0 {
+                view::count(active_jobs)
+            } else {
+                String::new()
+            },
+            csrf: super::csrf::token(),
         }
     }
 }
@@ -105,6 +117,9 @@ impl IntoResponse for PageError {
         let title = match status {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::BAD_REQUEST => "That request cannot be shown",
+            StatusCode::FORBIDDEN => "Refused",
+            StatusCode::CONFLICT => "That cannot be done now",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "That request cannot be read",
             _ => "Something went wrong",
         };
         let page = ErrorPage {
@@ -117,6 +132,8 @@ impl IntoResponse for PageError {
                 brokers: String::new(),
                 unresolved: String::new(),
                 groups: String::new(),
+                active_jobs: String::new(),
+                csrf: "",
             },
             code: status.as_u16(),
             title: title.into(),
@@ -129,9 +146,11 @@ impl IntoResponse for PageError {
     }
 }
 
-type PageResult = Result<Response, PageError>;
+/// What a page handler returns.
+pub(crate) type PageResult = Result<Response, PageError>;
 
-fn html(t: impl Template) -> PageResult {
+/// Render a page.
+pub(crate) fn html(t: impl Template) -> PageResult {
     Ok(Html(t.render().map_err(Error::Render)?).into_response())
 }
 
@@ -189,7 +208,8 @@ struct OverviewPage {
     behind: String,
 }
 
-fn messages_link(pairs: &[(&str, String)]) -> String {
+/// `/messages` with these filter pairs.
+pub(crate) fn messages_link(pairs: &[(&str, String)]) -> String {
     if pairs.is_empty() {
         "/messages".into()
     } else {
@@ -278,6 +298,8 @@ struct MessageRow {
     origin: String,
     status: String,
     replay_count: i64,
+    /// The checkbox value naming this record exactly (see [`selection_value`]).
+    select_value: String,
 }
 
 /// One line of payload text for rows without an error message ("binary" when not text).
@@ -310,6 +332,8 @@ struct MessagesPage {
     f_limit: Option<u32>,
     rows: Vec<MessageRow>,
     matching: String,
+    /// The current filter as a query string, carried by "Replay all matching".
+    filter_query: String,
     filtered: bool,
     older_link: Option<String>,
     newer_link: Option<String>,
@@ -374,6 +398,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
             origin: r.origin_topic.clone().unwrap_or_default(),
             status: r.status.clone(),
             replay_count: r.replay_count,
+            select_value: selection_value(&r.topic, r.partition, r.offset, r.generation),
         })
         .collect();
     let mut topics = stats::topic_names(&state.pool).await?;
@@ -408,6 +433,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
         } else {
             view::count(matching)
         },
+        filter_query: encode_pairs(&pairs),
         filtered: !f.is_empty(),
         older_link: page.older.map(|c| page_link("cursor", c)),
         newer_link: page.newer.map(|c| page_link("after", c)),
@@ -431,15 +457,31 @@ fn datetime_local(ms: i64) -> String {
 /// `topic/partition/offset`, with `?generation=N` when the partition's log was ever reset,
 /// so the link keeps naming this record and not the one now at that offset.
 fn message_path(r: &records::RecordSummary, reset: &[(String, i32, i64)]) -> String {
-    let base = format!("{}/{}/{}", path_segment(&r.topic), r.partition, r.offset);
-    let partition_was_reset = reset
-        .iter()
-        .any(|(t, p, _)| *t == r.topic && *p == r.partition);
-    if r.generation > 0 || partition_was_reset {
-        format!("{base}?generation={}", r.generation)
+    message_path_of(&r.topic, r.partition, r.offset, r.generation, reset)
+}
+
+/// [`message_path`] from coordinates; `reset` is [`records::current_generations`].
+pub(crate) fn message_path_of(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    generation: i64,
+    reset: &[(String, i32, i64)],
+) -> String {
+    let base = format!("{}/{}/{}", path_segment(topic), partition, offset);
+    let partition_was_reset = reset.iter().any(|(t, p, _)| *t == topic && *p == partition);
+    if generation > 0 || partition_was_reset {
+        format!("{base}?generation={generation}")
     } else {
         base
     }
+}
+
+/// How a form names one record for a replay: `topic/partition/offset?generation=N`. The
+/// generation is always given, so the value keeps naming this record even if the partition's
+/// log restarts before the form is sent. (Kafka topic names hold no `/` or `?`.)
+pub(crate) fn selection_value(topic: &str, partition: i32, offset: i64, generation: i64) -> String {
+    format!("{topic}/{partition}/{offset}?generation={generation}")
 }
 
 /// The raw download path for a message path (the query, if any, goes after `/raw`).
@@ -500,6 +542,23 @@ struct MessagePage {
     raw_link: String,
     json_link: String,
     replay: ReplayTargetJson,
+    /// The Replay form's value naming this record.
+    select_value: String,
+    /// Every replay of this record, newest first.
+    history: Vec<HistoryRow>,
+}
+
+/// One replay of a message, on its page.
+struct HistoryRow {
+    job_id: String,
+    job_link: String,
+    when: Option<String>,
+    when_iso: String,
+    when_exact: String,
+    actor: String,
+    state: String,
+    target: String,
+    reason: String,
 }
 
 async fn message(
@@ -518,6 +577,25 @@ async fn message(
     let reset = records::current_generations(&state.pool).await?;
     let coordinates = message_path(s, &reset);
     let replay = replay_target(&state, s).await;
+    let history = store::replays::history(&state.pool, s.id)
+        .await?
+        .into_iter()
+        .map(|h| HistoryRow {
+            job_link: format!("/replays/{}", path_segment(&h.job_id)),
+            when: h.finished_at.map(|t| view::relative(t, now)),
+            when_iso: h.finished_at.map(view::iso).unwrap_or_default(),
+            when_exact: h.finished_at.map(view::time).unwrap_or_default(),
+            actor: h.actor,
+            state: h.state,
+            target: super::replay_pages::target_text(
+                h.target_topic.as_deref(),
+                h.target_partition,
+                h.target_offset,
+            ),
+            reason: h.reason.unwrap_or_default(),
+            job_id: h.job_id,
+        })
+        .collect();
     let headers = decode_headers(&d.headers)
         .into_iter()
         .map(|h| {
@@ -577,6 +655,8 @@ async fn message(
         raw_link: raw_path(&coordinates),
         json_link: format!("/api/messages/{coordinates}"),
         replay,
+        select_value: selection_value(&s.topic, s.partition, s.offset, s.generation),
+        history,
     })
 }
 

@@ -30,7 +30,7 @@ const BIN = path.resolve(
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const SHOTS = path.join(REPO, "test-output", "browser");
 
-const OVERALL_TIMEOUT_MS = 120_000; // the whole file; nothing may hang CI past this
+const OVERALL_TIMEOUT_MS = 150_000; // the whole file; nothing may hang CI past this
 const READY_TIMEOUT_MS = 30_000;
 const RECORDS_TIMEOUT_MS = 60_000;
 const MIN_RECORDS = 200;
@@ -198,6 +198,13 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
     context = await browser.newContext({ baseURL: base, viewport: { width: 1280, height: 900 }, colorScheme: "light" });
     context.setDefaultTimeout(10_000);
     context.setDefaultNavigationTimeout(15_000);
+    // CSP violations, recorded in the page (the init script itself runs outside the CSP).
+    await context.addInitScript(() => {
+      window.__cspViolations = [];
+      document.addEventListener("securitypolicyviolation", (e) => {
+        window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI} on ${location.pathname}`);
+      });
+    });
     context.on("page", (p) => watch(p));
     page = await context.newPage();
   });
@@ -413,6 +420,161 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
     assert.ok((await rowIds()).length >= 1);
   });
 
+  /** The CSP violations the current page has seen. */
+  async function cspViolations() {
+    return page.evaluate(() => window.__cspViolations || []);
+  }
+
+  /** Tick rows on a messages page and press "Replay selected"; returns the preview id. */
+  async function previewSelected(listUrl, tick) {
+    await page.goto(listUrl);
+    await tick();
+    await clickAndLoad(page.getByRole("button", { name: /^Replay selected/ }));
+    const m = /^\/replays\/(r[a-z0-9]+)\/preview$/.exec(new URL(page.url()).pathname);
+    assert.ok(m, `a preview page, not ${page.url()}`);
+    assert.equal((await page.locator("main h1").innerText()).trim(), "Replay preview");
+    return m[1];
+  }
+
+  /** The number of messages the preview will send. */
+  async function previewCount() {
+    const text = await page.locator("main section h2", { hasText: "will be sent" }).innerText();
+    return Number(text.replace(/[^\d]/g, ""));
+  }
+
+  /** Set the rate and press the confirm button; returns the job id. */
+  async function confirmAt(rate) {
+    await page.locator('input[name="rate"]').fill(String(rate));
+    await clickAndLoad(page.locator("form.confirm button[type=submit]"));
+    const m = /^\/replays\/(r[a-z0-9]+)$/.exec(new URL(page.url()).pathname);
+    assert.ok(m, `the job page, not ${page.url()}`);
+    return m[1];
+  }
+
+  /** Press a button whose form posts back to the page it is on, and wait for the new page. */
+  async function submitAndReload(locator) {
+    await Promise.all([page.waitForEvent("framenavigated"), locator.click()]);
+    await page.waitForLoadState("load");
+  }
+
+  async function apiJob(id) {
+    return (await fetchWithTimeout(`${base}/api/replays/${id}`)).json();
+  }
+
+  it("ticks two messages and replays them through the preview and its confirm button", async () => {
+    const ticked = [];
+    const id = await previewSelected("/messages?topic=orders.dlq&limit=20", async () => {
+      const boxes = page.locator('table.messages tbody input[type="checkbox"][name="message"]');
+      for (const i of [0, 1]) {
+        await boxes.nth(i).check();
+        ticked.push(await boxes.nth(i).getAttribute("value"));
+      }
+      assert.match(await page.getByRole("button", { name: /^Replay selected/ }).innerText(), /\(2\)/, "the bar counts the ticked rows");
+    });
+    assert.equal(await previewCount(), 2);
+    assert.equal((await page.locator("table.targets tbody td.mono").allTextContents()).join(), "orders.retry.1");
+    assert.equal((await fetchWithTimeout(`${base}/api/replays/${id}`)).status, 404, "a preview is not a job yet");
+
+    // The estimate follows the rate typed in.
+    const rate = page.locator('input[name="rate"]');
+    const estimate = page.locator("[data-estimate]");
+    await rate.fill("1");
+    assert.equal((await estimate.innerText()).trim(), "2 s");
+    await rate.fill("0");
+    assert.match(await estimate.innerText(), /unlimited/);
+    await shot("replay-preview");
+
+    const jobId = await confirmAt(0);
+    assert.equal(jobId, id, "the job is the confirmed preview");
+    await page.locator('[data-field="status"]', { hasText: /^completed$/ }).waitFor({ timeout: 20_000 });
+    const job = await apiJob(id);
+    assert.equal(job.status, "completed");
+    assert.equal(job.sent, 2);
+
+    // Each ticked message's history lists the job.
+    for (const value of ticked) {
+      const [coords, query] = value.split("?");
+      await page.goto(`/messages/${coords}?${query}`);
+      const row = page.locator("#history tbody tr", { has: page.locator(`a[href="/replays/${id}"]`) });
+      assert.equal(await row.count(), 1, `history of ${value} lists ${id}`);
+      assert.equal((await row.locator(".badge").innerText()).trim(), "sent");
+    }
+    assert.deepEqual(await cspViolations(), []);
+  });
+
+  it("the job page shows progress live until completed, without a reload", async () => {
+    let rows = 0;
+    await previewSelected("/messages?topic=payments-dlt&limit=20", async () => {
+      rows = await page.locator('table.messages tbody input[name="message"]').count();
+      assert.ok(rows >= 8, `enough rows to watch a job run (${rows})`);
+      await page.locator("th[data-select-all] input[type=checkbox]").check();
+      const ticked = await page.locator('table.messages tbody input[name="message"]:checked').count();
+      assert.equal(ticked, rows, "select all ticks every row on the page");
+    });
+    const count = await previewCount();
+    assert.equal(count, rows, "every ticked message will be sent");
+    // 5/s: a few seconds, long enough to watch the page change under polling.
+    await confirmAt(5);
+    await page.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const status = page.locator('[data-field="status"]');
+    const first = (await status.innerText()).trim();
+    assert.ok(["queued", "running"].includes(first), `not final at first: ${first}`);
+    const progress = page.locator('progress[data-field="progress"]');
+    const seen = new Set();
+    const deadline = Date.now() + 30_000;
+    while ((await status.innerText()).trim() !== "completed") {
+      assert.ok(Date.now() < deadline, "the job page reaches completed within 30 s");
+      seen.add(await progress.evaluate((p) => p.value));
+      await sleep(200);
+    }
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was never reloaded");
+    assert.equal(await progress.evaluate((p) => p.value), count, "the bar is full");
+    assert.equal((await page.locator('[data-field="sent"]').innerText()).trim(), String(count));
+    assert.equal((await page.locator('[data-field="remaining"]').innerText()).trim(), "0");
+    assert.ok([...seen].some((v) => v > 0 && v < count), `the bar moved through intermediate values: ${[...seen]}`);
+    assert.ok(await page.locator("[data-finished-notice]").isVisible(), "it says the job finished");
+    assert.deepEqual(await cspViolations(), []);
+    await shot("replay-job-completed");
+  });
+
+  it("pauses and resumes a job from its page", async () => {
+    const id = await previewSelected("/messages?topic=shipping_dlq&limit=20", async () => {
+      assert.ok((await page.locator('table.messages tbody input[name="message"]').count()) >= 8);
+      await page.locator("th[data-select-all] input[type=checkbox]").check();
+    });
+    // 2/s: several seconds, so it is still running when the buttons are pressed.
+    await confirmAt(2);
+    const pause = page.getByRole("button", { name: "Pause" });
+    const resume = page.getByRole("button", { name: "Resume" });
+    assert.ok(await pause.isVisible());
+    assert.ok(!(await resume.isVisible()), "no Resume on a running job");
+
+    await submitAndReload(pause);
+    await page.locator('[data-field="status"]', { hasText: /^paused$/ }).waitFor();
+    assert.equal((await apiJob(id)).status, "paused");
+    assert.ok(await resume.isVisible(), "Resume on a paused job");
+    assert.ok(!(await pause.isVisible()), "no Pause on a paused job");
+    await shot("replay-job-paused");
+
+    await submitAndReload(resume);
+    await page.locator('[data-field="status"]', { hasText: /^(queued|running)$/ }).waitFor();
+    assert.ok(["queued", "running"].includes((await apiJob(id)).status));
+    await pause.waitFor();
+
+    await submitAndReload(page.getByRole("button", { name: "Cancel" }));
+    await page.locator('[data-field="status"]', { hasText: /^cancelled$/ }).waitFor();
+    const job = await apiJob(id);
+    assert.equal(job.status, "cancelled");
+    assert.ok(job.sent < job.total, `cancelled before the end (${job.sent} of ${job.total})`);
+
+    await page.goto("/audit");
+    const actions = await page.locator("table.audit tbody tr", { has: page.locator(`a[href="/replays/${id}"]`) }).locator("td:nth-child(3)").allTextContents();
+    assert.deepEqual(actions.map((a) => a.trim()), ["replay.cancel", "replay.resume", "replay.pause", "replay.start"]);
+    assert.deepEqual(await cspViolations(), []);
+  });
+
   it("no link on the main pages is broken", async () => {
     const hrefs = new Set();
     const collect = async () => {
@@ -420,7 +582,7 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
         if (h.startsWith(base)) hrefs.add(h.slice(base.length));
       }
     };
-    for (const start of ["/", "/messages?limit=20", "/groups", "/messages?q=xss&limit=5"]) {
+    for (const start of ["/", "/messages?limit=20", "/groups", "/messages?q=xss&limit=5", "/replays", "/audit"]) {
       await page.goto(start);
       await collect();
     }

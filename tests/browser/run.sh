@@ -68,6 +68,6 @@ fi
 
 echo "run.sh: $("$NODE" --version), $("${CHROMIUM_PATH:-/usr/bin/chromium}" --version 2>/dev/null || echo 'chromium ?')"
 rc=0
-# The test file stops itself after 120 s; this is the backstop if even that fails.
+# The test file stops itself after 150 s; this is the backstop if even that fails.
 timeout -k 10 300 "$NODE" --test --test-reporter=tap ./*.test.mjs || rc=$?
 exit "$rc"

@@ -402,3 +402,35 @@ impl Kafka {
         out
     }
 }
+
+/// The host name form POSTs are addressed to (and the Origin a same-site form carries).
+pub const FORM_HOST: &str = "dashboard.test";
+
+impl TestDashboard {
+    /// POST a URL-encoded form through the real router, as a browser sends it from a page
+    /// at http://dashboard.test (pass `origin` to claim another); returns status, headers
+    /// and body text. Nothing is followed: a 303 comes back as it is.
+    pub async fn post_form(
+        &self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let app = dlq_dashboard::web::router(self.d().state.clone());
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let mut request = Request::post(uri)
+            .header("host", FORM_HOST)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            request = request.header("origin", o);
+        }
+        let response = app
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+}

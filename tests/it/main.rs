@@ -14,5 +14,6 @@ mod outage;
 #[path = "../common/poll.rs"]
 mod poll;
 mod replay;
+mod replay_pages;
 mod replay_target;
 mod store;

@@ -1,0 +1,211 @@
+//! Cross-site request forgery protection for the page forms.
+//!
+//! Every state-changing form is a POST carrying a token, and [`CsrfForm`] refuses a POST
+//! whose token is missing or wrong, or whose `Origin` (or `Sec-Fetch-Site`) names another
+//! site. The JSON API is guarded differently: it requires `Content-Type: application/json`,
+//! which a browser cannot send across sites without a CORS preflight this server never grants
+//! (see `web::replays::require_json`).
+//!
+//! One random token per process is enough here. The dashboard has no accounts, so the threat
+//! is a page on another site making an operator's browser post a form to a dashboard the
+//! attacker cannot reach themselves (it runs inside the operator's network). The same-origin
+//! policy keeps that page from reading the token out of our HTML, so it cannot forge a form
+//! that carries it; anyone who can load the pages can already press the buttons. When the
+//! dashboard gains authentication, the token must be bound to the session instead.
+//!
+//! The token lives only in memory, so a restart invalidates forms that were open before it;
+//! the error page then asks the operator to reload the page and try again.
+
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap};
+use rand::Rng;
+
+use super::pages::PageError;
+use crate::error::Error;
+
+/// The name of the hidden form field that carries the token.
+pub const FIELD: &str = "csrf";
+
+static TOKEN: OnceLock<String> = OnceLock::new();
+
+/// This process's token, made on first use from 32 random bytes.
+pub fn token() -> &'static str {
+    TOKEN.get_or_init(|| {
+        let bytes: [u8; 32] = rand::rng().random();
+        super::view::hex(&bytes)
+    })
+}
+
+/// Compare without stopping at the first difference, so response times do not tell an
+/// attacker how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The sentence for a form without a valid token.
+const STALE: &str = "This form has expired or did not come from this dashboard (a restart of the dashboard expires open forms); reload the page and try again.";
+
+/// Refuse a request a browser sent on behalf of another site. A missing `Origin` is let
+/// through (older browsers and privacy settings omit it; the token still has to match).
+pub fn check_origin(headers: &HeaderMap, uri_authority: Option<&str>) -> Result<(), Error> {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Err(Error::Forbidden(
+                "This form was sent from another site, so it was refused; open the dashboard itself and try again.".into(),
+            ));
+        }
+    }
+    let Some(origin) = text(header::ORIGIN) else {
+        return Ok(());
+    };
+    // "scheme://host[:port]"; "null" (an opaque origin) names no site, so never ours.
+    let origin_authority = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    // Behind a proxy that rewrites Host, X-Forwarded-Host names the address the browser
+    // used. A cross-site form cannot set that header, so trusting it opens nothing.
+    let ours = [
+        text(header::HOST),
+        text(header::HeaderName::from_static("x-forwarded-host")),
+        uri_authority,
+    ];
+    let matches = origin_authority.is_some_and(|o| {
+        ours.iter()
+            .flatten()
+            .flat_map(|h| h.split(','))
+            .any(|h| h.trim().eq_ignore_ascii_case(o))
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "This form was sent from another site ({origin}), so it was refused; open the dashboard itself and try again."
+        )))
+    }
+}
+
+/// A URL-encoded form that passed the CSRF checks: its fields in order, without the token.
+pub struct CsrfForm(pub Vec<(String, String)>);
+
+impl CsrfForm {
+    /// Every value of a field, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The last value of a field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for CsrfForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        check_origin(req.headers(), authority.as_deref())?;
+        let ctype = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let essence = ctype.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(Error::UnsupportedMediaType(format!(
+                "This address takes the dashboard's own forms (application/x-www-form-urlencoded, it came with '{ctype}'); scripts use the JSON API under /api."
+            ))
+            .into());
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|_| {
+            Error::BadRequest("The form could not be read (it may be too large).".into())
+        })?;
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| Error::BadRequest("The form is not valid URL encoding.".into()))?;
+        let mut tokens = fields.iter().filter(|(k, _)| k == FIELD);
+        let valid = match (tokens.next(), tokens.next()) {
+            (Some((_, t)), None) => same(t.as_bytes(), token().as_bytes()),
+            _ => false,
+        };
+        if !valid {
+            return Err(Error::Forbidden(STALE.into()).into());
+        }
+        Ok(CsrfForm(
+            fields.into_iter().filter(|(k, _)| k != FIELD).collect(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+        assert!(!same(b"", b"a"));
+        assert_eq!(token().len(), 64);
+        assert_eq!(token(), token(), "one token per process");
+    }
+
+    #[test]
+    fn origin_must_name_this_host() {
+        let ok = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        assert!(check_origin(&ok, None).is_ok());
+        let no_origin = headers(&[("host", "127.0.0.1:8080")]);
+        assert!(check_origin(&no_origin, None).is_ok());
+        let other = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(check_origin(&other, None).is_err());
+        let port = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:9090"),
+        ]);
+        assert!(check_origin(&port, None).is_err());
+        let opaque = headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
+        assert!(check_origin(&opaque, None).is_err());
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "dlq.example.com"),
+            ("origin", "https://dlq.example.com"),
+        ]);
+        assert!(check_origin(&proxied, None).is_ok());
+        let fetch_meta = headers(&[("host", "h"), ("sec-fetch-site", "cross-site")]);
+        assert!(check_origin(&fetch_meta, None).is_err());
+        let same_origin = headers(&[("host", "h"), ("sec-fetch-site", "same-origin")]);
+        assert!(check_origin(&same_origin, None).is_ok());
+    }
+}

@@ -1,0 +1,716 @@
+//! Replay pages: the preview before a replay, the jobs list, the job page with its controls
+//! and results, and the audit log. The forms here are POSTs guarded by [`CsrfForm`]; every
+//! page works without JavaScript (static/app.js only keeps the job page's numbers live).
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::csrf::CsrfForm;
+use super::pages::{html, message_path_of, messages_link, path_segment, Frame, PageResult};
+use super::replays::{audit_params, result_page, Actor};
+use super::view;
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::filter::encode_pairs;
+use crate::replay::plan::{self, MessageRef, Selection};
+use crate::store::replays::{self, status, Job, RESULT_STATES};
+use crate::store::{self, audit, records};
+
+/// Page routes for replays and the audit log.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/replays", get(jobs_page))
+        .route("/replays/preview", post(create_preview))
+        .route("/replays/{id}", get(job_page))
+        .route("/replays/{id}/preview", get(preview_page))
+        .route("/replays/{id}/start", post(start))
+        .route("/replays/{id}/pause", post(pause))
+        .route("/replays/{id}/resume", post(resume))
+        .route("/replays/{id}/cancel", post(cancel))
+        .route("/audit", get(audit_page))
+}
+
+/// Results listed per page on the job page.
+const RESULTS_PER_PAGE: i64 = 100;
+/// Jobs listed on /replays.
+const JOBS_LISTED: i64 = 200;
+/// Listed messages of a selection shown on the job and preview pages.
+const SELECTION_SHOWN: usize = 20;
+
+/// A duration in words: `under 1 s`, `42 s`, `3 min 20 s`, `2 h 5 min` (static/app.js has the
+/// same function for live updates).
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "–".into();
+    }
+    if secs < 1.0 {
+        return "under 1 s".into();
+    }
+    let s = secs.ceil() as i64;
+    match s {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Where a replayed message went: `topic`, `topic/partition/offset`, or a dash.
+pub fn target_text(topic: Option<&str>, partition: Option<i32>, offset: Option<i64>) -> String {
+    match (topic, partition, offset) {
+        (Some(t), Some(p), Some(o)) => format!("{t}/{p}/{o}"),
+        (Some(t), _, _) => t.to_string(),
+        _ => "–".into(),
+    }
+}
+
+/// A job's status in words.
+fn status_text(s: &str) -> String {
+    s.replace('_', " ")
+}
+
+/// The link of a job page.
+fn job_link(id: &str) -> String {
+    format!("/replays/{}", path_segment(id))
+}
+
+/// A message reference from a form value `topic/partition/offset[?generation=N]`.
+fn parse_message_ref(value: &str) -> Result<MessageRef> {
+    let bad = || {
+        Error::BadRequest(format!(
+            "'{value}' does not name a message; use topic/partition/offset."
+        ))
+    };
+    let (coordinates, generation) = match value.split_once("?generation=") {
+        Some((c, g)) => (
+            c,
+            Some(g.parse::<i64>().ok().filter(|g| *g >= 0).ok_or_else(bad)?),
+        ),
+        None => (value, None),
+    };
+    let mut parts = coordinates.rsplitn(3, '/');
+    let offset = parts.next().and_then(|o| o.parse::<i64>().ok());
+    let partition = parts.next().and_then(|p| p.parse::<i32>().ok());
+    match (parts.next(), partition, offset) {
+        (Some(topic), Some(partition), Some(offset)) if !topic.is_empty() => Ok(MessageRef {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            generation,
+        }),
+        _ => Err(bad()),
+    }
+}
+
+/// The fields a preview form may carry.
+const FORM_FIELDS: [&str; 4] = ["selection", "message", "filter", "rate"];
+
+/// The selection a preview form names: `selection=messages` with `message` values (the
+/// ticked rows, or one message from its page), or `selection=filter` with `filter`, the
+/// list page's filter as a query string (one hidden field, so it never clashes with the
+/// filter form's own inputs). The list page's form carries both; the button pressed says
+/// which one counts.
+fn selection_from_form(form: &CsrfForm) -> Result<Selection> {
+    if let Some((unknown, _)) = form
+        .0
+        .iter()
+        .find(|(k, _)| !FORM_FIELDS.contains(&k.as_str()))
+    {
+        return Err(Error::BadRequest(format!(
+            "The form has an unknown field '{unknown}'; reload the page and try again."
+        )));
+    }
+    match form.get("selection") {
+        Some("filter") => {
+            let Some(query) = form.get("filter") else {
+                return Err(Error::BadRequest(
+                    "The form names no filter; reload the messages list and try again.".into(),
+                ));
+            };
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
+                Error::BadRequest("The form's filter is not valid URL encoding.".into())
+            })?;
+            let fields = pairs
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            Selection::filter_from_json(&fields)
+        }
+        Some("messages") | None => {
+            let messages: Vec<MessageRef> = form
+                .all("message")
+                .map(parse_message_ref)
+                .collect::<Result<_>>()?;
+            if messages.is_empty() {
+                return Err(Error::BadRequest(
+                    "No message is ticked: tick the messages to replay, or use \"Replay all matching\".".into(),
+                ));
+            }
+            Ok(Selection::Messages(messages))
+        }
+        Some(other) => Err(Error::BadRequest(format!(
+            "The form asks for a selection '{other}'; use messages or filter."
+        ))),
+    }
+}
+
+/// A rate from a form field: blank keeps the default (or the previewed rate).
+fn form_rate(form: &CsrfForm) -> Result<Option<i64>> {
+    match form.get("rate").map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(r) => plan::rate(Some(&serde_json::Value::String(r.to_string()))).map(Some),
+    }
+}
+
+/// `POST /replays/preview`: freeze the selection as a preview (nothing is sent), then show it.
+async fn create_preview(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    form: CsrfForm,
+) -> PageResult {
+    let selection = selection_from_form(&form)?;
+    let rate = form_rate(&form)?.unwrap_or(plan::DEFAULT_RATE);
+    let preview = plan::preview(&state, selection, rate, &actor).await?;
+    // Post/redirect/get: reloading the preview page neither asks to resend the form nor
+    // freezes a second preview.
+    Ok(Redirect::to(&format!("{}/preview", job_link(&preview.preview_id))).into_response())
+}
+
+/// How a job's selection reads on a page.
+struct SelectionView {
+    /// The filter's fields, when a filter.
+    filter: Option<Vec<(String, String)>>,
+    /// The filter's /messages link.
+    filter_link: String,
+    /// Listed messages (the first few): label and link.
+    messages: Vec<(String, String)>,
+    /// Listed messages not shown.
+    messages_more: usize,
+}
+
+fn selection_view(selection_json: &str) -> SelectionView {
+    let value: serde_json::Value = serde_json::from_str(selection_json).unwrap_or_default();
+    let mut view = SelectionView {
+        filter: None,
+        filter_link: String::new(),
+        messages: Vec::new(),
+        messages_more: 0,
+    };
+    if let Some(filter) = value.get("filter").and_then(|f| f.as_object()) {
+        let pairs: Vec<(String, String)> = filter
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let link_pairs: Vec<(&str, String)> =
+            pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        view.filter_link = messages_link(&link_pairs);
+        view.filter = Some(pairs);
+    } else if let Some(list) = value.get("messages").and_then(|m| m.as_array()) {
+        let refs: Vec<MessageRef> = list
+            .iter()
+            .filter_map(|m| serde_json::from_value(m.clone()).ok())
+            .collect();
+        view.messages_more = refs.len().saturating_sub(SELECTION_SHOWN);
+        view.messages = refs
+            .iter()
+            .take(SELECTION_SHOWN)
+            .map(|m| {
+                let path = format!("{}/{}/{}", path_segment(&m.topic), m.partition, m.offset);
+                let link = match m.generation {
+                    Some(g) => format!("/messages/{path}?generation={g}"),
+                    None => format!("/messages/{path}"),
+                };
+                (format!("{}/{}/{}", m.topic, m.partition, m.offset), link)
+            })
+            .collect();
+    }
+    view
+}
+
+struct RefusalRow {
+    label: String,
+    link: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/preview.html")]
+struct PreviewPage {
+    frame: Frame,
+    id: String,
+    count: String,
+    count_n: i64,
+    targets: Vec<(String, String)>,
+    refused: Vec<RefusalRow>,
+    refused_count: String,
+    refused_n: i64,
+    refused_listed: usize,
+    refused_partial: bool,
+    rate: i64,
+    estimate: String,
+    unlimited_seconds: f64,
+    expires: String,
+    selection: SelectionView,
+}
+
+/// `GET /replays/{id}/preview`: what confirming would do.
+async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let Some(job) = replays::job(&state.pool, &id).await? else {
+        return Err(expired_preview(&id).into());
+    };
+    if job.status != status::PREVIEW {
+        return Ok(Redirect::to(&job_link(&id)).into_response());
+    }
+    let preview = plan::preview_of(&state, &id).await?;
+    let reset = records::current_generations(&state.pool).await?;
+    let refused = preview
+        .refused
+        .iter()
+        .map(|r| RefusalRow {
+            label: format!("{}/{}/{}", r.topic, r.partition, r.offset),
+            // Refusals carry no generation; the link names the newest record there.
+            link: format!(
+                "/messages/{}",
+                message_path_of(&r.topic, r.partition, r.offset, 0, &reset)
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+            ),
+            reason: r.reason.clone(),
+        })
+        .collect::<Vec<_>>();
+    html(PreviewPage {
+        frame: Frame::build(&state, "replays").await,
+        count: view::count(preview.count),
+        count_n: preview.count,
+        targets: preview
+            .targets
+            .iter()
+            .map(|(t, n)| (t.clone(), view::count(*n)))
+            .collect(),
+        refused_listed: refused.len(),
+        refused_partial: preview.refused_count > refused.len() as i64,
+        refused,
+        refused_count: view::count(preview.refused_count),
+        refused_n: preview.refused_count,
+        rate: preview.rate,
+        estimate: duration(preview.estimated_seconds),
+        unlimited_seconds: plan::estimated_seconds(preview.count, 0),
+        expires: view::time(job.created_at + plan::PREVIEW_TTL_MS),
+        selection: selection_view(&job.selection),
+        id: preview.preview_id,
+    })
+}
+
+fn expired_preview(id: &str) -> Error {
+    Error::NotFound(format!(
+        "There is no preview {id}: a preview expires an hour after it is made unless confirmed; preview the selection again from the messages list."
+    ))
+}
+
+/// `POST /replays/{id}/start`: confirm a preview at the chosen rate and go to its job page.
+async fn start(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    form: CsrfForm,
+) -> PageResult {
+    let rate = form_rate(&form)?;
+    match plan::confirm(&state, &id, rate, &actor).await {
+        Ok(job) => Ok(Redirect::to(&job_link(&job.id)).into_response()),
+        Err(Error::NotFound(_)) => Err(expired_preview(&id).into()),
+        // Pressed twice (or by two people): the job runs once; show it.
+        Err(Error::Conflict(_))
+            if replays::job(&state.pool, &id)
+                .await?
+                .is_some_and(|j| j.status != status::PREVIEW) =>
+        {
+            Ok(Redirect::to(&job_link(&id)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> PageResult {
+    let job = state.replayer.pause(&id, &actor).await?;
+    Ok(Redirect::to(&job_link(&job.id)).into_response())
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> PageResult {
+    let job = state.replayer.resume(&id, &actor).await?;
+    Ok(Redirect::to(&job_link(&job.id)).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    _form: CsrfForm,
+) -> PageResult {
+    let job = state.replayer.cancel(&id, &actor).await?;
+    Ok(Redirect::to(&job_link(&job.id)).into_response())
+}
+
+/// The figures of a job, as the job page and the jobs list show them (static/app.js
+/// updates the same figures from `GET /api/replays/{id}`).
+struct JobFigures {
+    id: String,
+    link: String,
+    status: String,
+    status_text: String,
+    is_final: bool,
+    total: String,
+    sent: String,
+    failed: String,
+    remaining: String,
+    refused: String,
+    cancelled: String,
+    /// Messages done (sent, failed or cancelled), for the progress bar.
+    done: i64,
+    /// The progress bar's maximum (never 0).
+    max: i64,
+    percent: String,
+    rate: String,
+    eta: String,
+    targets: Vec<(String, String)>,
+    actor: String,
+    created: String,
+    created_exact: String,
+    created_iso: String,
+    started: Option<String>,
+    finished: Option<String>,
+}
+
+impl JobFigures {
+    fn new(job: &Job, now: i64) -> Self {
+        let remaining = job.remaining();
+        let done = job.total - remaining;
+        let is_final = status::is_final(&job.status);
+        let eta = if !is_final && job.status != status::PAUSED && job.rate > 0 {
+            duration(plan::estimated_seconds(remaining, job.rate))
+        } else {
+            "–".into()
+        };
+        JobFigures {
+            id: job.id.clone(),
+            link: job_link(&job.id),
+            status: job.status.clone(),
+            status_text: status_text(&job.status),
+            is_final,
+            total: view::count(job.total),
+            sent: view::count(job.sent),
+            failed: view::count(job.failed),
+            remaining: view::count(remaining),
+            refused: view::count(job.refused),
+            cancelled: view::count(job.cancelled),
+            done,
+            max: job.total.max(1),
+            percent: format!("{}%", done * 100 / job.total.max(1)),
+            rate: if job.rate == 0 {
+                "unlimited".into()
+            } else {
+                format!("{}/s", view::count(job.rate))
+            },
+            eta,
+            targets: job
+                .target_counts()
+                .into_iter()
+                .map(|(t, n)| (t, view::count(n)))
+                .collect(),
+            actor: job.actor.clone(),
+            created: view::relative(job.created_at, now),
+            created_exact: view::time(job.created_at),
+            created_iso: view::iso(job.created_at),
+            started: job.started_at.map(view::time),
+            finished: job.finished_at.map(view::time),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/replays.html")]
+struct JobsPage {
+    frame: Frame,
+    jobs: Vec<JobFigures>,
+    capped: bool,
+}
+
+/// `GET /replays`: jobs, newest first.
+async fn jobs_page(State(state): State<AppState>) -> PageResult {
+    let now = store::now_ms();
+    let jobs: Vec<JobFigures> = replays::jobs(&state.pool, JOBS_LISTED)
+        .await?
+        .iter()
+        .map(|j| JobFigures::new(j, now))
+        .collect();
+    html(JobsPage {
+        frame: Frame::build(&state, "replays").await,
+        capped: jobs.len() as i64 >= JOBS_LISTED,
+        jobs,
+    })
+}
+
+struct ResultRow {
+    state: String,
+    label: String,
+    link: String,
+    target: String,
+    replay_count: String,
+    when: String,
+    reason: String,
+}
+
+struct StateLink {
+    state: &'static str,
+    count: String,
+    link: String,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/replay.html")]
+struct JobPageView {
+    frame: Frame,
+    job: JobFigures,
+    selection: SelectionView,
+    can_pause: bool,
+    can_resume: bool,
+    can_cancel: bool,
+    results: Vec<ResultRow>,
+    states: Vec<StateLink>,
+    only: Option<&'static str>,
+    all_link: String,
+    more_link: Option<String>,
+    paged: bool,
+}
+
+/// A results cursor: the state and record id of the last row seen.
+type ResultsCursor = (String, i64);
+
+/// `?state=` and `?cursor=` of the job page.
+fn results_params(query: Option<&str>) -> Result<(Option<&'static str>, Option<ResultsCursor>)> {
+    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut only = None;
+    let mut cursor = None;
+    for (k, v) in &params {
+        match k.as_str() {
+            "state" | "cursor" if v.is_empty() => {}
+            "state" => {
+                only = Some(
+                    RESULT_STATES
+                        .iter()
+                        .find(|s| **s == v.as_str())
+                        .copied()
+                        .ok_or_else(|| {
+                            Error::BadRequest(format!(
+                                "Parameter 'state' is '{v}'; use one of {}.",
+                                RESULT_STATES.join(", ")
+                            ))
+                        })?,
+                )
+            }
+            "cursor" => {
+                cursor = Some(
+                    v.split_once(':')
+                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
+                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
+                        .ok_or_else(|| {
+                            Error::BadRequest(
+                                "Parameter 'cursor' is not one this dashboard made; follow the \"More results\" link.".into(),
+                            )
+                        })?,
+                )
+            }
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "Unknown parameter '{other}'; the job page takes state and cursor."
+                )))
+            }
+        }
+    }
+    Ok((only, cursor))
+}
+
+/// `GET /replays/{id}`: a job's progress, controls and per-message results.
+async fn job_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let Some(job) = replays::job(&state.pool, &id).await? else {
+        return Err(plan::unknown_job(&id).into());
+    };
+    if job.status == status::PREVIEW {
+        return Ok(Redirect::to(&format!("{}/preview", job_link(&id))).into_response());
+    }
+    let (only, cursor) = results_params(query.as_deref())?;
+    let paged = cursor.is_some();
+    let now = store::now_ms();
+    let (items, next) = result_page(&state, &id, only, cursor, RESULTS_PER_PAGE).await?;
+    let reset = records::current_generations(&state.pool).await?;
+    let link = job_link(&id);
+    let with = |pairs: &[(&str, String)]| {
+        if pairs.is_empty() {
+            link.clone()
+        } else {
+            format!("{link}?{}", encode_pairs(pairs))
+        }
+    };
+    let counts = replays::item_counts(&state.pool, &id).await?;
+    let states = RESULT_STATES
+        .iter()
+        .filter_map(|s| {
+            counts.get(*s).map(|n| StateLink {
+                state: s,
+                count: view::count(*n),
+                link: with(&[("state", s.to_string())]),
+                current: only == Some(*s),
+            })
+        })
+        .collect();
+    let results = items
+        .iter()
+        .map(|r| ResultRow {
+            state: r.state.clone(),
+            label: format!("{}/{}/{}", r.topic, r.partition, r.offset),
+            link: format!(
+                "/messages/{}",
+                message_path_of(&r.topic, r.partition, r.offset, r.generation, &reset)
+            ),
+            target: target_text(
+                r.target_topic.as_deref(),
+                r.target_partition,
+                r.target_offset,
+            ),
+            replay_count: r.replay_count.map(|n| n.to_string()).unwrap_or_default(),
+            when: r.finished_at.map(view::time).unwrap_or_default(),
+            reason: r.reason.clone().unwrap_or_default(),
+        })
+        .collect();
+    let more_link = next.map(|c| {
+        let mut pairs = Vec::new();
+        if let Some(s) = only {
+            pairs.push(("state", s.to_string()));
+        }
+        pairs.push(("cursor", c));
+        with(&pairs)
+    });
+    let s = job.status.as_str();
+    html(JobPageView {
+        frame: Frame::build(&state, "replays").await,
+        can_pause: [status::QUEUED, status::RUNNING].contains(&s),
+        can_resume: s == status::PAUSED,
+        can_cancel: [status::QUEUED, status::RUNNING, status::PAUSED].contains(&s),
+        selection: selection_view(&job.selection),
+        job: JobFigures::new(&job, now),
+        results,
+        states,
+        only,
+        all_link: link.clone(),
+        more_link,
+        paged,
+    })
+}
+
+struct AuditRow {
+    at: String,
+    at_exact: String,
+    at_iso: String,
+    actor: String,
+    action: String,
+    job: Option<(String, String)>,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/audit.html")]
+struct AuditPage {
+    frame: Frame,
+    rows: Vec<AuditRow>,
+    older_link: Option<String>,
+    paged: bool,
+}
+
+/// `GET /audit`: who did what, newest first, with an "Older" keyset link.
+async fn audit_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> PageResult {
+    let (before, limit) = audit_params(query.as_deref())?;
+    let now = store::now_ms();
+    let mut entries = audit::list(&state.pool, before, limit + 1).await?;
+    let older_link = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| format!("/audit?before={}", e.id))
+    } else {
+        None
+    };
+    html(AuditPage {
+        frame: Frame::build(&state, "audit").await,
+        rows: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                at: view::relative(e.at, now),
+                at_exact: view::time(e.at),
+                at_iso: view::iso(e.at),
+                actor: e.actor,
+                action: e.action,
+                job: e.job_id.map(|id| (job_link(&id), id)),
+                summary: e.summary,
+            })
+            .collect(),
+        older_link,
+        paged: before.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_refs_parse_from_form_values() {
+        let m = parse_message_ref("orders.dlq/2/41?generation=1").unwrap();
+        assert_eq!(
+            (m.topic.as_str(), m.partition, m.offset, m.generation),
+            ("orders.dlq", 2, 41, Some(1))
+        );
+        let m = parse_message_ref("a_b-c.d/0/7").unwrap();
+        assert_eq!((m.topic.as_str(), m.generation), ("a_b-c.d", None));
+        for bad in [
+            "",
+            "orders",
+            "orders/1",
+            "/1/2",
+            "t/x/2",
+            "t/1/y",
+            "t/1/2?generation=-1",
+            "t/1/2?generation=",
+        ] {
+            assert!(parse_message_ref(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration(0.0), "under 1 s");
+        assert_eq!(duration(0.4), "under 1 s");
+        assert_eq!(duration(1.0), "1 s");
+        assert_eq!(duration(41.2), "42 s");
+        assert_eq!(duration(200.0), "3 min 20 s");
+        assert_eq!(duration(7500.0), "2 h 5 min");
+        assert_eq!(duration(f64::INFINITY), "–");
+    }
+}
