@@ -132,6 +132,8 @@ pub struct Refusal {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
+    /// Generation of the partition's log (see the message API).
+    pub generation: i64,
     /// Why, in a sentence with the fix.
     pub reason: String,
 }
@@ -280,6 +282,7 @@ pub async fn preview_of(app: &App, id: &str) -> Result<Preview> {
             topic: r.topic,
             partition: r.partition,
             offset: r.offset,
+            generation: r.generation,
             reason: r.reason.unwrap_or_default(),
         })
         .collect();

@@ -423,7 +423,7 @@ impl Replayer {
             )));
         }
         let running = self.active().get(id).map(|a| a.control.clone());
-        match running {
+        match &running {
             Some(control) => {
                 let _ = control.send(signal);
             }
@@ -431,6 +431,13 @@ impl Replayer {
                 replays::release(&self.pool, id, true, now).await?;
             }
             None => {}
+        }
+        drop(_t);
+        if let Some(control) = running.filter(|_| signal != Control::Run) {
+            // The sender stops at once; waiting for it to record its last reports and give
+            // back what it had not sent (it needs the transitions lock, released above) lets
+            // the answer carry settled counts. A broker that does not answer only delays it.
+            let _ = tokio::time::timeout(Duration::from_secs(5), control.closed()).await;
         }
         let job = replays::job(&self.pool, id)
             .await?

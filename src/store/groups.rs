@@ -116,3 +116,10 @@ pub async fn hourly(pool: &SqlitePool, fingerprint: &str, now: i64) -> Result<Ve
     }
     Ok(out)
 }
+
+/// How many failure groups there are.
+pub async fn count(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM failure_groups")
+        .fetch_one(pool)
+        .await?)
+}

@@ -66,10 +66,7 @@ impl Frame {
             .filter(|(_, status, _)| status == "new" || status == "replay_failed")
             .map(|(_, _, n)| n)
             .sum();
-        let groups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM failure_groups")
-            .fetch_one(&state.pool)
-            .await
-            .unwrap_or(0);
+        let groups = groups::count(&state.pool).await.unwrap_or(0);
         let active_jobs = store::replays::active_count(&state.pool).await.unwrap_or(0);
         Frame {
             active,

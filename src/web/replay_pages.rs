@@ -272,13 +272,9 @@ async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         .iter()
         .map(|r| RefusalRow {
             label: format!("{}/{}/{}", r.topic, r.partition, r.offset),
-            // Refusals carry no generation; the link names the newest record there.
             link: format!(
                 "/messages/{}",
-                message_path_of(&r.topic, r.partition, r.offset, 0, &reset)
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
+                message_path_of(&r.topic, r.partition, r.offset, r.generation, &reset)
             ),
             reason: r.reason.clone(),
         })

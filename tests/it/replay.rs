@@ -374,6 +374,10 @@ async fn a_job_pauses_resumes_and_cancels_and_what_was_sent_stays_sent() {
         .await;
     assert_eq!(status, StatusCode::OK, "{job}");
     assert_eq!(job["status"], "cancelled");
+    assert_eq!(
+        job["remaining"], 0,
+        "the answer to cancel carries settled counts: {job}"
+    );
     let job = settled(&d, &id).await;
     let (sent, cancelled) = (
         job["sent"].as_i64().unwrap(),
