@@ -41,6 +41,31 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Messages handed to the producer whose delivery reports are not yet collected.
 const MAX_IN_FLIGHT: usize = 10_000;
 
+/// What an operator can do to a job, as named in URLs (`/replays/{id}/pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobControl {
+    /// Stop sending for now.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// Stop for good.
+    Cancel,
+}
+
+impl JobControl {
+    /// The action a URL segment names.
+    pub fn parse(action: &str) -> Result<Self> {
+        match action {
+            "pause" => Ok(JobControl::Pause),
+            "resume" => Ok(JobControl::Resume),
+            "cancel" => Ok(JobControl::Cancel),
+            other => Err(Error::NotFound(format!(
+                "A replay job has no action '{other}'; use pause, resume or cancel."
+            ))),
+        }
+    }
+}
+
 /// What the operator wants a running job to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Control {
@@ -343,6 +368,15 @@ impl Replayer {
                 }
                 Err((e, _)) => return Some(Err(e.to_string())),
             }
+        }
+    }
+
+    /// Apply an operator's pause, resume or cancel.
+    pub async fn apply(&self, id: &str, action: JobControl, actor: &str) -> Result<Job> {
+        match action {
+            JobControl::Pause => self.pause(id, actor).await,
+            JobControl::Resume => self.resume(id, actor).await,
+            JobControl::Cancel => self.cancel(id, actor).await,
         }
     }
 

@@ -2,8 +2,6 @@
 //! and results, and the audit log. The forms here are POSTs guarded by [`CsrfForm`]; every
 //! page works without JavaScript (static/app.js only keeps the job page's numbers live).
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect};
@@ -12,12 +10,13 @@ use axum::Router;
 
 use super::csrf::CsrfForm;
 use super::pages::{html, message_path_of, messages_link, path_segment, Frame, PageResult};
-use super::replays::{audit_params, result_page, Actor};
+use super::replays::{audit_params, result_page, results_query, Actor, ResultsQuery};
 use super::view;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::filter::encode_pairs;
 use crate::replay::plan::{self, MessageRef, Selection};
+use crate::replay::runner::JobControl;
 use crate::store::replays::{self, status, Job, RESULT_STATES};
 use crate::store::{self, audit, records};
 
@@ -29,9 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/replays/{id}", get(job_page))
         .route("/replays/{id}/preview", get(preview_page))
         .route("/replays/{id}/start", post(start))
-        .route("/replays/{id}/pause", post(pause))
-        .route("/replays/{id}/resume", post(resume))
-        .route("/replays/{id}/cancel", post(cancel))
+        .route("/replays/{id}/{action}", post(control))
         .route("/audit", get(audit_page))
 }
 
@@ -331,33 +328,15 @@ async fn start(
     }
 }
 
-async fn pause(
+/// The job page's Pause, Resume and Cancel buttons.
+async fn control(
     State(state): State<AppState>,
     Actor(actor): Actor,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     _form: CsrfForm,
 ) -> PageResult {
-    let job = state.replayer.pause(&id, &actor).await?;
-    Ok(Redirect::to(&job_link(&job.id)).into_response())
-}
-
-async fn resume(
-    State(state): State<AppState>,
-    Actor(actor): Actor,
-    Path(id): Path<String>,
-    _form: CsrfForm,
-) -> PageResult {
-    let job = state.replayer.resume(&id, &actor).await?;
-    Ok(Redirect::to(&job_link(&job.id)).into_response())
-}
-
-async fn cancel(
-    State(state): State<AppState>,
-    Actor(actor): Actor,
-    Path(id): Path<String>,
-    _form: CsrfForm,
-) -> PageResult {
-    let job = state.replayer.cancel(&id, &actor).await?;
+    let action = JobControl::parse(&action)?;
+    let job = state.replayer.apply(&id, action, &actor).await?;
     Ok(Redirect::to(&job_link(&job.id)).into_response())
 }
 
@@ -494,54 +473,6 @@ struct JobPageView {
     paged: bool,
 }
 
-/// A results cursor: the state and record id of the last row seen.
-type ResultsCursor = (String, i64);
-
-/// `?state=` and `?cursor=` of the job page.
-fn results_params(query: Option<&str>) -> Result<(Option<&'static str>, Option<ResultsCursor>)> {
-    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
-    let mut only = None;
-    let mut cursor = None;
-    for (k, v) in &params {
-        match k.as_str() {
-            "state" | "cursor" if v.is_empty() => {}
-            "state" => {
-                only = Some(
-                    RESULT_STATES
-                        .iter()
-                        .find(|s| **s == v.as_str())
-                        .copied()
-                        .ok_or_else(|| {
-                            Error::BadRequest(format!(
-                                "Parameter 'state' is '{v}'; use one of {}.",
-                                RESULT_STATES.join(", ")
-                            ))
-                        })?,
-                )
-            }
-            "cursor" => {
-                cursor = Some(
-                    v.split_once(':')
-                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
-                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
-                        .ok_or_else(|| {
-                            Error::BadRequest(
-                                "Parameter 'cursor' is not one this dashboard made; follow the \"More results\" link.".into(),
-                            )
-                        })?,
-                )
-            }
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "Unknown parameter '{other}'; the job page takes state and cursor."
-                )))
-            }
-        }
-    }
-    Ok((only, cursor))
-}
-
 /// `GET /replays/{id}`: a job's progress, controls and per-message results.
 async fn job_page(
     State(state): State<AppState>,
@@ -554,7 +485,7 @@ async fn job_page(
     if job.status == status::PREVIEW {
         return Ok(Redirect::to(&format!("{}/preview", job_link(&id))).into_response());
     }
-    let (only, cursor) = results_params(query.as_deref())?;
+    let ResultsQuery { only, cursor, .. } = results_query(query.as_deref(), false, 0)?;
     let paged = cursor.is_some();
     let now = store::now_ms();
     let (items, next) = result_page(&state, &id, only, cursor, RESULTS_PER_PAGE).await?;

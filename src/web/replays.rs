@@ -16,6 +16,7 @@ use super::view::iso;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::replay::plan::{self, MessageRef, Selection};
+use crate::replay::runner::JobControl;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::replays::{self, ItemResult, Job, RESULT_STATES};
 
@@ -25,9 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/replays", get(list).post(create))
         .route("/api/replays/{id}", get(one))
         .route("/api/replays/{id}/results", get(results))
-        .route("/api/replays/{id}/pause", post(pause))
-        .route("/api/replays/{id}/resume", post(resume))
-        .route("/api/replays/{id}/cancel", post(cancel))
+        .route("/api/replays/{id}/{action}", post(control))
         .route("/api/audit", get(list_audit))
 }
 
@@ -312,56 +311,88 @@ pub async fn result_page(
     Ok((out, next))
 }
 
+/// The query of a results listing: `state`, `cursor` and (in the API) `limit`.
+pub struct ResultsQuery {
+    /// Only this state.
+    pub only: Option<&'static str>,
+    /// After this (state, record id).
+    pub cursor: Option<(String, i64)>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// Parse a results query; `with_limit` says whether `limit` is accepted.
+pub fn results_query(
+    query: Option<&str>,
+    with_limit: bool,
+    default_limit: i64,
+) -> Result<ResultsQuery> {
+    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut out = ResultsQuery {
+        only: None,
+        cursor: None,
+        limit: default_limit,
+    };
+    for (k, v) in &params {
+        match k.as_str() {
+            "state" | "cursor" if v.is_empty() => {}
+            "state" => {
+                out.only = Some(
+                    RESULT_STATES
+                        .iter()
+                        .find(|s| **s == v.as_str())
+                        .copied()
+                        .ok_or_else(|| {
+                            Error::BadRequest(format!(
+                                "Parameter 'state' is '{v}'; use one of {}.",
+                                RESULT_STATES.join(", ")
+                            ))
+                        })?,
+                )
+            }
+            "cursor" => {
+                out.cursor = Some(
+                    v.split_once(':')
+                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
+                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
+                        .ok_or_else(|| {
+                            Error::BadRequest(
+                                "Parameter 'cursor' is not one this dashboard issued; follow next_cursor or the \"More results\" link.".into(),
+                            )
+                        })?,
+                )
+            }
+            "limit" if with_limit => {
+                out.limit = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
+                        ))
+                    })?
+            }
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "Unknown parameter '{other}'; known ones are state, cursor{}.",
+                    if with_limit { ", limit" } else { "" }
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn results(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ResultsPage>> {
     find_job(&state, &id).await?;
-    let params: BTreeMap<String, String> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
-    let mut only = None;
-    let mut cursor = None;
-    let mut limit = 100;
-    for (k, v) in &params {
-        match k.as_str() {
-            "state" if v.is_empty() => {}
-            "state" if RESULT_STATES.contains(&v.as_str()) => only = Some(v.as_str()),
-            "state" => {
-                return Err(Error::BadRequest(format!(
-                    "Parameter 'state' is '{v}'; use one of {}.",
-                    RESULT_STATES.join(", ")
-                )))
-            }
-            "cursor" if v.is_empty() => {}
-            "cursor" => {
-                cursor = Some(
-                    v.split_once(':')
-                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
-                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
-                        .ok_or_else(|| {
-                            Error::BadRequest(
-                                "Parameter 'cursor' is not a cursor this dashboard issued; follow next_cursor.".into(),
-                            )
-                        })?,
-                )
-            }
-            "limit" => {
-                limit = v.parse::<i64>().ok().filter(|l| (1..=1000).contains(l)).ok_or_else(|| {
-                    Error::BadRequest(format!(
-                        "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
-                    ))
-                })?
-            }
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "Unknown parameter '{other}'; known ones are state, cursor, limit."
-                )))
-            }
-        }
-    }
-    let (rows, next_cursor) = result_page(&state, &id, only, cursor, limit).await?;
+    let q = results_query(query.as_deref(), true, 100)?;
+    let (rows, next_cursor) = result_page(&state, &id, q.only, q.cursor, q.limit).await?;
     Ok(Json(ResultsPage {
         results: rows.iter().map(ResultJson::new).collect(),
         counts: replays::item_counts(&state.pool, &id).await?,
@@ -383,42 +414,18 @@ fn control_body(headers: &HeaderMap, body: &Bytes) -> Result<()> {
     }
 }
 
-async fn pause(
+/// `POST /api/replays/{id}/pause|resume|cancel`.
+async fn control(
     State(state): State<AppState>,
     Actor(actor): Actor,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<JobJson>> {
+    let action = JobControl::parse(&action)?;
     control_body(&headers, &body)?;
     Ok(Json(JobJson::new(
-        &state.replayer.pause(&id, &actor).await?,
-    )))
-}
-
-async fn resume(
-    State(state): State<AppState>,
-    Actor(actor): Actor,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<JobJson>> {
-    control_body(&headers, &body)?;
-    Ok(Json(JobJson::new(
-        &state.replayer.resume(&id, &actor).await?,
-    )))
-}
-
-async fn cancel(
-    State(state): State<AppState>,
-    Actor(actor): Actor,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<JobJson>> {
-    control_body(&headers, &body)?;
-    Ok(Json(JobJson::new(
-        &state.replayer.cancel(&id, &actor).await?,
+        &state.replayer.apply(&id, action, &actor).await?,
     )))
 }
 

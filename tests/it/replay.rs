@@ -618,6 +618,14 @@ async fn bad_replay_requests_get_a_4xx_with_a_sentence() {
             "{action} without a content type"
         );
     }
+    let (status, v) = d
+        .post_json("/api/replays/rnothing/explode", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        v["error"].as_str().unwrap().contains("no action 'explode'"),
+        "{v}"
+    );
     let (status, _) = d.get_json("/api/replays/rnothing/results").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A preview is not a job until confirmed, and nothing was sent by any of this.
