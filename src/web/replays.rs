@@ -321,6 +321,18 @@ pub struct ResultsQuery {
     pub limit: i64,
 }
 
+/// A `limit` parameter: 1 to 1000.
+fn limit_param(v: &str) -> Result<i64> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|l| (1..=1000).contains(l))
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
+            ))
+        })
+}
+
 /// Parse a results query; `with_limit` says whether `limit` is accepted.
 pub fn results_query(
     query: Option<&str>,
@@ -363,17 +375,7 @@ pub fn results_query(
                         })?,
                 )
             }
-            "limit" if with_limit => {
-                out.limit = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| {
-                        Error::BadRequest(format!(
-                            "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
-                        ))
-                    })?
-            }
+            "limit" if with_limit => out.limit = limit_param(v)?,
             other => {
                 return Err(Error::BadRequest(format!(
                     "Unknown parameter '{other}'; known ones are state, cursor{}.",
@@ -478,17 +480,7 @@ pub fn audit_params(query: Option<&str>) -> Result<(Option<i64>, i64)> {
                     ))
                 })?)
             }
-            "limit" => {
-                limit = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| {
-                        Error::BadRequest(format!(
-                            "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
-                        ))
-                    })?
-            }
+            "limit" => limit = limit_param(&v)?,
             other => {
                 return Err(Error::BadRequest(format!(
                     "Unknown parameter '{other}'; known ones are cursor, limit."
