@@ -3,7 +3,9 @@
 pub mod events;
 pub mod groups;
 pub mod positions;
+pub mod raw;
 pub mod records;
+pub mod search;
 pub mod stats;
 
 use std::path::Path;
