@@ -1,10 +1,10 @@
 //! Prepared statements stepped through SQLite's C API on a connection sqlx has handed over.
 //!
 //! The indexer writes thousands of rows per transaction. Through sqlx every bound value is
-//! boxed into an argument buffer, the SQL of each multi-row statement is rebuilt and
-//! re-prepared, and each statement travels to sqlx's worker thread and back; that roughly
-//! doubled what SQLite itself spends on a row. One statement prepared once and stepped per
-//! row, with values bound in place, leaves SQLite's own cost.
+//! copied into an argument buffer, the SQL of each multi-row statement is rebuilt and
+//! re-prepared, and each statement travels to sqlx's worker thread and back. One statement
+//! prepared once and stepped per row, with values bound in place, leaves SQLite's own cost
+//! (about a tenth less time per row in the bench), and says exactly which rows it inserted.
 //!
 //! Everything here runs while the caller holds `SqliteConnection::lock_handle`, so sqlx does
 //! not use the connection at the same time, and inside the caller's transaction.

@@ -15,7 +15,8 @@ use crate::index::record::{search_text, NewRecord};
 /// The columns `push_record` binds, in its order.
 pub const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status";
 
-/// Bind one record as a row of `RECORD_COLUMNS` in a multi-row INSERT.
+/// Bind one record as a row of `RECORD_COLUMNS` in a multi-row INSERT through sqlx: how the
+/// bench's bare baseline writes, as the indexer did before it used `bind_record`.
 pub fn push_record<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: &'args NewRecord) {
     let n = &r.normalised;
     b.push_bind(&r.topic)
