@@ -132,6 +132,8 @@ impl Dashboard {
         let mut tasks = JoinSet::new();
         tasks.spawn(indexer.run(consumer, shutdown.clone()));
         tasks.spawn(replayer.run(shutdown.clone()));
+        tasks.spawn(store::search::run(state.pool.clone(), shutdown.clone()));
+        tasks.spawn(store::wal::run(state.pool.clone(), shutdown.clone()));
         if kafka.embedded && !args.no_demo {
             let producer: FutureProducer = kafka.producer_config().create()?;
             tasks.spawn(demo::run(producer, shutdown.clone()));

@@ -38,12 +38,37 @@ pub struct NewRecord {
     pub fingerprint: String,
     /// The error message with variable parts masked.
     pub masked_message: Option<String>,
+}
+
+/// What the search index holds for one record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchText {
     /// Searchable key text.
     pub key_text: String,
     /// Searchable start of the payload (empty for binary payloads).
     pub body_text: String,
-    /// Searchable error text.
+    /// Searchable error text: class and message.
     pub error_text: String,
+}
+
+/// The search text of a record from its key, value and normalised error fields. The search
+/// index is filled from stored rows (see `store::search`), so this takes what `records`
+/// keeps rather than a consumed message.
+pub fn search_text(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    error_class: Option<&str>,
+    error_message: Option<&str>,
+) -> SearchText {
+    SearchText {
+        key_text: key.map(text_prefix).unwrap_or_default(),
+        body_text: value.map(text_prefix).unwrap_or_default(),
+        error_text: [error_class, error_message]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 /// The parts of a Kafka record the index needs, independent of the client library.
@@ -78,16 +103,6 @@ impl NewRecord {
             .error_message
             .as_deref()
             .map(normalise::mask_message);
-        let key_text = parts.key.as_deref().map(text_prefix).unwrap_or_default();
-        let body_text = parts.value.as_deref().map(text_prefix).unwrap_or_default();
-        let error_text = [
-            normalised.error_class.as_deref(),
-            normalised.error_message.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
         NewRecord {
             ts: parts.timestamp.map(|(t, _)| t).unwrap_or(now_ms),
             timestamp_type: parts.timestamp.map(|(_, kind)| kind),
@@ -102,9 +117,6 @@ impl NewRecord {
             normalised,
             fingerprint,
             masked_message,
-            key_text,
-            body_text,
-            error_text,
         }
     }
 }
@@ -188,7 +200,7 @@ mod tests {
         assert_eq!(r.ts, 1234);
         assert_eq!(r.timestamp_type, None);
         assert_eq!(r.normalised.convention.as_str(), "none");
-        assert!(r.body_text.is_empty() && r.key_text.is_empty());
+        assert_eq!(search_text(None, None, None, None), SearchText::default());
         assert_eq!(r.headers_json, "[]");
     }
 
@@ -217,7 +229,14 @@ mod tests {
             5,
         );
         assert_eq!(r.ts, 1000);
-        assert_eq!(r.error_text, "TimeoutError db timed out after 3000 ms");
+        let n = &r.normalised;
+        let text = search_text(
+            None,
+            None,
+            n.error_class.as_deref(),
+            n.error_message.as_deref(),
+        );
+        assert_eq!(text.error_text, "TimeoutError db timed out after 3000 ms");
         assert_eq!(
             r.masked_message.as_deref(),
             Some("db timed out after <n> ms")

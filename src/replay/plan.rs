@@ -171,7 +171,13 @@ fn new_job_id() -> String {
 
 /// Resolve and freeze a selection as a preview job.
 pub async fn preview(app: &App, selection: Selection, rate: i64, actor: &str) -> Result<Preview> {
-    let max_id = replays::max_record_id(&app.pool).await?;
+    let mut max_id = replays::max_record_id(&app.pool).await?;
+    if let Selection::Filter(MessageFilter { q: Some(_), .. }) = &selection {
+        // Free text matches only what the search index holds, which trails the index a
+        // little: the selection stops at the search mark, as it stops at the newest record
+        // for every filter, so it never depends on how far the catch-up had got per row.
+        max_id = max_id.min(store::search::progress(&app.pool).await?.indexed_through);
+    }
     let ids: Vec<i64>;
     let source = match &selection {
         Selection::Filter(f) => Source::Filter(f),

@@ -4,9 +4,12 @@ pub mod audit;
 pub mod events;
 pub mod groups;
 pub mod positions;
+pub mod raw;
 pub mod records;
 pub mod replays;
+pub mod search;
 pub mod stats;
+pub mod wal;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -44,8 +47,9 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         // process small.
         .pragma("cache_size", "-16000")
         .pragma("temp_store", "memory")
-        // Checkpoint every ~40 MB of WAL instead of ~4 MB: fewer stalls during bulk indexing.
-        .pragma("wal_autocheckpoint", "10000");
+        // Checkpoints run on their own connection (`wal::run`), alongside the writers; this
+        // threshold (~160 MB of log) only bounds the log of a process that does not run it.
+        .pragma("wal_autocheckpoint", "40000");
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)

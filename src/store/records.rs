@@ -1,25 +1,22 @@
 //! The `records` table and its search index: batch writes from the indexer, filtered
 //! keyset-paginated reads for pages and the API.
 
-use std::collections::HashMap;
-
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::positions::{self, Position};
+use super::raw::Statement;
+use super::search;
 use super::{groups, stats};
 use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
-use crate::index::record::NewRecord;
-
-/// Rows per INSERT statement: 24 bound columns each stays well under SQLite's 32766
-/// variable limit.
-const ROWS_PER_STATEMENT: usize = 400;
+use crate::index::record::{search_text, NewRecord};
 
 /// The columns `push_record` binds, in its order.
 pub const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status";
 
-/// Bind one record as a row of `RECORD_COLUMNS` in a multi-row INSERT.
+/// Bind one record as a row of `RECORD_COLUMNS` in a multi-row INSERT through sqlx: how the
+/// bench's bare baseline writes, as the indexer did before it used `bind_record`.
 pub fn push_record<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: &'args NewRecord) {
     let n = &r.normalised;
     b.push_bind(&r.topic)
@@ -48,21 +45,10 @@ pub fn push_record<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: 
         .push_bind("new");
 }
 
-/// Rows per search-index INSERT (4 bound columns each).
-const FTS_ROWS_PER_STATEMENT: usize = 2000;
-
-/// Rows inserted after `last_id` in this transaction, with their coordinates.
-async fn ids_after(
-    conn: &mut sqlx::SqliteConnection,
-    last_id: i64,
-) -> Result<Vec<(i64, String, i32, i64, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, topic, partition, generation, \"offset\" FROM records WHERE id > ? ORDER BY id",
-    )
-    .bind(last_id)
-    .fetch_all(conn)
-    .await?)
-}
+/// Rows written per hold of the connection: the writes step SQLite on the calling task's
+/// thread, so the batch is cut into pieces of a few milliseconds each, with a yield between
+/// them, to keep pages responsive while the indexer catches up.
+const ROWS_PER_LOCK: usize = 500;
 
 /// What a batch write did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +57,37 @@ pub struct BatchOutcome {
     pub inserted: usize,
     /// Records already in the index (re-read after a restart or rebalance) and skipped.
     pub already_indexed: usize,
+}
+
+/// Bind one record to the parameters of `INSERT ... (RECORD_COLUMNS) VALUES (?1, ...)`.
+fn bind_record<'a>(s: &mut Statement<'a>, r: &'a NewRecord) -> Result<()> {
+    let n = &r.normalised;
+    s.text(1, Some(&r.topic))?;
+    s.int(2, r.partition.into())?;
+    s.int(3, r.generation)?;
+    s.int(4, r.offset)?;
+    s.int(5, r.ts)?;
+    s.text(6, r.timestamp_type)?;
+    s.int(7, r.indexed_at)?;
+    s.blob(8, r.key.as_deref())?;
+    s.blob(9, r.value.as_deref())?;
+    s.int(10, r.value.as_ref().map_or(0, |v| v.len() as i64))?;
+    s.text(11, Some(&r.headers_json))?;
+    s.text(12, Some(n.convention.as_str()))?;
+    s.text(13, n.origin_topic.as_deref())?;
+    s.opt_int(14, n.origin_partition.map(i64::from))?;
+    s.opt_int(15, n.origin_offset)?;
+    s.opt_int(16, n.origin_timestamp)?;
+    s.text(17, n.consumer_group.as_deref())?;
+    s.text(18, n.error_class.as_deref())?;
+    s.text(19, n.error_message.as_deref())?;
+    s.text(20, n.stacktrace.as_deref())?;
+    s.opt_int(21, n.attempts)?;
+    let problems = (!n.problems.is_empty()).then(|| n.problems.join("\n"));
+    s.text_copy(22, problems.as_deref())?;
+    s.text(23, Some(&r.fingerprint))?;
+    s.text(24, Some("new"))?;
+    Ok(())
 }
 
 /// Store a batch of records and advance partition positions in one transaction: either
@@ -82,55 +99,59 @@ pub async fn insert_batch(
     advance_to: &[Position],
     now: i64,
 ) -> Result<BatchOutcome> {
+    let insert_sql = format!(
+        "INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({})",
+        (1..=24)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // The search index is filled behind this (`search::run`) for ids above its mark. An id at
+    // or below the mark is one SQLite handed out again after the newest rows were deleted;
+    // the catch-up will never look there, so such a row is made searchable here.
+    let search_mark = search::indexed_through(&mut tx).await?;
+    // (row id, index in `batch`) of every row this batch added.
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
-    // Row ids are handed out as MAX(id) + 1 in VALUES order, so when a statement inserts
-    // every row its ids are known without RETURNING them; only a statement that skipped
-    // already-indexed rows has its ids looked up.
-    let mut last_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
-        .fetch_one(&mut *tx)
-        .await?;
-    for (chunk_no, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
-        let first_index = chunk_no * ROWS_PER_STATEMENT;
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) "));
-        qb.push_values(chunk, push_record);
-        let added = qb.build().execute(&mut *tx).await?.rows_affected() as usize;
-        if added == chunk.len() {
-            inserted.extend((0..added).map(|j| (last_id + 1 + j as i64, first_index + j)));
-            last_id += added as i64;
-        } else if added > 0 {
-            let ids = ids_after(&mut tx, last_id).await?;
-            let index_of: HashMap<(&str, i32, i64, i64), usize> = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, r)| {
-                    (
-                        (r.topic.as_str(), r.partition, r.generation, r.offset),
-                        first_index + j,
-                    )
-                })
-                .collect();
-            for (id, topic, partition, generation, offset) in &ids {
-                if let Some(&i) = index_of.get(&(topic.as_str(), *partition, *generation, *offset))
-                {
-                    inserted.push((*id, i));
+    for (chunk_no, chunk) in batch.chunks(ROWS_PER_LOCK).enumerate() {
+        {
+            let mut handle = tx.lock_handle().await?;
+            // SAFETY: the handle's lock keeps sqlx off the connection while the statement
+            // lives; it is dropped at the end of this block, before the lock.
+            let mut row = unsafe { Statement::prepare(handle.as_raw_handle(), &insert_sql) }?;
+            let chunk_start = inserted.len();
+            for (j, r) in chunk.iter().enumerate() {
+                bind_record(&mut row, r)?;
+                // A row that is already stored is ignored and changes nothing; otherwise the
+                // id just assigned is this record's, whatever ids earlier rows got.
+                if row.execute()? == 1 {
+                    inserted.push((row.last_insert_rowid(), chunk_no * ROWS_PER_LOCK + j));
                 }
             }
-            last_id = ids.iter().map(|row| row.0).max().unwrap_or(last_id);
+            drop(row);
+            let below_mark = inserted[chunk_start..]
+                .iter()
+                .filter(|&&(id, _)| id <= search_mark);
+            for &(id, i) in below_mark {
+                let r = &batch[i];
+                let n = &r.normalised;
+                let t = search_text(
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    n.error_class.as_deref(),
+                    n.error_message.as_deref(),
+                );
+                // SAFETY: as above.
+                let mut fts =
+                    unsafe { Statement::prepare(handle.as_raw_handle(), search::INSERT_SQL) }?;
+                fts.int(1, id)?;
+                fts.text_copy(2, Some(&t.key_text))?;
+                fts.text_copy(3, Some(&t.body_text))?;
+                fts.text_copy(4, Some(&t.error_text))?;
+                fts.execute()?;
+            }
         }
-    }
-    for chunk in inserted.chunks(FTS_ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO records_fts (rowid, key_text, body, error_text) ");
-        qb.push_values(chunk, |mut b, &(id, i)| {
-            let r = &batch[i];
-            b.push_bind(id)
-                .push_bind(&r.key_text)
-                .push_bind(&r.body_text)
-                .push_bind(&r.error_text);
-        });
-        qb.build().execute(&mut *tx).await?;
+        tokio::task::yield_now().await;
     }
     let new_rows: Vec<&NewRecord> = inserted.iter().map(|&(_, i)| &batch[i]).collect();
     stats::count_new_records(&mut tx, &new_rows).await?;

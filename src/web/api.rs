@@ -169,6 +169,10 @@ impl MessageJson {
 struct MessagePageJson {
     messages: Vec<MessageJson>,
     next_cursor: Option<String>,
+    /// With `q` only: how many of the newest records are not searchable yet (0 when search
+    /// results are complete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_pending: Option<i64>,
 }
 
 async fn messages(
@@ -177,7 +181,12 @@ async fn messages(
 ) -> Result<Json<MessagePageJson>> {
     let query = MessageQuery::parse(query.as_deref().unwrap_or(""))?;
     let page = records::list(&state.pool, &query).await?;
+    let search_pending = match query.filter.q {
+        Some(_) => Some(store::search::progress(&state.pool).await?.pending()),
+        None => None,
+    };
     Ok(Json(MessagePageJson {
+        search_pending,
         next_cursor: page.older.map(|c| c.encode()),
         messages: page
             .rows

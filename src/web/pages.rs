@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::filter::{encode_pairs, MessageQuery, StatusFilter, STATUSES};
 use crate::index::normalise::Convention;
 use crate::index::record::decode_headers;
-use crate::store::{self, groups, records, stats};
+use crate::store::{self, groups, records, search, stats};
 
 /// Page routes.
 pub fn router() -> Router<AppState> {
@@ -331,6 +331,8 @@ struct MessagesPage {
     matching: String,
     /// The current filter as a query string, carried by "Replay all matching".
     filter_query: String,
+    /// With free text while the search index is behind: records not searchable yet.
+    search_pending: Option<String>,
     filtered: bool,
     older_link: Option<String>,
     newer_link: Option<String>,
@@ -347,6 +349,12 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
     let f = &query.filter;
     let pairs = f.to_pairs();
     let matching = records::count_capped(&state.pool, f, COUNT_CAP).await?;
+    let search_pending = match f.q {
+        Some(_) => Some(search::progress(&state.pool).await?)
+            .filter(|p| !p.complete())
+            .map(|p| view::count(p.pending())),
+        None => None,
+    };
     let reset = records::current_generations(&state.pool).await?;
     let page_link = |param: &str, cursor: crate::filter::Cursor| {
         let mut p = pairs.clone();
@@ -431,6 +439,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
             view::count(matching)
         },
         filter_query: encode_pairs(&pairs),
+        search_pending,
         filtered: !f.is_empty(),
         older_link: page.older.map(|c| page_link("cursor", c)),
         newer_link: page.newer.map(|c| page_link("after", c)),

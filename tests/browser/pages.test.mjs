@@ -179,6 +179,14 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
       const body = await res.json();
       return body.messages.length >= MIN_RECORDS;
     });
+    // The search index is filled just behind the indexer: the search tests need the demo's
+    // script-tag records to be searchable, not only listed.
+    await waitFor("the script-tag records to be searchable", RECORDS_TIMEOUT_MS, async () => {
+      const res = await fetchWithTimeout(`${base}/api/messages?q=xss&limit=1`);
+      if (res.status !== 200) return false;
+      const body = await res.json();
+      return body.messages.length >= 1;
+    });
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,

@@ -49,6 +49,7 @@ async fn filters_paging_search_and_groups() {
     seed(&kafka).await;
     let d = TestDashboard::start(&kafka).await;
     d.wait_indexed(120).await;
+    d.wait_searchable().await;
 
     // Keyset paging: every record exactly once, newest first, then back again.
     let mut seen = HashSet::new();
@@ -118,6 +119,10 @@ async fn filters_paging_search_and_groups() {
     assert_eq!(count("/api/messages?to=2000-01-01".into()).await, 0);
     // Free-text search over payload, key and error text.
     assert_eq!(count("/api/messages?q=zebracorn".into()).await, 1);
+    let (_, v) = d.get_json("/api/messages?q=zebracorn").await;
+    assert_eq!(v["search_pending"], 0, "search is complete once caught up");
+    let (_, v) = d.get_json("/api/messages").await;
+    assert!(v.get("search_pending").is_none(), "only said of a search");
     assert_eq!(count("/api/messages?q=key-42".into()).await, 1);
     assert_eq!(count("/api/messages?limit=1000&q=timeout".into()).await, 40);
     assert_eq!(

@@ -222,6 +222,18 @@ impl TestDashboard {
         .await
     }
 
+    /// Wait until every indexed record is searchable (the search index is filled behind the
+    /// indexer).
+    pub async fn wait_searchable(&self) {
+        wait_for("the search index to catch up", || async {
+            let p = dlq_dashboard::store::search::progress(&self.d().state.pool)
+                .await
+                .unwrap();
+            p.complete().then_some(())
+        })
+        .await
+    }
+
     pub async fn stop(mut self) {
         if let Some(d) = self.dashboard.take() {
             d.shutdown().await;
