@@ -10,6 +10,7 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
@@ -55,6 +56,21 @@ struct ActiveJob {
     partitions: Vec<(String, i32)>,
 }
 
+/// The replay producer's configuration: idempotent, acks=all, keys partitioned with
+/// murmur2 as Java clients do, never creating topics; `--kafka-config` wins.
+pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = kafka.producer_config();
+    config
+        .set("partitioner", "murmur2_random")
+        .set("allow.auto.create.topics", "false")
+        .set("queue.buffering.max.messages", "200000")
+        .set("batch.num.messages", "10000");
+    for (key, value) in &kafka.extra {
+        config.set(key, value);
+    }
+    config
+}
+
 /// Runs replay jobs. One per dashboard, shared by the web handlers.
 pub struct Replayer {
     pool: SqlitePool,
@@ -79,18 +95,9 @@ impl Replayer {
     /// murmur2, as Java clients do, so a replayed message lands on the partition its key
     /// maps to for the consumer service.
     pub fn new(pool: SqlitePool, kafka: &KafkaSettings) -> Result<Self> {
-        let mut config = kafka.producer_config();
-        config
-            .set("partitioner", "murmur2_random")
-            .set("allow.auto.create.topics", "false")
-            .set("queue.buffering.max.messages", "200000")
-            .set("batch.num.messages", "10000");
-        for (key, value) in &kafka.extra {
-            config.set(key, value);
-        }
         Ok(Replayer {
             pool,
-            producer: config.create()?,
+            producer: producer_config(kafka).create()?,
             active: Mutex::new(HashMap::new()),
             transitions: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
