@@ -256,16 +256,20 @@ impl Replayer {
             rx,
         ));
         let mut pacer = Pacer::new(job.rate);
-        let mut after = 0;
         let sent: Result<()> = async {
-            'chunks: loop {
-                let chunk = replays::next_items(&self.pool, &job.id, after, CHUNK).await?;
-                if chunk.is_empty() {
-                    break;
-                }
+            let mut chunk = replays::next_items(&self.pool, &job.id, 0, CHUNK).await?;
+            'chunks: while let Some(last) = chunk.last().map(|i| i.record_id) {
                 let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
-                replays::claim(&self.pool, &job.id, &ids).await?;
-                for item in chunk {
+                // The next chunk is read while this one is claimed (a read and a write on
+                // two connections; WAL lets them overlap). Nothing is sent before its claim
+                // is committed.
+                let (claimed, next) = tokio::join!(
+                    replays::claim(&self.pool, &job.id, &ids),
+                    replays::next_items(&self.pool, &job.id, last, CHUNK)
+                );
+                claimed?;
+                let current = std::mem::replace(&mut chunk, next?);
+                for item in current {
                     if !pacer.wait(&mut control).await {
                         break 'chunks;
                     }
@@ -273,7 +277,6 @@ impl Replayer {
                     let Some(delivery) = delivery else {
                         break 'chunks;
                     };
-                    after = item.record_id;
                     let in_flight = InFlight {
                         record_id: item.record_id,
                         target_topic: item.target_topic.clone(),
