@@ -38,7 +38,12 @@ const WORDS: &[&str] = &[
     "priority",
 ];
 
-fn synthetic_record(rng: &mut StdRng, i: usize, payload_bytes: usize, now: i64) -> NewRecord {
+pub(crate) fn synthetic_record(
+    rng: &mut StdRng,
+    i: usize,
+    payload_bytes: usize,
+    now: i64,
+) -> NewRecord {
     let topic = [
         "orders.dlq",
         "payments.dlq",
@@ -172,7 +177,7 @@ async fn latency(pool: &sqlx::SqlitePool, query: &str, runs: usize) -> Result<(f
 }
 
 /// Resident memory of this process in MiB (Linux), for the report.
-fn rss_mib() -> Option<f64> {
+pub(crate) fn rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -32,7 +32,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the embedded Kafka mock cluster, for developing consumer services against it.
     DevCluster(DevClusterArgs),
-    /// Measure index and query speed side by side with bare baselines, and print the ratios.
+    /// Measure index and query speed (or, with --suite replay, bulk replay speed and memory)
+    /// side by side with bare baselines, and print the ratios.
     Bench(BenchArgs),
 }
 
@@ -111,6 +112,16 @@ pub struct DevClusterArgs {
 /// Flags of `bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// Which benchmarks to run: index (index rate and query latency), replay (bulk replay
+    /// rate against a bare produce, and memory during a large job), or all.
+    #[arg(long, value_enum, default_value_t = BenchSuite::Index)]
+    pub suite: BenchSuite,
+    /// Messages in the replay-rate benchmark (an unthrottled bulk replay).
+    #[arg(long, default_value_t = 100_000)]
+    pub replay_records: usize,
+    /// Messages in the replay-memory benchmark (RSS growth during one job); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replay_memory_records: usize,
     /// Records to index in the index-rate benchmark.
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,
@@ -120,6 +131,29 @@ pub struct BenchArgs {
     /// Where to put the benchmark databases (a temporary folder when absent).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// The benchmark suites of `bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSuite {
+    /// Index rate and query latency.
+    Index,
+    /// Bulk replay rate and memory.
+    Replay,
+    /// Both.
+    All,
+}
+
+impl BenchSuite {
+    /// Whether the index benchmarks run.
+    pub fn index(self) -> bool {
+        matches!(self, BenchSuite::Index | BenchSuite::All)
+    }
+
+    /// Whether the replay benchmarks run.
+    pub fn replay(self) -> bool {
+        matches!(self, BenchSuite::Replay | BenchSuite::All)
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

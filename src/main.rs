@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dlq_dashboard::config::{Cli, Command, ServeArgs};
-use dlq_dashboard::{app, bench};
+use dlq_dashboard::config::{BenchArgs, Cli, Command, ServeArgs};
+use dlq_dashboard::{app, bench, replay};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Some(Command::DevCluster(args)) => app::dev_cluster(args).await,
-            Some(Command::Bench(args)) => bench::run(args).await,
+            Some(Command::Bench(args)) => run_bench(args).await,
             Some(Command::Serve(args)) => serve(args).await,
             None => serve(cli.serve).await,
         }
@@ -53,5 +53,15 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> dlq_dashboard::error::Result<()> {
     app::Dashboard::start(args).await?.run_until_signal().await;
+    Ok(())
+}
+
+async fn run_bench(args: BenchArgs) -> dlq_dashboard::error::Result<()> {
+    if args.suite.index() {
+        bench::run(args.clone()).await?;
+    }
+    if args.suite.replay() {
+        replay::bench::run(&args).await?;
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
@@ -80,6 +81,24 @@ struct ActiveJob {
     partitions: Vec<(String, i32)>,
 }
 
+/// The replay producer's configuration: idempotent, acks=all, keys partitioned with
+/// murmur2 as Java clients do, never creating topics; `--kafka-config` wins.
+pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = kafka.producer_config();
+    config
+        .set("partitioner", "murmur2_random")
+        .set("allow.auto.create.topics", "false")
+        .set("queue.buffering.max.messages", "200000")
+        .set("batch.num.messages", "10000")
+        // A record the DLQ topic accepted is sent whatever its size; if the retry topic's
+        // limit is smaller, the broker's refusal is the recorded reason.
+        .set("message.max.bytes", "100000000");
+    for (key, value) in &kafka.extra {
+        config.set(key, value);
+    }
+    config
+}
+
 /// Runs replay jobs. One per dashboard, shared by the web handlers.
 pub struct Replayer {
     pool: SqlitePool,
@@ -104,21 +123,9 @@ impl Replayer {
     /// murmur2, as Java clients do, so a replayed message lands on the partition its key
     /// maps to for the consumer service.
     pub fn new(pool: SqlitePool, kafka: &KafkaSettings) -> Result<Self> {
-        let mut config = kafka.producer_config();
-        config
-            .set("partitioner", "murmur2_random")
-            .set("allow.auto.create.topics", "false")
-            .set("queue.buffering.max.messages", "200000")
-            .set("batch.num.messages", "10000")
-            // A record the DLQ topic accepted is sent whatever its size; if the retry topic's
-            // limit is smaller, the broker's refusal is the recorded reason.
-            .set("message.max.bytes", "100000000");
-        for (key, value) in &kafka.extra {
-            config.set(key, value);
-        }
         Ok(Replayer {
             pool,
-            producer: config.create()?,
+            producer: producer_config(kafka).create()?,
             active: Mutex::new(HashMap::new()),
             transitions: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -282,16 +289,20 @@ impl Replayer {
             rx,
         ));
         let mut pacer = Pacer::new(job.rate);
-        let mut after = 0;
         let sent: Result<()> = async {
-            'chunks: loop {
-                let chunk = replays::next_items(&self.pool, &job.id, after, CHUNK).await?;
-                if chunk.is_empty() {
-                    break;
-                }
+            let mut chunk = replays::next_items(&self.pool, &job.id, 0, CHUNK).await?;
+            'chunks: while let Some(last) = chunk.last().map(|i| i.record_id) {
                 let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
-                replays::claim(&self.pool, &job.id, &ids).await?;
-                for item in chunk {
+                // The next chunk is read while this one is claimed (a read and a write on
+                // two connections; WAL lets them overlap). Nothing is sent before its claim
+                // is committed.
+                let (claimed, next) = tokio::join!(
+                    replays::claim(&self.pool, &job.id, &ids),
+                    replays::next_items(&self.pool, &job.id, last, CHUNK)
+                );
+                claimed?;
+                let current = std::mem::replace(&mut chunk, next?);
+                for item in current {
                     if !pacer.wait(&mut control).await {
                         break 'chunks;
                     }
@@ -299,7 +310,6 @@ impl Replayer {
                     let Some(delivery) = delivery else {
                         break 'chunks;
                     };
-                    after = item.record_id;
                     let in_flight = InFlight {
                         record_id: item.record_id,
                         target_topic: item.target_topic.clone(),

@@ -452,3 +452,249 @@ pub async fn index_counts(db: &Path) -> (i64, i64) {
     pool.close().await;
     counts
 }
+
+/// Produce `n` records with keys `{prefix}-{i}`, a JSON value naming the key, and these
+/// headers in this order; waits for every delivery and returns each record's coordinates as
+/// `topic/partition/offset`, in the order produced.
+pub async fn produce_with_headers(
+    producer: &FutureProducer,
+    topic: &str,
+    prefix: &str,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> Vec<String> {
+    let mut coords = Vec::with_capacity(n);
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let key = format!("{prefix}-{i}");
+        let value = format!("{{\"id\":\"{key}\",\"payload\":\"{}\"}}", "y".repeat(48));
+        let mut owned = OwnedHeaders::new();
+        for (name, value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(*value),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .headers(owned);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        if pending.len() >= 5000 || i + 1 == n {
+            for d in pending.drain(..) {
+                let d = d.await.unwrap().unwrap();
+                coords.push(format!("{topic}/{}/{}", d.partition, d.offset));
+            }
+        }
+    }
+    coords
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Received {
+    /// The first header of that name, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// How far [`read_topic`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadUntil {
+    /// At least this many records, and the end of every partition: the whole topic.
+    End { at_least: usize },
+    /// Exactly this many records, without waiting for the end (tansu never answers a fetch
+    /// at the end of a log, so the end is never reported there).
+    Count(usize),
+}
+
+/// Read a topic from offset 0 of every partition with a plain consumer (assigned
+/// partitions, no group, so no group join), sharing no code with the dashboard.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    until: ReadUntil,
+    extra: &[(&str, &str)],
+) -> Vec<Received> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let bootstrap = bootstrap.to_string();
+    let topic = topic.to_string();
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "e2e-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        for (k, v) in &extra {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer = config.create().unwrap();
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = md.topics()[0].partitions().len();
+        assert!(partitions > 0, "{topic} has no partitions");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            // An explicit offset: tansu answers ListOffsets (which Offset::Beginning asks)
+            // with wrong watermarks.
+            tpl.add_partition_offset(&topic, p as i32, Offset::Offset(0))
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let mut at_end = std::collections::HashSet::new();
+        loop {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out reading {topic}: {} records so far, {until:?}",
+                out.len()
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    out.push(Received {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+            let done = match until {
+                ReadUntil::End { at_least } => out.len() >= at_least && at_end.len() == partitions,
+                ReadUntil::Count(n) => out.len() >= n,
+            };
+            if done {
+                return out;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+impl DashboardProcess {
+    /// POST a JSON body over a real socket (with Content-Type: application/json, as the
+    /// API requires): status and parsed body.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        use std::io::Read;
+        let body = body.to_string();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("POST {path}: no status in {text:?}"));
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("POST {path}: no body in {text:?}"));
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "POST {path}: a chunked answer (JSON answers carry a length)"
+        );
+        let json = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("POST {path}: {status} {body:?} is not JSON ({e})"));
+        (status, json)
+    }
+
+    /// Start a replay job through the API; returns its id.
+    pub fn start_replay(&self, request: serde_json::Value) -> String {
+        let (status, answer) = self.post_json("/api/replays", &request);
+        assert_eq!(status, 202, "POST /api/replays {request}: {answer}");
+        answer["id"].as_str().unwrap().to_string()
+    }
+
+    /// A replay job as the API shows it.
+    pub fn replay(&self, id: &str) -> serde_json::Value {
+        self.get_json(&format!("/api/replays/{id}"))
+    }
+
+    /// Wait until a replay job reaches a final status; returns its JSON.
+    pub fn wait_replay_finished(&self, id: &str) -> serde_json::Value {
+        wait_for(&format!("replay {id} to finish"), || {
+            self.get(&format!("/api/replays/{id}"))?;
+            let job = self.replay(id);
+            ["completed", "completed_with_failures", "cancelled"]
+                .contains(&job["status"].as_str().unwrap_or(""))
+                .then_some(job)
+        })
+    }
+}
+
+/// A replay job's items in one state (record row ids) and its `sent` counter, read straight
+/// from the SQLite file (read-only, so a stopped dashboard's file is inspected as it was left).
+pub async fn replay_items_in(db: &Path, job_id: &str, state: &str) -> (Vec<i64>, i64) {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db)
+                .read_only(true),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT record_id FROM replay_items WHERE job_id = ? AND state = ? ORDER BY record_id",
+    )
+    .bind(job_id)
+    .bind(state)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let sent: i64 = sqlx::query_scalar("SELECT sent FROM replay_jobs WHERE id = ?")
+        .bind(job_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (ids, sent)
+}

@@ -8,4 +8,5 @@ mod harness;
 mod http;
 #[path = "../common/poll.rs"]
 mod poll;
+mod replay;
 mod tansu;

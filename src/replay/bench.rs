@@ -1,0 +1,377 @@
+//! `dlq-dashboard bench --suite replay`: the figures of the replay issue, each next to a
+//! baseline measured in the same run.
+//!
+//! - Rate: an unthrottled bulk replay of `--replay-records` messages through the real engine
+//!   (preview, confirm, the runner's paced sender and delivery recorder), timed from confirm
+//!   until the job is completed, so it includes recording every result; next to a bare
+//!   produce of the same records (same keys, values and headers, same producer settings) to
+//!   the same topics, before and after the replay.
+//! - Memory: RSS growth over idle while one job of `--replay-memory-records` messages runs.
+//!   The broker runs in a child process (`dlq-dashboard dev-cluster`) for this one: the mock
+//!   cluster keeps up to ~5 MiB per partition of what it receives, which in process would be
+//!   counted as the dashboard's memory. The growth includes SQLite's page caches filling
+//!   (up to 16 MiB per pooled connection, 4 connections; see `store::open`), which does
+//!   not depend on the job's size; the preview's and the job's peaks are printed apart.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::SqlitePool;
+
+use super::plan::{self, Selection};
+use super::runner::{producer_config, replay_headers};
+use crate::app::Dashboard;
+use crate::bench::{rss_mib, synthetic_record};
+use crate::config::{BenchArgs, ServeArgs};
+use crate::error::{Error, Result};
+use crate::filter::MessageFilter;
+use crate::kafka::mock::EmbeddedCluster;
+use crate::kafka::KafkaSettings;
+use crate::store::replays::{self, status, SendItem};
+use crate::store::{self, records};
+
+/// The retry topics the synthetic records resolve to (`{base}.retry.1`), with partitions.
+const TARGETS: [(&str, i32); 4] = [
+    ("orders.retry.1", 4),
+    ("payments.retry.1", 4),
+    ("shipping.retry.1", 4),
+    ("inventory.retry.1", 4),
+];
+
+/// Rows per insert transaction when filling the index.
+const FILL_BATCH: usize = 5000;
+
+/// Run the replay benchmarks and print a report.
+pub async fn run(args: &BenchArgs) -> Result<()> {
+    let dir = match &args.dir {
+        Some(d) => d.join("replay"),
+        None => std::env::temp_dir().join(format!("dlq-replay-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    // Memory first, so that its idle figure is not inflated by what the rate run leaves
+    // in the allocator.
+    let outcome = async {
+        if args.replay_memory_records > 0 {
+            memory(args, &dir).await?;
+        }
+        if args.replay_records > 0 {
+            rate(args, &dir).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    outcome
+}
+
+async fn rate(args: &BenchArgs, dir: &Path) -> Result<()> {
+    let n = args.replay_records;
+    println!(
+        "replay rate: {n} messages of ~{} B; librdkafka mock cluster in process (1 broker), {} retry topics x 4 partitions",
+        args.payload_bytes,
+        TARGETS.len()
+    );
+    let cluster = EmbeddedCluster::start(1)?;
+    for (topic, partitions) in TARGETS {
+        cluster.create_topic(topic, partitions)?;
+    }
+    let db = dir.join("rate.db");
+    fill(&db, n, args.payload_bytes).await?;
+    let dashboard = start(cluster.bootstrap_servers(), &db).await?;
+    let result = async {
+        let preview = preview(&dashboard, n).await?;
+        let items = load_items(&dashboard.state.pool, &preview).await?;
+        let kafka = dashboard.state.kafka.clone();
+        let bare_before = bare_produce(&kafka, &preview, &items).await?;
+        let (replay_secs, job) = replay(&dashboard, &preview).await?;
+        if job.sent != n as i64 {
+            return Err(Error::Conflict(format!(
+                "the bench job sent {} of {n} messages ({} failed)",
+                job.sent, job.failed
+            )));
+        }
+        let bare_after = bare_produce(&kafka, &preview, &items).await?;
+        let per_sec = |secs: f64| n as f64 / secs;
+        // The faster of the two bare runs: the ratio errs against the engine.
+        let bare = bare_before.min(bare_after);
+        println!(
+            "bare produce (idempotent, acks=all, same keys/values/headers): {:>8.0} msg/s before, {:>8.0} msg/s after the replay",
+            per_sec(bare_before),
+            per_sec(bare_after)
+        );
+        println!(
+            "bulk replay, unthrottled, results recorded:                   {:>8.0} msg/s ({n} in {replay_secs:.2} s; target >= 30000)",
+            per_sec(replay_secs)
+        );
+        println!(
+            "ratio replay / bare (faster bare run):                        {:>8.2}x (target >= 0.30)",
+            bare / replay_secs
+        );
+        Ok(())
+    }
+    .await;
+    dashboard.shutdown().await;
+    drop(cluster);
+    result
+}
+
+async fn memory(args: &BenchArgs, dir: &Path) -> Result<()> {
+    let n = args.replay_memory_records;
+    println!(
+        "replay memory: one unthrottled job of {n} messages of ~{} B; mock cluster in a child process (1 broker)",
+        args.payload_bytes
+    );
+    let mut broker = BrokerProcess::start()?;
+    let db = dir.join("memory.db");
+    let result = async {
+        fill(&db, n, args.payload_bytes).await?;
+        let dashboard = start(&broker.bootstrap, &db).await?;
+        let measured = async {
+            // Idle: started, connected, nothing to do; a second for background tasks to
+            // allocate what they keep.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let idle = rss_mib().ok_or_else(|| {
+                Error::Config("VmRSS is not readable in /proc/self/status.".into())
+            })?;
+            let started = Instant::now();
+            let (preview, preview_peak) = with_peak(preview(&dashboard, n)).await;
+            let preview = preview?;
+            let preview_secs = started.elapsed().as_secs_f64();
+            let (replayed, job_peak) = with_peak(replay(&dashboard, &preview)).await;
+            let (replay_secs, job) = replayed?;
+            let after = rss_mib().unwrap_or(job_peak);
+            println!(
+                "  preview of {n} in {preview_secs:.1} s; job sent {} in {replay_secs:.1} s ({:.0} msg/s)",
+                job.sent,
+                job.sent as f64 / replay_secs
+            );
+            println!(
+                "  RSS idle {idle:.1} MiB; peak during the preview {preview_peak:.1} MiB, during the job {job_peak:.1} MiB; after {after:.1} MiB"
+            );
+            println!(
+                "RSS growth over idle during a {n}-message job (preview included): {:.1} MiB (target < 50)",
+                preview_peak.max(job_peak) - idle
+            );
+            Ok(())
+        }
+        .await;
+        dashboard.shutdown().await;
+        measured
+    }
+    .await;
+    broker.stop();
+    result
+}
+
+/// Run `work` while sampling RSS every 20 ms; its output and the highest RSS seen, MiB.
+async fn with_peak<T>(work: impl std::future::Future<Output = T>) -> (T, f64) {
+    let start = rss_mib().unwrap_or(0.0);
+    let peak = Arc::new(AtomicU64::new(start.to_bits()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn(sample_peak(peak.clone(), stop.clone()));
+    let out = work.await;
+    stop.cancel();
+    let _ = sampler.await;
+    let end = rss_mib().unwrap_or(0.0);
+    (out, f64::from_bits(peak.load(Ordering::Relaxed)).max(end))
+}
+
+/// Record the highest RSS seen (MiB, as f64 bits) every 20 ms until cancelled.
+async fn sample_peak(peak: Arc<AtomicU64>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Some(now) = rss_mib() {
+            let _ = peak.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (now > f64::from_bits(old)).then(|| now.to_bits())
+            });
+        }
+    }
+}
+
+/// A fresh index of `n` synthetic records (the index benchmark's), written in batches so
+/// that the records are never all in memory.
+async fn fill(db: &Path, n: usize, payload_bytes: usize) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+    let pool = store::open(db).await?;
+    let started = Instant::now();
+    let now = store::now_ms();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut done = 0;
+    while done < n {
+        let end = (done + FILL_BATCH).min(n);
+        let rows: Vec<_> = (done..end)
+            .map(|i| synthetic_record(&mut rng, i, payload_bytes, now))
+            .collect();
+        records::insert_batch(&pool, &rows, &[], now).await?;
+        done = end;
+    }
+    pool.close().await;
+    println!(
+        "  index filled with {n} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The dashboard as `serve` runs it, on this index and cluster.
+async fn start(bootstrap: &str, db: &Path) -> Result<Dashboard> {
+    Dashboard::start(ServeArgs {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        database: db.to_path_buf(),
+        brokers: Some(bootstrap.to_string()),
+        ..ServeArgs::default()
+    })
+    .await
+}
+
+/// Preview everything in the index (a frozen job in 'preview'); its id.
+async fn preview(dashboard: &Dashboard, n: usize) -> Result<String> {
+    let preview = plan::preview(
+        &dashboard.state,
+        Selection::Filter(MessageFilter::default()),
+        0,
+        "bench",
+    )
+    .await?;
+    if preview.count != n as i64 {
+        return Err(Error::Conflict(format!(
+            "the bench preview covers {} of {n} messages ({} refused)",
+            preview.count, preview.refused_count
+        )));
+    }
+    Ok(preview.preview_id)
+}
+
+/// A previewed job's items with everything the producer needs, for the bare baseline.
+async fn load_items(pool: &SqlitePool, job_id: &str) -> Result<Vec<SendItem>> {
+    let mut items: Vec<SendItem> = Vec::new();
+    let mut after = 0;
+    loop {
+        let chunk = replays::next_items(pool, job_id, after, 5000).await?;
+        let Some(last) = chunk.last() else { break };
+        after = last.record_id;
+        items.extend(chunk);
+    }
+    Ok(items)
+}
+
+/// Produce the items as the replay does (same producer settings, same headers) and wait
+/// for every delivery report; seconds taken.
+async fn bare_produce(kafka: &KafkaSettings, job_id: &str, items: &[SendItem]) -> Result<f64> {
+    let producer: FutureProducer = producer_config(kafka).create()?;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(items.len());
+    for item in items {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&item.target_topic)
+            .headers(replay_headers(job_id, item, store::now_ms()));
+        if let Some(k) = item.key.as_deref() {
+            record = record.key(k);
+        }
+        if let Some(v) = item.value.as_deref() {
+            record = record.payload(v);
+        }
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e.into()),
+            Err(_) => return Err(Error::Conflict("the bare producer went away".into())),
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Confirm a preview and wait until the job has finished; seconds from confirm to the
+/// finished job (every result recorded), and the job.
+async fn replay(dashboard: &Dashboard, preview_id: &str) -> Result<(f64, replays::Job)> {
+    let pool = &dashboard.state.pool;
+    let started = Instant::now();
+    plan::confirm(&dashboard.state, preview_id, None, "bench").await?;
+    loop {
+        let job = replays::job(pool, preview_id)
+            .await?
+            .ok_or_else(|| plan::unknown_job(preview_id))?;
+        if status::is_final(&job.status) {
+            return Ok((started.elapsed().as_secs_f64(), job));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `dlq-dashboard dev-cluster` in a child process, with the bench's retry topics.
+struct BrokerProcess {
+    child: Child,
+    bootstrap: String,
+}
+
+impl BrokerProcess {
+    fn start() -> Result<Self> {
+        use std::io::BufRead;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["dev-cluster", "--brokers-count", "1"]);
+        for (topic, partitions) in TARGETS {
+            cmd.args(["--topic", &format!("{topic}:{partitions}")]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut line)?;
+        }
+        let Some(bootstrap) = line.trim().strip_prefix("bootstrap: ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Config(format!(
+                "dev-cluster did not print its address (it said {line:?})."
+            )));
+        };
+        Ok(BrokerProcess {
+            bootstrap: bootstrap.to_string(),
+            child,
+        })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
