@@ -4,6 +4,8 @@
 // - replay preview: the estimated duration follows the rate typed in;
 // - replay job page: polls GET /api/replays/{id} every second and updates the figures,
 //   the progress bar, the status and which controls apply, until the job is final;
+// - replay jobs list: polls GET /api/replays every two seconds while a listed job is open
+//   and updates its row the same way;
 // - a POST form is sent once even when its button is pressed twice.
 (function () {
   "use strict";
@@ -94,57 +96,78 @@
     });
   }
 
+  // A job's figures in `el` (the job page, or one row of the jobs list) from the API's JSON;
+  // returns whether the job is final.
+  function showJob(el, j) {
+    var set = function (name, text) {
+      el.querySelectorAll('[data-field="' + name + '"]').forEach(function (e) { e.textContent = text; });
+    };
+    var done = Math.max(j.total - j.remaining, 0);
+    var max = Math.max(j.total, 1);
+    var percent = Math.floor(done * 100 / max) + "%";
+    el.querySelectorAll('[data-field="status"]').forEach(function (e) {
+      e.textContent = j.status.replace(/_/g, " ");
+      e.className = "badge st-" + j.status;
+    });
+    ["sent", "failed", "remaining", "refused", "cancelled"].forEach(function (k) { set(k, count(j[k])); });
+    el.querySelectorAll('progress[data-field="progress"]').forEach(function (p) {
+      p.max = max;
+      p.value = done;
+      p.textContent = percent;
+    });
+    set("percent", percent);
+    set("eta", j.eta_seconds === null || j.eta_seconds === undefined || j.status === "paused" ? "\u2013" : duration(j.eta_seconds));
+    set("started_at", j.started_at ? utc(j.started_at) : "\u2013");
+    set("finished_at", j.finished_at ? utc(j.finished_at) : "\u2013");
+    el.querySelectorAll("form[data-when]").forEach(function (f) {
+      f.hidden = f.getAttribute("data-when").split(" ").indexOf(j.status) < 0;
+    });
+    var final = ["completed", "completed_with_failures", "cancelled"].indexOf(j.status) >= 0;
+    if (final) { el.setAttribute("data-final", "true"); }
+    return final;
+  }
+
+  // Poll `url` every `ms` while the tab is visible; `apply` gets the JSON and returns true
+  // when no more polling is needed.
+  function poll(url, ms, apply) {
+    var next = function () {
+      if (document.hidden) { setTimeout(next, ms); return; }
+      fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) { return j ? apply(j) : false; }, function () { return false; })
+        .then(function (done) { if (!done) { setTimeout(next, ms); } });
+    };
+    setTimeout(next, ms);
+  }
+
   // Job page: live figures while the job is not final.
   var job = document.querySelector(".job[data-job]");
   if (job && job.getAttribute("data-final") !== "true") {
-    var id = job.getAttribute("data-job");
-    var set = function (name, text) {
-      job.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { el.textContent = text; });
-    };
-    var show = function (j) {
-      var done = Math.max(j.total - j.remaining, 0);
-      var max = Math.max(j.total, 1);
-      var percent = Math.floor(done * 100 / max) + "%";
-      job.querySelectorAll('[data-field="status"]').forEach(function (el) {
-        el.textContent = j.status.replace(/_/g, " ");
-        el.className = "badge st-" + j.status;
-      });
-      ["sent", "failed", "remaining", "refused", "cancelled"].forEach(function (k) { set(k, count(j[k])); });
-      job.querySelectorAll('progress[data-field="progress"]').forEach(function (p) {
-        p.max = max;
-        p.value = done;
-        p.textContent = percent;
-      });
-      set("percent", percent);
-      set("eta", j.eta_seconds === null || j.eta_seconds === undefined || j.status === "paused" ? "\u2013" : duration(j.eta_seconds));
-      set("started_at", j.started_at ? utc(j.started_at) : "\u2013");
-      set("finished_at", j.finished_at ? utc(j.finished_at) : "\u2013");
-      job.querySelectorAll("form[data-when]").forEach(function (f) {
-        f.hidden = f.getAttribute("data-when").split(" ").indexOf(j.status) < 0;
-      });
-      var final = ["completed", "completed_with_failures", "cancelled"].indexOf(j.status) >= 0;
-      if (final) {
-        job.setAttribute("data-final", "true");
-        var notice = job.querySelector("[data-finished-notice]");
-        if (notice) { notice.hidden = false; }
-      }
-      return final;
-    };
-    // A cancelled job is final at once, and its unsent messages are counted as cancelled a
-    // moment later: keep polling until nothing is left, or a few more times.
+    // A job is final as soon as it is cancelled; its last counts settle a moment later, so
+    // polling goes on until nothing is left, or a few more times.
     var afterFinal = 0;
-    var poll = function () {
-      if (document.hidden) { setTimeout(poll, 1000); return; }
-      fetch("/api/replays/" + encodeURIComponent(id), { headers: { Accept: "application/json" }, cache: "no-store" })
-        .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (j) {
-          if (!j || !show(j)) { return false; }
-          afterFinal += 1;
-          return j.remaining === 0 || afterFinal > 10;
-        }, function () { return false; })
-        .then(function (done) { if (!done) { setTimeout(poll, 1000); } });
-    };
-    setTimeout(poll, 1000);
+    poll("/api/replays/" + encodeURIComponent(job.getAttribute("data-job")), 1000, function (j) {
+      if (!showJob(job, j)) { return false; }
+      var notice = job.querySelector("[data-finished-notice]");
+      if (notice) { notice.hidden = false; }
+      afterFinal += 1;
+      return j.remaining === 0 || afterFinal > 10;
+    });
+  }
+
+  // Jobs list: live rows while any listed job is not final.
+  var rows = document.querySelectorAll("tr[data-job]");
+  var anyOpen = Array.prototype.some.call(rows, function (r) { return r.getAttribute("data-final") !== "true"; });
+  if (anyOpen) {
+    poll("/api/replays", 2000, function (jobs) {
+      var open = false;
+      rows.forEach(function (row) {
+        if (row.getAttribute("data-final") === "true") { return; }
+        var j = jobs.filter(function (x) { return x.id === row.getAttribute("data-job"); })[0];
+        if (j && !showJob(row, j)) { open = true; }
+      });
+      return !open;
+    });
   }
 
   // Send a POST form once: a second press while the first is on its way does nothing.

@@ -171,7 +171,8 @@ fn new_job_id() -> String {
 
 /// Resolve and freeze a selection as a preview job.
 pub async fn preview(app: &App, selection: Selection, rate: i64, actor: &str) -> Result<Preview> {
-    let mut max_id = replays::max_record_id(&app.pool).await?;
+    let newest = replays::max_record_id(&app.pool).await?;
+    let mut max_id = newest;
     if let Selection::Filter(MessageFilter { q: Some(_), .. }) = &selection {
         // Free text matches only what the search index holds, which trails the index a
         // little: the selection stops at the search mark, as it stops at the newest record
@@ -228,9 +229,12 @@ pub async fn preview(app: &App, selection: Selection, rate: i64, actor: &str) ->
     };
     let keys = replays::routing_keys(&app.pool, source, max_id).await?;
     if keys.is_empty() {
-        return Err(Error::BadRequest(
-            "The selection is empty: no indexed message matches it.".into(),
-        ));
+        let behind = newest - max_id;
+        return Err(Error::BadRequest(if behind > 0 {
+            format!("The selection is empty: no searchable message matches it, and the {behind} newest messages are not searchable yet; try again in a moment.")
+        } else {
+            "The selection is empty: no indexed message matches it.".into()
+        }));
     }
     let Some(existing) = app.cluster_topics.topics().await else {
         return Err(Error::Unavailable(

@@ -547,6 +547,28 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
     await shot("replay-job-completed");
   });
 
+  it("the jobs list updates a running job's row live, without a reload", async () => {
+    const id = await previewSelected("/messages?topic=inventory.dlq&limit=20", async () => {
+      assert.ok((await page.locator('table.messages tbody input[name="message"]').count()) >= 8);
+      await page.locator("th[data-select-all] input[type=checkbox]").check();
+    });
+    await confirmAt(4);
+    await page.goto("/replays");
+    await page.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const row = page.locator(`tr[data-job="${id}"]`);
+    const status = row.locator('[data-field="status"]');
+    const first = (await status.innerText()).trim();
+    assert.ok(["queued", "running"].includes(first), `not final at first: ${first}`);
+    await row.locator('[data-field="status"]', { hasText: /^completed$/ }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was never reloaded");
+    const job = await apiJob(id);
+    assert.equal((await row.locator('[data-field="sent"]').innerText()).trim(), String(job.sent));
+    assert.equal((await row.locator('[data-field="remaining"]').innerText()).trim(), "0");
+    assert.deepEqual(await cspViolations(), []);
+  });
+
   it("pauses and resumes a job from its page", async () => {
     const id = await previewSelected("/messages?topic=shipping_dlq&limit=20", async () => {
       assert.ok((await page.locator('table.messages tbody input[name="message"]').count()) >= 8);
