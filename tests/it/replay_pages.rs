@@ -293,7 +293,9 @@ async fn a_message_is_replayed_through_the_forms_and_its_history_and_the_audit_s
     assert!(other.contains("This message was never replayed."));
     let (_, jobs) = d.get_html("/replays").await;
     assert!(jobs.contains(&format!(r#"<a href="/replays/{id}">{id}</a>"#)));
-    assert!(jobs.contains(r#"<span class="badge st-completed" data-field="status">completed</span>"#));
+    assert!(
+        jobs.contains(r#"<span class="badge st-completed" data-field="status">completed</span>"#)
+    );
     let (status, audit) = d.get_html("/audit").await;
     assert_eq!(status, StatusCode::OK);
     let start = audit.find("replay.start").expect("the start is audited");
