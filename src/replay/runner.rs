@@ -290,36 +290,25 @@ impl Replayer {
         ));
         let mut pacer = Pacer::new(job.rate);
         let sent: Result<()> = async {
-            let mut chunk = replays::next_items(&self.pool, &job.id, 0, CHUNK).await?;
-            'chunks: while let Some(last) = chunk.last().map(|i| i.record_id) {
-                let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
-                // The next chunk is read while this one is claimed (a read and a write on
-                // two connections; WAL lets them overlap). Nothing is sent before its claim
-                // is committed.
-                let (claimed, next) = tokio::join!(
-                    replays::claim(&self.pool, &job.id, &ids),
-                    replays::next_items(&self.pool, &job.id, last, CHUNK)
-                );
-                claimed?;
-                let current = std::mem::replace(&mut chunk, next?);
-                for item in current {
-                    if !pacer.wait(&mut control).await {
-                        break 'chunks;
-                    }
-                    let delivery = self.send_one(&job.id, &item, &mut control).await;
-                    let Some(delivery) = delivery else {
-                        break 'chunks;
-                    };
-                    let in_flight = InFlight {
-                        record_id: item.record_id,
-                        target_topic: item.target_topic.clone(),
-                        replay_count: item.replay_count + 1,
-                        delivery,
-                    };
-                    if tx.send(in_flight).await.is_err() {
-                        return Err(Error::Internal("the delivery recorder stopped".into()));
-                    }
+            let mut chunk = self.prepare(&job.id, 0).await?;
+            while let Some(last) = chunk.last().map(|i| i.record_id) {
+                // The next chunk is read and claimed while this one is sent, so a claim never
+                // holds up the paced sender; nothing is sent before its claim is committed.
+                let pool = self.pool.clone();
+                let job_id = job.id.clone();
+                let next = tokio::spawn(async move { prepare(&pool, &job_id, last).await });
+                let stopped = self
+                    .send_chunk(job, chunk, &mut pacer, &mut control, &tx)
+                    .await;
+                // Whatever happens, the claim in progress finishes first, so that what the
+                // job gives back when it stops includes it.
+                let prepared = next.await.map_err(|e| {
+                    Error::Internal(format!("claiming the next messages failed: {e}"))
+                })?;
+                if stopped? {
+                    break;
                 }
+                chunk = prepared?;
             }
             Ok(())
         }
@@ -343,6 +332,39 @@ impl Replayer {
             }
         };
         sent.and(recorded)
+    }
+
+    async fn prepare(&self, job_id: &str, after: i64) -> Result<Vec<SendItem>> {
+        prepare(&self.pool, job_id, after).await
+    }
+
+    /// Send one claimed chunk at the job's pace; true when told to stop.
+    async fn send_chunk(
+        &self,
+        job: &Job,
+        chunk: Vec<SendItem>,
+        pacer: &mut Pacer,
+        control: &mut watch::Receiver<Control>,
+        tx: &mpsc::Sender<InFlight>,
+    ) -> Result<bool> {
+        for item in chunk {
+            if !pacer.wait(control).await {
+                return Ok(true);
+            }
+            let Some(delivery) = self.send_one(&job.id, &item, control).await else {
+                return Ok(true);
+            };
+            let in_flight = InFlight {
+                record_id: item.record_id,
+                target_topic: item.target_topic.clone(),
+                replay_count: item.replay_count + 1,
+                delivery,
+            };
+            if tx.send(in_flight).await.is_err() {
+                return Err(Error::Internal("the delivery recorder stopped".into()));
+            }
+        }
+        Ok(false)
     }
 
     /// Hand one message to the producer. None when told to stop while the producer's queue
@@ -504,6 +526,16 @@ impl Replayer {
         .await?;
         Ok(job)
     }
+}
+
+/// Read the next chunk of unsent items after record id `after` and claim it.
+async fn prepare(pool: &SqlitePool, job_id: &str, after: i64) -> Result<Vec<SendItem>> {
+    let chunk = replays::next_items(pool, job_id, after, CHUNK).await?;
+    if !chunk.is_empty() {
+        let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
+        replays::claim(pool, job_id, &ids).await?;
+    }
+    Ok(chunk)
 }
 
 fn counts_json(job: &Job) -> serde_json::Value {

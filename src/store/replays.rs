@@ -122,8 +122,8 @@ pub struct NewJob {
 }
 
 /// Create a job in 'preview' with its frozen items: each selected record with its target,
-/// or refused with the reason. Purged records and records another job is sending are
-/// refused too. Returns the job's counts.
+/// or refused with the reason. Purged records and records an unfinished job has yet to
+/// send are refused too.
 pub async fn create_preview(
     pool: &SqlitePool,
     job: &NewJob,
@@ -149,15 +149,21 @@ pub async fn create_preview(
          SELECT ",
     );
     qb.push_bind(job.id.clone());
+    // A record already waiting in an unfinished job is refused: two jobs holding the same
+    // record would send it twice under two replay ids, which no consumer could deduplicate.
     qb.push(
         ", r.id,
-           CASE WHEN r.status IN ('purged', 'replaying') THEN NULL ELSE m.target END,
-           CASE WHEN r.status IN ('purged', 'replaying') OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
+           CASE WHEN r.status = 'purged' OR r.other_job IS NOT NULL THEN NULL ELSE m.target END,
+           CASE WHEN r.status = 'purged' OR r.other_job IS NOT NULL OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
            CASE WHEN r.status = 'purged' THEN 'The message is purged; purged messages are not replayed.'
-                WHEN r.status = 'replaying' THEN 'Another replay job is sending this message right now.'
+                WHEN r.other_job IS NOT NULL THEN 'Replay job ' || r.other_job || ' has not sent this message yet; wait for it to finish, or cancel it, and replay again.'
                 WHEN m.target IS NULL THEN COALESCE(m.reason, 'The message changed while the preview was made; preview again.')
                 ELSE NULL END
-         FROM (SELECT * FROM records",
+         FROM (SELECT id, topic, origin_topic, consumer_group, status,
+                 (SELECT o.job_id FROM replay_items o JOIN replay_jobs j ON j.id = o.job_id
+                  WHERE o.record_id = records.id AND o.state IN ('pending', 'sending')
+                    AND j.status IN ('queued', 'running', 'paused') LIMIT 1) AS other_job
+               FROM records",
     );
     push_source(&mut qb, source, max_id);
     qb.push(

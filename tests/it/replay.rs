@@ -656,10 +656,25 @@ async fn jobs_on_other_partitions_run_side_by_side_and_a_job_on_the_same_partiti
     kafka.send_many("b.dlq", &records[..100]).await;
     let d = TestDashboard::start(&kafka).await;
     d.wait_indexed(800).await;
-    let first = start(&d, json!({"filter": {"topic": "a.dlq"}, "rate": 20})).await;
+    let first_600: Vec<Value> = (0..600)
+        .map(|o| json!({"topic": "a.dlq", "partition": 0, "offset": o}))
+        .collect();
+    let first = start(&d, json!({"messages": first_600, "rate": 20})).await;
     let other = start(&d, json!({"filter": {"topic": "b.dlq"}, "rate": 20})).await;
-    // A record the first job has not claimed yet (it claims 500 at a time); one it is
-    // sending would be refused.
+    // A record the first job has yet to send cannot go into another job.
+    let (_, preview) = d
+        .post_json(
+            "/api/replays",
+            json!({"messages": [{"topic": "a.dlq", "partition": 0, "offset": 599}], "dry_run": true}),
+        )
+        .await;
+    assert_eq!(preview["count"], 0, "{preview}");
+    let reason = preview["refused"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("Replay job {first} has not sent this message yet")),
+        "{reason}"
+    );
+    // A record outside the first job, on the same partition: its job waits.
     let same = start(
         &d,
         json!({"messages": [{"topic": "a.dlq", "partition": 0, "offset": 650}], "rate": 0}),
