@@ -289,30 +289,31 @@ impl Replayer {
             rx,
         ));
         let mut pacer = Pacer::new(job.rate);
+        // Chunks are read and claimed by a feeder running ahead of the sender (reading the
+        // next chunk while claiming this one), so claims never hold up the paced sender;
+        // nothing is sent before its claim is committed.
+        let (chunks_tx, mut chunks) = mpsc::channel::<Vec<SendItem>>(1);
+        let feeder = tokio::spawn(feed(self.pool.clone(), job.id.clone(), chunks_tx));
         let sent: Result<()> = async {
-            let mut chunk = self.prepare(&job.id, 0).await?;
-            while let Some(last) = chunk.last().map(|i| i.record_id) {
-                // The next chunk is read and claimed while this one is sent, so a claim never
-                // holds up the paced sender; nothing is sent before its claim is committed.
-                let pool = self.pool.clone();
-                let job_id = job.id.clone();
-                let next = tokio::spawn(async move { prepare(&pool, &job_id, last).await });
-                let stopped = self
+            while let Some(chunk) = chunks.recv().await {
+                if self
                     .send_chunk(job, chunk, &mut pacer, &mut control, &tx)
-                    .await;
-                // Whatever happens, the claim in progress finishes first, so that what the
-                // job gives back when it stops includes it.
-                let prepared = next.await.map_err(|e| {
-                    Error::Internal(format!("claiming the next messages failed: {e}"))
-                })?;
-                if stopped? {
+                    .await?
+                {
                     break;
                 }
-                chunk = prepared?;
             }
             Ok(())
         }
         .await;
+        // The feeder stops at its next hand-over; its claim in progress finishes first, so
+        // that what the job gives back when it stops includes it.
+        drop(chunks);
+        let fed = feeder
+            .await
+            .map_err(|e| Error::Internal(format!("claiming messages failed: {e}")))
+            .and_then(|r| r);
+        let sent = sent.and(fed);
         drop(tx);
         // On shutdown, reports still missing after a few seconds (a broker that went away)
         // are not waited for: those items stay unconfirmed and are sent again, with the same
@@ -332,10 +333,6 @@ impl Replayer {
             }
         };
         sent.and(recorded)
-    }
-
-    async fn prepare(&self, job_id: &str, after: i64) -> Result<Vec<SendItem>> {
-        prepare(&self.pool, job_id, after).await
     }
 
     /// Send one claimed chunk at the job's pace; true when told to stop.
@@ -528,14 +525,29 @@ impl Replayer {
     }
 }
 
-/// Read the next chunk of unsent items after record id `after` and claim it.
-async fn prepare(pool: &SqlitePool, job_id: &str, after: i64) -> Result<Vec<SendItem>> {
-    let chunk = replays::next_items(pool, job_id, after, CHUNK).await?;
-    if !chunk.is_empty() {
+/// Read and claim a job's unsent items chunk by chunk, in record id order, handing each
+/// claimed chunk to the sender; the next chunk is read while this one is claimed (a read and
+/// a write on two connections, which WAL lets overlap). Ends when all are handed over or the
+/// sender stops listening.
+async fn feed(
+    pool: SqlitePool,
+    job_id: String,
+    to_sender: mpsc::Sender<Vec<SendItem>>,
+) -> Result<()> {
+    let mut chunk = replays::next_items(&pool, &job_id, 0, CHUNK).await?;
+    while let Some(last) = chunk.last().map(|i| i.record_id) {
         let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
-        replays::claim(pool, job_id, &ids).await?;
+        let (claimed, next) = tokio::join!(
+            replays::claim(&pool, &job_id, &ids),
+            replays::next_items(&pool, &job_id, last, CHUNK)
+        );
+        claimed?;
+        if to_sender.send(chunk).await.is_err() {
+            return Ok(());
+        }
+        chunk = next?;
     }
-    Ok(chunk)
+    Ok(())
 }
 
 fn counts_json(job: &Job) -> serde_json::Value {
