@@ -40,7 +40,7 @@ const RESULTS_PER_COMMIT: usize = 2000;
 /// A confirmed delivery is recorded within this long.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Messages handed to the producer whose delivery reports are not yet collected.
-const MAX_IN_FLIGHT: usize = 10_000;
+const MAX_IN_FLIGHT: usize = 5_000;
 
 /// What an operator can do to a job, as named in URLs (`/replays/{id}/pause`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
