@@ -158,32 +158,34 @@ impl<'a> Statement<'a> {
 
     /// Bind text (NULL for None) without copying it.
     pub fn text(&mut self, i: c_int, v: Option<&'a str>) -> Result<()> {
-        let Some(v) = v else { return self.null(i) };
         // SAFETY: `v` outlives the statement (lifetime 'a), so SQLite may read it until the
         // parameter is rebound or the statement finalized.
-        self.check(unsafe {
-            ffi::sqlite3_bind_text64(
-                self.stmt.as_ptr(),
-                i,
-                v.as_ptr().cast(),
-                v.len() as u64,
-                ffi::SQLITE_STATIC(),
-                ffi::SQLITE_UTF8 as u8,
-            )
-        })
+        unsafe { self.bind_text(i, v, ffi::SQLITE_STATIC()) }
     }
 
     /// Bind text that lives shorter than the statement: SQLite copies it.
     pub fn text_copy(&mut self, i: c_int, v: Option<&str>) -> Result<()> {
-        let Some(v) = v else { return self.null(i) };
         // SAFETY: SQLITE_TRANSIENT makes SQLite copy the bytes before returning.
+        unsafe { self.bind_text(i, v, ffi::SQLITE_TRANSIENT()) }
+    }
+
+    /// # Safety
+    /// With SQLITE_STATIC, `v` must stay valid while the statement may read it.
+    unsafe fn bind_text(
+        &mut self,
+        i: c_int,
+        v: Option<&str>,
+        destructor: ffi::sqlite3_destructor_type,
+    ) -> Result<()> {
+        let Some(v) = v else { return self.null(i) };
+        // SAFETY: the statement is live; the caller vouches for the text's lifetime.
         self.check(unsafe {
             ffi::sqlite3_bind_text64(
                 self.stmt.as_ptr(),
                 i,
                 v.as_ptr().cast(),
                 v.len() as u64,
-                ffi::SQLITE_TRANSIENT(),
+                destructor,
                 ffi::SQLITE_UTF8 as u8,
             )
         })

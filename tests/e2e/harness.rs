@@ -432,9 +432,9 @@ impl Drop for DashboardProcess {
     }
 }
 
-/// Rows and distinct coordinates in the index file, read straight from SQLite.
-pub async fn index_counts(db: &Path) -> (i64, i64) {
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+/// The index file opened read-only, as a stopped dashboard left it.
+async fn open_read_only(db: &Path) -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
             sqlx::sqlite::SqliteConnectOptions::new()
@@ -442,7 +442,12 @@ pub async fn index_counts(db: &Path) -> (i64, i64) {
                 .read_only(true),
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Rows and distinct coordinates in the index file, read straight from SQLite.
+pub async fn index_counts(db: &Path) -> (i64, i64) {
+    let pool = open_read_only(db).await;
     let counts = sqlx::query_as(
         "SELECT COUNT(*), COUNT(DISTINCT topic || '/' || partition || '/' || generation || '/' || \"offset\") FROM records",
     )
@@ -490,122 +495,17 @@ pub async fn produce_with_headers(
     coords
 }
 
-/// A record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
+pub use crate::topic::{ReadUntil, Received};
 
-impl Received {
-    /// The first header of that name, as text.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
-}
-
-/// How far [`read_topic`] reads.
-#[derive(Debug, Clone, Copy)]
-pub enum ReadUntil {
-    /// At least this many records, and the end of every partition: the whole topic.
-    End { at_least: usize },
-    /// Exactly this many records, without waiting for the end (tansu never answers a fetch
-    /// at the end of a log, so the end is never reported there).
-    Count(usize),
-}
-
-/// Read a topic from offset 0 of every partition with a plain consumer (assigned
-/// partitions, no group, so no group join), sharing no code with the dashboard.
+/// Read a topic from offset 0 of every partition with a plain consumer, sharing no code
+/// with the dashboard.
 pub async fn read_topic(
     bootstrap: &str,
     topic: &str,
     until: ReadUntil,
     extra: &[(&str, &str)],
 ) -> Vec<Received> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Headers;
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let bootstrap = bootstrap.to_string();
-    let topic = topic.to_string();
-    let extra: Vec<(String, String)> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "e2e-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true");
-        for (k, v) in &extra {
-            config.set(k, v);
-        }
-        let consumer: BaseConsumer = config.create().unwrap();
-        let md = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap();
-        let partitions = md.topics()[0].partitions().len();
-        assert!(partitions > 0, "{topic} has no partitions");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            // An explicit offset: tansu answers ListOffsets (which Offset::Beginning asks)
-            // with wrong watermarks.
-            tpl.add_partition_offset(&topic, p as i32, Offset::Offset(0))
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let started = std::time::Instant::now();
-        let mut out = Vec::new();
-        let mut at_end = std::collections::HashSet::new();
-        loop {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "timed out reading {topic}: {} records so far, {until:?}",
-                out.len()
-            );
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    at_end.remove(&m.partition());
-                    out.push(Received {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    })
-                }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                Some(Err(e)) => panic!("reading {topic}: {e}"),
-                None => {}
-            }
-            let done = match until {
-                ReadUntil::End { at_least } => out.len() >= at_least && at_end.len() == partitions,
-                ReadUntil::Count(n) => out.len() >= n,
-            };
-            if done {
-                return out;
-            }
-        }
-    })
-    .await
-    .unwrap()
+    crate::topic::read_topic(bootstrap, topic, until, extra, DEADLINE).await
 }
 
 impl DashboardProcess {
@@ -673,15 +573,7 @@ impl DashboardProcess {
 /// A replay job's items in one state (record row ids) and its `sent` counter, read straight
 /// from the SQLite file (read-only, so a stopped dashboard's file is inspected as it was left).
 pub async fn replay_items_in(db: &Path, job_id: &str, state: &str) -> (Vec<i64>, i64) {
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(db)
-                .read_only(true),
-        )
-        .await
-        .unwrap();
+    let pool = open_read_only(db).await;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT record_id FROM replay_items WHERE job_id = ? AND state = ? ORDER BY record_id",
     )

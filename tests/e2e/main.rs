@@ -10,3 +10,5 @@ mod http;
 mod poll;
 mod replay;
 mod tansu;
+#[path = "../common/topic.rs"]
+mod topic;

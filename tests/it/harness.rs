@@ -287,98 +287,19 @@ impl TestDashboard {
     }
 }
 
-/// One record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// The record's timestamp (create time), ms.
-    pub timestamp: Option<i64>,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
+pub use crate::topic::Received;
 
-impl Received {
-    /// The value of the last header with this name, as text.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_ref())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
-}
-
-/// Read every record of `topic` (all partitions, from the start) with a consumer that
-/// shares no code with the dashboard, until `at_least` have arrived and the topic has
-/// been read to its end.
+/// Read every record of `topic` (all partitions, from the start) until `at_least` have
+/// arrived and the topic has been read to its end.
 pub async fn read_topic(bootstrap: &str, topic: &str, at_least: usize) -> Vec<Received> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Headers;
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let bootstrap = bootstrap.to_string();
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "test-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .create()
-            .expect("reader");
-        let md = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        let partitions = md.topics()[0].partitions().len();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(&topic, p as i32, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let started = Instant::now();
-        let mut out = Vec::new();
-        let mut at_end = std::collections::HashSet::new();
-        loop {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "timed out reading {topic}: {} of {at_least} records",
-                out.len()
-            );
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    at_end.remove(&m.partition());
-                    out.push(Received {
-                        timestamp: m.timestamp().to_millis(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    })
-                }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                Some(Err(e)) => panic!("reading {topic}: {e}"),
-                None => {}
-            }
-            if out.len() >= at_least && at_end.len() == partitions {
-                return out;
-            }
-        }
-    })
+    crate::topic::read_topic(
+        bootstrap,
+        topic,
+        crate::topic::ReadUntil::End { at_least },
+        &[],
+        DEADLINE,
+    )
     .await
-    .unwrap()
 }
 
 /// A record to produce: partition (None: by key), key, value, headers.

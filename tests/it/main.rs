@@ -17,3 +17,5 @@ mod replay;
 mod replay_pages;
 mod replay_target;
 mod store;
+#[path = "../common/topic.rs"]
+mod topic;
