@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +98,38 @@ pub(crate) fn synthetic_record(
     )
 }
 
+/// Every field of a record, as one wide row of the bare baseline.
+const BARE_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status";
+
+/// Bind one record as a row of `BARE_COLUMNS` in a multi-row INSERT through sqlx.
+fn push_bare_row<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: &'args NewRecord) {
+    let n = &r.normalised;
+    b.push_bind(&r.topic)
+        .push_bind(r.partition)
+        .push_bind(r.generation)
+        .push_bind(r.offset)
+        .push_bind(r.ts)
+        .push_bind(r.timestamp_type)
+        .push_bind(r.indexed_at)
+        .push_bind(r.key.as_deref())
+        .push_bind(r.value.as_deref())
+        .push_bind(r.value.as_ref().map_or(0, |v| v.len() as i64))
+        .push_bind(&r.headers_json)
+        .push_bind(n.convention.as_str())
+        .push_bind(n.origin_topic.as_deref())
+        .push_bind(n.origin_partition)
+        .push_bind(n.origin_offset)
+        .push_bind(n.origin_timestamp)
+        .push_bind(n.consumer_group.as_deref())
+        .push_bind(n.error_class.as_deref())
+        .push_bind(n.error_message.as_deref())
+        .push_bind(n.stacktrace.as_deref())
+        .push_bind(n.attempts)
+        .push_bind((!n.problems.is_empty()).then(|| n.problems.join("\n")))
+        .push_bind(&r.fingerprint)
+        .push_bind("new");
+}
+
 /// Bare baseline: the same rows and columns, multi-row inserts in transactions of the same
 /// size, into a table with no secondary index, no search index and no counters.
 async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64> {
@@ -111,11 +144,11 @@ async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64>
     .await?;
     let started = Instant::now();
     for batch in rows.chunks(BATCH) {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (_turn, mut tx) = crate::store::begin_write(pool).await?;
         for chunk in batch.chunks(400) {
             let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO bare ({}) ", records::RECORD_COLUMNS));
-            qb.push_values(chunk, records::push_record);
+                QueryBuilder::new(format!("INSERT INTO bare ({BARE_COLUMNS}) "));
+            qb.push_values(chunk, push_bare_row);
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

@@ -128,6 +128,16 @@ impl<'a> Statement<'a> {
         })
     }
 
+    /// Prepare and run one statement that takes no parameters and returns no rows; returns
+    /// how many rows it changed.
+    ///
+    /// # Safety
+    /// As for [`Statement::prepare`].
+    pub unsafe fn run(db: NonNull<ffi::sqlite3>, sql: &str) -> Result<u64> {
+        // SAFETY: as the caller promises.
+        unsafe { Statement::prepare(db, sql) }?.execute()
+    }
+
     fn check(&self, rc: c_int) -> Result<()> {
         if rc == ffi::SQLITE_OK {
             Ok(())

@@ -1,7 +1,6 @@
 //! The `records` table and its search index: batch writes from the indexer, filtered
 //! keyset-paginated reads for pages and the API.
 
-use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::positions::{self, Position};
@@ -12,38 +11,12 @@ use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
 use crate::index::record::{search_text, NewRecord};
 
-/// The columns `push_record` binds, in its order.
-pub const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value, value_size, headers, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, stacktrace, attempts, problems, fingerprint, status";
+/// The columns of `records` the indexer writes, in `bind_record`'s order.
+const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value_size, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, attempts, problems, fingerprint, status";
 
-/// Bind one record as a row of `RECORD_COLUMNS` in a multi-row INSERT through sqlx: how the
-/// bench's bare baseline writes, as the indexer did before it used `bind_record`.
-pub fn push_record<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: &'args NewRecord) {
-    let n = &r.normalised;
-    b.push_bind(&r.topic)
-        .push_bind(r.partition)
-        .push_bind(r.generation)
-        .push_bind(r.offset)
-        .push_bind(r.ts)
-        .push_bind(r.timestamp_type)
-        .push_bind(r.indexed_at)
-        .push_bind(r.key.as_deref())
-        .push_bind(r.value.as_deref())
-        .push_bind(r.value.as_ref().map_or(0, |v| v.len() as i64))
-        .push_bind(&r.headers_json)
-        .push_bind(n.convention.as_str())
-        .push_bind(n.origin_topic.as_deref())
-        .push_bind(n.origin_partition)
-        .push_bind(n.origin_offset)
-        .push_bind(n.origin_timestamp)
-        .push_bind(n.consumer_group.as_deref())
-        .push_bind(n.error_class.as_deref())
-        .push_bind(n.error_message.as_deref())
-        .push_bind(n.stacktrace.as_deref())
-        .push_bind(n.attempts)
-        .push_bind((!n.problems.is_empty()).then(|| n.problems.join("\n")))
-        .push_bind(&r.fingerprint)
-        .push_bind("new");
-}
+/// A new record's body row, keyed by the id its `records` row was given.
+const BODY_INSERT_SQL: &str =
+    "INSERT INTO record_bodies (record_id, value, headers, stacktrace) VALUES (?1, ?2, ?3, ?4)";
 
 /// Rows written per hold of the connection: the writes step SQLite on the calling task's
 /// thread, so the batch is cut into pieces of a few milliseconds each, with a yield between
@@ -70,23 +43,29 @@ fn bind_record<'a>(s: &mut Statement<'a>, r: &'a NewRecord) -> Result<()> {
     s.text(6, r.timestamp_type)?;
     s.int(7, r.indexed_at)?;
     s.blob(8, r.key.as_deref())?;
-    s.blob(9, r.value.as_deref())?;
-    s.int(10, r.value.as_ref().map_or(0, |v| v.len() as i64))?;
-    s.text(11, Some(&r.headers_json))?;
-    s.text(12, Some(n.convention.as_str()))?;
-    s.text(13, n.origin_topic.as_deref())?;
-    s.opt_int(14, n.origin_partition.map(i64::from))?;
-    s.opt_int(15, n.origin_offset)?;
-    s.opt_int(16, n.origin_timestamp)?;
-    s.text(17, n.consumer_group.as_deref())?;
-    s.text(18, n.error_class.as_deref())?;
-    s.text(19, n.error_message.as_deref())?;
-    s.text(20, n.stacktrace.as_deref())?;
-    s.opt_int(21, n.attempts)?;
+    s.int(9, r.value.as_ref().map_or(0, |v| v.len() as i64))?;
+    s.text(10, Some(n.convention.as_str()))?;
+    s.text(11, n.origin_topic.as_deref())?;
+    s.opt_int(12, n.origin_partition.map(i64::from))?;
+    s.opt_int(13, n.origin_offset)?;
+    s.opt_int(14, n.origin_timestamp)?;
+    s.text(15, n.consumer_group.as_deref())?;
+    s.text(16, n.error_class.as_deref())?;
+    s.text(17, n.error_message.as_deref())?;
+    s.opt_int(18, n.attempts)?;
     let problems = (!n.problems.is_empty()).then(|| n.problems.join("\n"));
-    s.text_copy(22, problems.as_deref())?;
-    s.text(23, Some(&r.fingerprint))?;
-    s.text(24, Some("new"))?;
+    s.text_copy(19, problems.as_deref())?;
+    s.text(20, Some(&r.fingerprint))?;
+    s.text(21, Some("new"))?;
+    Ok(())
+}
+
+/// Bind a record's body to `BODY_INSERT_SQL` for the row id its record got.
+fn bind_body<'a>(s: &mut Statement<'a>, id: i64, r: &'a NewRecord) -> Result<()> {
+    s.int(1, id)?;
+    s.blob(2, r.value.as_deref())?;
+    s.text(3, Some(&r.headers_json))?;
+    s.text(4, r.normalised.stacktrace.as_deref())?;
     Ok(())
 }
 
@@ -101,12 +80,12 @@ pub async fn insert_batch(
 ) -> Result<BatchOutcome> {
     let insert_sql = format!(
         "INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({})",
-        (1..=24)
+        (1..=21)
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
     // The search index is filled behind this (`search::run`) for ids above its mark. An id at
     // or below the mark is one SQLite handed out again after the newest rows were deleted;
     // the catch-up will never look there, so such a row is made searchable here.
@@ -119,16 +98,22 @@ pub async fn insert_batch(
             // SAFETY: the handle's lock keeps sqlx off the connection while the statement
             // lives; it is dropped at the end of this block, before the lock.
             let mut row = unsafe { Statement::prepare(handle.as_raw_handle(), &insert_sql) }?;
+            // SAFETY: as above.
+            let mut body = unsafe { Statement::prepare(handle.as_raw_handle(), BODY_INSERT_SQL) }?;
             let chunk_start = inserted.len();
             for (j, r) in chunk.iter().enumerate() {
                 bind_record(&mut row, r)?;
                 // A row that is already stored is ignored and changes nothing; otherwise the
                 // id just assigned is this record's, whatever ids earlier rows got.
                 if row.execute()? == 1 {
-                    inserted.push((row.last_insert_rowid(), chunk_no * ROWS_PER_LOCK + j));
+                    let id = row.last_insert_rowid();
+                    bind_body(&mut body, id, r)?;
+                    body.execute()?;
+                    inserted.push((id, chunk_no * ROWS_PER_LOCK + j));
                 }
             }
             drop(row);
+            drop(body);
             let below_mark = inserted[chunk_start..]
                 .iter()
                 .filter(|&&(id, _)| id <= search_mark);
@@ -164,7 +149,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, substr(value, 1, 160) AS value_head";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, (SELECT substr(value, 1, 160) FROM record_bodies WHERE record_id = records.id) AS value_head";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -416,8 +401,8 @@ pub struct RecordId {
 /// One record by its coordinates.
 pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, stacktrace, attempts, problems, headers, timestamp_type, indexed_at, value
-         FROM records WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+        "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, b.stacktrace, attempts, problems, b.headers, timestamp_type, indexed_at, b.value
+         FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1"
     ))
     .bind(&id.topic)
@@ -431,7 +416,7 @@ pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail
 /// The payload of one record: None when the record is unknown, Some(None) for a null value.
 pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<Option<Vec<u8>>>> {
     let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(
-        "SELECT value FROM records WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+        "SELECT b.value FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1",
     )
     .bind(&id.topic)
@@ -456,8 +441,8 @@ pub async fn identity(
     offset: i64,
 ) -> Result<Option<Identity>> {
     Ok(sqlx::query_as(
-        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, value FROM records
-         WHERE topic = ? AND partition = ? AND generation = ? AND \"offset\" = ?",
+        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, b.value
+         FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ? AND partition = ? AND generation = ? AND \"offset\" = ?",
     )
     .bind(topic)
     .bind(partition)

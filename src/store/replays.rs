@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
+use super::raw::Statement;
 use super::records::{push_filter, RecordId};
 use crate::error::Result;
 use crate::filter::MessageFilter;
@@ -131,7 +132,7 @@ pub async fn create_preview(
     max_id: i64,
     routes: &[Route],
 ) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
     sqlx::query(
         "INSERT INTO replay_jobs (id, status, actor, selection, rate, total, targets, created_at)
          VALUES (?, 'preview', ?, ?, ?, 0, '{}', ?)",
@@ -336,7 +337,7 @@ pub async fn set_rate(pool: &SqlitePool, id: &str, rate: i64) -> Result<()> {
 
 /// Delete previews nobody confirmed, created before `before` (ms).
 pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<u64> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
     sqlx::query(
         "DELETE FROM replay_items WHERE job_id IN
            (SELECT id FROM replay_jobs WHERE status = 'preview' AND created_at < ?)",
@@ -393,17 +394,40 @@ pub async fn next_items(
     after: i64,
     limit: i64,
 ) -> Result<Vec<SendItem>> {
-    Ok(sqlx::query_as(
-        "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, r.value, r.headers, r.replay_count
-         FROM replay_items i JOIN records r ON r.id = i.record_id
-         WHERE i.job_id = ? AND i.record_id > ? AND i.state IN ('pending', 'sending')
-         ORDER BY i.record_id LIMIT ?",
-    )
-    .bind(job_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+    let mut conn = pool.acquire().await?;
+    let mut handle = conn.lock_handle().await?;
+    // Stepped here rather than on sqlx's worker thread: this read runs beside each claim,
+    // and a bulk replay waits for whichever of the two ends last.
+    // SAFETY: the handle's lock keeps sqlx off the connection while the statement lives; it
+    // is dropped at the end of this function, before the lock.
+    let mut rows = unsafe {
+        Statement::prepare(
+            handle.as_raw_handle(),
+            "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.replay_count
+             FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
+             WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state IN ('pending', 'sending')
+             ORDER BY i.record_id LIMIT ?3",
+        )
+    }?;
+    rows.text(1, Some(job_id))?;
+    rows.int(2, after)?;
+    rows.int(3, limit)?;
+    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+    let mut items = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
+    while rows.next_row()? {
+        items.push(SendItem {
+            record_id: rows.column_int(0),
+            target_topic: text(rows.column_bytes(1)),
+            topic: text(rows.column_bytes(2)),
+            partition: rows.column_int(3) as i32,
+            offset: rows.column_int(4),
+            key: rows.column_bytes(5).map(<[u8]>::to_vec),
+            value: rows.column_bytes(6).map(<[u8]>::to_vec),
+            headers: text(rows.column_bytes(7)),
+            replay_count: rows.column_int(8),
+        });
+    }
+    Ok(items)
 }
 
 /// Apply `update` to the records whose ids `ids_sql` selects (neither takes parameters),
@@ -446,29 +470,56 @@ async fn choose(conn: &mut SqliteConnection, select_ids: &str, binds: &[&str]) -
 /// records 'replaying'. Only pending items are claimed (a 'sending' item left by a crash
 /// keeps the status it remembered).
 pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Result<()> {
-    let ids = serde_json::to_string(record_ids).unwrap_or_else(|_| "[]".into());
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    choose(
-        &mut tx,
-        "INSERT INTO chosen (id) SELECT record_id FROM replay_items WHERE job_id = ?1 AND state = 'pending'
-         AND record_id IN (SELECT value FROM json_each(?2))",
-        &[job_id, &ids],
-    )
-    .await?;
-    sqlx::query(
-        "UPDATE replay_items SET state = 'sending',
-           prev_status = (SELECT status FROM records WHERE records.id = replay_items.record_id)
-         WHERE job_id = ? AND record_id IN (SELECT id FROM chosen)",
-    )
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
-    change_record_status(
-        &mut tx,
-        "SELECT id FROM chosen",
-        "UPDATE records SET status = 'replaying' WHERE id IN (SELECT id FROM chosen)",
-    )
-    .await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    {
+        // The whole claim runs on this task, statement after statement, without a round
+        // trip to sqlx's worker thread for each: while the writer's turn is held, every
+        // hand-over between threads was time no other writer could use.
+        let mut handle = tx.lock_handle().await?;
+        let db = handle.as_raw_handle();
+        // SAFETY: the handle's lock keeps sqlx off the connection while the statements
+        // live; they are dropped at the end of this block, before the lock.
+        unsafe {
+            // Each claimed record with its topic and status as they were, so that the
+            // counters are adjusted from this small table instead of the records.
+            Statement::run(
+                db,
+                "CREATE TEMP TABLE IF NOT EXISTS claimed
+                   (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, status TEXT NOT NULL)",
+            )?;
+            Statement::run(db, "DELETE FROM claimed")?;
+            let mut pick = Statement::prepare(
+                db,
+                "INSERT INTO claimed (id, topic, status)
+                 SELECT r.id, r.topic, r.status FROM replay_items i JOIN records r ON r.id = i.record_id
+                 WHERE i.job_id = ?1 AND i.record_id = ?2 AND i.state = 'pending'",
+            )?;
+            pick.text(1, Some(job_id))?;
+            for &id in record_ids {
+                pick.int(2, id)?;
+                pick.execute()?;
+            }
+            let mut items = Statement::prepare(
+                db,
+                "UPDATE replay_items SET state = 'sending',
+                   prev_status = (SELECT status FROM claimed c WHERE c.id = replay_items.record_id)
+                 WHERE job_id = ?1 AND record_id IN (SELECT id FROM claimed)",
+            )?;
+            items.text(1, Some(job_id))?;
+            items.execute()?;
+            Statement::run(
+                db,
+                "UPDATE records SET status = 'replaying' WHERE id IN (SELECT id FROM claimed)",
+            )?;
+            Statement::run(
+                db,
+                "INSERT INTO topic_status_counts (topic, status, count)
+                 SELECT topic, status, -COUNT(*) FROM claimed GROUP BY topic, status
+                 UNION ALL SELECT topic, 'replaying', COUNT(*) FROM claimed GROUP BY topic
+                 ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
+            )?;
+        }
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -504,73 +555,92 @@ pub async fn record_deliveries(
     if deliveries.is_empty() {
         return Ok(());
     }
-    let json = serde_json::to_string(deliveries).unwrap_or_else(|_| "[]".into());
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    // The batch goes into a keyed temporary table first, so that every update below is
-    // driven by the batch's ids (a join the planner might turn around would scan the job
-    // or the whole index per batch).
-    sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS delivered
-           (id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT)",
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM delivered")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT OR REPLACE INTO delivered (id, n, p, o, e)
-         SELECT json_extract(value, '$.id'), json_extract(value, '$.n'), json_extract(value, '$.p'),
-                json_extract(value, '$.o'), json_extract(value, '$.e')
-         FROM json_each(?)",
-    )
-    .bind(&json)
-    .execute(&mut *tx)
-    .await?;
-    // Only items still 'sending' count: a report for an item the job no longer owns (never
-    // expected) changes nothing.
-    sqlx::query(
-        "DELETE FROM delivered WHERE NOT EXISTS (SELECT 1 FROM replay_items
-           WHERE job_id = ? AND record_id = delivered.id AND state = 'sending')",
-    )
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
-    let (sent, failed): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(e IS NULL), 0), COALESCE(SUM(e IS NOT NULL), 0) FROM delivered",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE replay_items SET
-           state = (SELECT CASE WHEN e IS NULL THEN 'sent' ELSE 'failed' END FROM delivered d WHERE d.id = record_id),
-           reason = (SELECT e FROM delivered d WHERE d.id = record_id),
-           replay_count = (SELECT n FROM delivered d WHERE d.id = record_id),
-           target_partition = (SELECT p FROM delivered d WHERE d.id = record_id),
-           target_offset = (SELECT o FROM delivered d WHERE d.id = record_id),
-           finished_at = ?
-         WHERE job_id = ? AND record_id IN (SELECT id FROM delivered)",
-    )
-    .bind(now)
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
-    // A record's replay count counts delivered replays; its status is its latest outcome.
-    change_record_status(
-        &mut tx,
-        "SELECT id FROM delivered",
-        "UPDATE records SET
-           status = (SELECT CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END FROM delivered d WHERE d.id = records.id),
-           replay_count = replay_count + (SELECT e IS NULL FROM delivered d WHERE d.id = records.id)
-         WHERE id IN (SELECT id FROM delivered)",
-    )
-    .await?;
-    sqlx::query("UPDATE replay_jobs SET sent = sent + ?, failed = failed + ? WHERE id = ?")
-        .bind(sent)
-        .bind(failed)
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let (mut sent, mut failed) = (0_i64, 0_i64);
+    {
+        // As in `claim`: one block on this task, no round trips while the turn is held.
+        let mut handle = tx.lock_handle().await?;
+        let db = handle.as_raw_handle();
+        // SAFETY: the handle's lock keeps sqlx off the connection while the statements
+        // live; they are dropped at the end of this block, before the lock.
+        unsafe {
+            // The batch goes into a keyed temporary table first, with each record's topic
+            // and status before this outcome, so that every update below is driven by the
+            // batch's ids (a join the planner might turn around would scan the job or the
+            // whole index per batch) and the counters are adjusted without reading the
+            // records again.
+            Statement::run(
+                db,
+                "CREATE TEMP TABLE IF NOT EXISTS delivered
+                   (id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
+                    topic TEXT NOT NULL, status TEXT NOT NULL)",
+            )?;
+            Statement::run(db, "DELETE FROM delivered")?;
+            // Only items still 'sending' count: a report for an item the job no longer owns
+            // (never expected) changes nothing.
+            let mut add = Statement::prepare(
+                db,
+                "INSERT OR REPLACE INTO delivered (id, n, p, o, e, topic, status)
+                 SELECT r.id, ?2, ?3, ?4, ?5, r.topic, r.status
+                 FROM replay_items i JOIN records r ON r.id = i.record_id
+                 WHERE i.job_id = ?6 AND i.record_id = ?1 AND i.state = 'sending'",
+            )?;
+            add.text(6, Some(job_id))?;
+            for d in deliveries {
+                add.int(1, d.record_id)?;
+                add.int(2, d.replay_count)?;
+                add.opt_int(3, d.partition.map(i64::from))?;
+                add.opt_int(4, d.offset)?;
+                add.text(5, d.error.as_deref())?;
+                if add.execute()? > 0 {
+                    match d.error {
+                        None => sent += 1,
+                        Some(_) => failed += 1,
+                    }
+                }
+            }
+            let mut items = Statement::prepare(
+                db,
+                "UPDATE replay_items SET
+                   state = (SELECT CASE WHEN e IS NULL THEN 'sent' ELSE 'failed' END FROM delivered d WHERE d.id = record_id),
+                   reason = (SELECT e FROM delivered d WHERE d.id = record_id),
+                   replay_count = (SELECT n FROM delivered d WHERE d.id = record_id),
+                   target_partition = (SELECT p FROM delivered d WHERE d.id = record_id),
+                   target_offset = (SELECT o FROM delivered d WHERE d.id = record_id),
+                   finished_at = ?1
+                 WHERE job_id = ?2 AND record_id IN (SELECT id FROM delivered)",
+            )?;
+            items.int(1, now)?;
+            items.text(2, Some(job_id))?;
+            items.execute()?;
+            // A record's replay count counts delivered replays; its status is its latest
+            // outcome.
+            Statement::run(
+                db,
+                "UPDATE records SET
+                   status = (SELECT CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END FROM delivered d WHERE d.id = records.id),
+                   replay_count = replay_count + (SELECT e IS NULL FROM delivered d WHERE d.id = records.id)
+                 WHERE id IN (SELECT id FROM delivered)",
+            )?;
+            Statement::run(
+                db,
+                "INSERT INTO topic_status_counts (topic, status, count)
+                 SELECT topic, status, -COUNT(*) FROM delivered GROUP BY topic, status
+                 UNION ALL
+                 SELECT topic, CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END, COUNT(*)
+                 FROM delivered GROUP BY 1, 2
+                 ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
+            )?;
+            let mut job = Statement::prepare(
+                db,
+                "UPDATE replay_jobs SET sent = sent + ?1, failed = failed + ?2 WHERE id = ?3",
+            )?;
+            job.int(1, sent)?;
+            job.int(2, failed)?;
+            job.text(3, Some(job_id))?;
+            job.execute()?;
+        }
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -579,7 +649,7 @@ pub async fn record_deliveries(
 /// `to_state` ('pending' on pause, 'cancelled' on cancel) and their records to the status
 /// they had. On cancel, pending items become 'cancelled' too. Returns the items released.
 pub async fn release(pool: &SqlitePool, job_id: &str, cancel: bool, now: i64) -> Result<i64> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
     choose(
         &mut tx,
         "INSERT INTO chosen (id, status) SELECT record_id, COALESCE(prev_status, 'new')

@@ -80,7 +80,7 @@ pub async fn indexed_through(conn: &mut SqliteConnection) -> Result<i64> {
 /// Add the text of up to `max_rows` records past the mark to the search index and move the
 /// mark past them, in one transaction. Returns how many records were added.
 pub async fn catch_up(pool: &SqlitePool, max_rows: i64) -> Result<usize> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
     let through = indexed_through(&mut tx).await?;
     let mut added = 0;
     let mut last = through;
@@ -127,8 +127,9 @@ pub async fn catch_up(pool: &SqlitePool, max_rows: i64) -> Result<usize> {
 /// The stored fields a record's search text is made from, past the mark, oldest first. Only
 /// the prefix that is searched is read: a 10 MiB payload costs 2 KiB here.
 const SELECT_SQL: &str =
-    "SELECT id, substr(key, 1, ?1), substr(value, 1, ?1), error_class, error_message
-     FROM records WHERE id > ?2 ORDER BY id LIMIT ?3";
+    "SELECT id, substr(key, 1, ?1), substr(b.value, 1, ?1), error_class, error_message
+     FROM records JOIN record_bodies b ON b.record_id = records.id
+     WHERE id > ?2 ORDER BY id LIMIT ?3";
 
 /// One search-index row: rowid = records.id.
 pub const INSERT_SQL: &str =

@@ -156,10 +156,12 @@ async fn a_row_id_handed_out_again_below_the_search_mark_is_searchable_at_once()
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("DELETE FROM records WHERE id = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
+    for table in ["records WHERE id", "record_bodies WHERE record_id"] {
+        sqlx::query(&format!("DELETE FROM {table} = 3"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
     let again = [record(7)];
     records::insert_batch(&pool, &again, &at(8), 2)
         .await
