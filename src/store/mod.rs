@@ -16,14 +16,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 
 use crate::error::{Error, Result};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it.
+/// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it, with
+/// its search file next to it (see [`search`]) attached read-only as schema `search` on
+/// every connection.
 pub async fn open(path: &Path) -> Result<SqlitePool> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
@@ -54,19 +56,39 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         // Checkpoints run on their own connection (`wal::run`), alongside the writers; this
         // threshold (~160 MB of log) only bounds the log of a process that does not run it.
         .pragma("wal_autocheckpoint", "40000");
-    let pool = SqlitePoolOptions::new()
+    let cannot_open = |e: sqlx::Error| {
+        Error::Config(format!(
+            "The database {} cannot be opened ({e}); check the path and its permissions or pass another --database.",
+            path.display()
+        ))
+    };
+    // Migrate on a connection without the search file attached, so that every name in the
+    // migrations means this file; then the search file, which needs this file's token.
+    let mut conn = options.connect().await.map_err(cannot_open)?;
+    MIGRATOR.run(&mut conn).await?;
+    let token: String = sqlx::query_scalar("SELECT token FROM store_identity")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    let search_file = search::path_for(path);
+    search::prepare(&search_file, &token).await?;
+    let attach = search::attach_uri(&search_file);
+    SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)
+        .after_connect(move |conn, _| {
+            let attach = attach.clone();
+            Box::pin(async move {
+                sqlx::query(search::ATTACH_SQL)
+                    .bind(attach)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
-        .map_err(|e| {
-            Error::Config(format!(
-                "The database {} cannot be opened ({e}); check the path and its permissions or pass another --database.",
-                path.display()
-            ))
-        })?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
+        .map_err(cannot_open)
 }
 
 /// Size of the database file in bytes (pages in use times page size).
