@@ -228,6 +228,7 @@ pub async fn catch_up(
         .await?;
     let rows = read_texts(pool, through, max_rows).await?;
     let Some(&(last, _)) = rows.last() else {
+        tx.rollback().await?;
         return Ok(0);
     };
     {
