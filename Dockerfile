@@ -12,7 +12,9 @@ COPY --from=build /dlq-dashboard /usr/local/bin/dlq-dashboard
 USER dlq
 WORKDIR /data
 # Inside a container the dashboard must listen on all interfaces to be reachable; outside
-# one, the default stays 127.0.0.1.
+# one, the default stays 127.0.0.1. The index and its search file
+# (/data/dlq-dashboard.search.db, derived from the index and rebuilt if missing) live in the
+# volume.
 ENV DLQ_LISTEN=0.0.0.0:8080 \
     DLQ_DATABASE=/data/dlq-dashboard.db
 EXPOSE 8080

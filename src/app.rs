@@ -134,6 +134,10 @@ impl Dashboard {
         tasks.spawn(replayer.run(shutdown.clone()));
         tasks.spawn(store::search::run(state.pool.clone(), shutdown.clone()));
         tasks.spawn(store::wal::run(state.pool.clone(), shutdown.clone()));
+        tasks.spawn(store::wal::run_on(
+            store::search::connect_options(&store::search::path_of(&state.pool)),
+            shutdown.clone(),
+        ));
         if kafka.embedded && !args.no_demo {
             let producer: FutureProducer = kafka.producer_config().create()?;
             tasks.spawn(demo::run(producer, shutdown.clone()));
@@ -197,8 +201,12 @@ fn database_path(args: &ServeArgs) -> Result<std::path::PathBuf> {
         return Ok(args.database.clone());
     }
     let demo = args.database.with_file_name("dlq-dashboard-demo.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = demo.clone().into_os_string();
+    let search = store::search::path_for(&demo);
+    for (file, suffix) in [&demo, &search]
+        .into_iter()
+        .flat_map(|f| ["", "-wal", "-shm"].map(|s| (f, s)))
+    {
+        let mut path = file.clone().into_os_string();
         path.push(suffix);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

@@ -167,6 +167,10 @@ async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<Inde
     let stop = CancellationToken::new();
     let search_task = tokio::spawn(search::run(pool.clone(), stop.clone()));
     let wal_task = tokio::spawn(store::wal::run(pool.clone(), stop.clone()));
+    let search_wal_task = tokio::spawn(store::wal::run_on(
+        search::connect_options(&search::path_of(pool)),
+        stop.clone(),
+    ));
     let started = Instant::now();
     for batch in rows.chunks(BATCH) {
         let last = batch.last().map(|r| Position {
@@ -185,6 +189,7 @@ async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<Inde
     stop.cancel();
     let _ = search_task.await;
     let _ = wal_task.await;
+    let _ = search_wal_task.await;
     Ok(IndexTimes {
         stored_secs,
         searchable_secs,
@@ -244,7 +249,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let _ = wal_task.await;
     bare_pool.close().await;
     let index_path = dir.join("index.db");
-    let _ = std::fs::remove_file(&index_path);
+    for file in [index_path.clone(), search::path_for(&index_path)] {
+        let _ = std::fs::remove_file(file);
+    }
     let pool = store::open(&index_path).await?;
     let times = full_insert(&pool, &rows).await?;
     let n = rows.len() as f64;

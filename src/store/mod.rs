@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::error::{Error, Result};
@@ -26,7 +26,9 @@ use crate::error::{Error, Result};
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it.
+/// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it, with
+/// its search file next to it (see [`search`]) attached read-only as schema `search` on
+/// every connection.
 pub async fn open(path: &Path) -> Result<SqlitePool> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
@@ -57,19 +59,46 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         // Checkpoints run on their own connection (`wal::run`), alongside the writers; this
         // threshold (~160 MB of log) only bounds the log of a process that does not run it.
         .pragma("wal_autocheckpoint", "40000");
-    let pool = SqlitePoolOptions::new()
+    let cannot_open = |e: sqlx::Error| {
+        Error::Config(format!(
+            "The database {} cannot be opened ({e}); check the path and its permissions or pass another --database.",
+            path.display()
+        ))
+    };
+    // Migrate on a connection without the search file attached, so that every name in the
+    // migrations means this file; then the search file, which needs this file's token.
+    let mut conn = options.connect().await.map_err(cannot_open)?;
+    MIGRATOR.run(&mut conn).await?;
+    let token: String = sqlx::query_scalar("SELECT token FROM store_identity")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    let search_file = search::path_for(path);
+    search::prepare(&search_file, &token).await?;
+    let attach = search::attach_uri(&search_file);
+    SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)
+        .after_connect(move |conn, _| {
+            let attach = attach.clone();
+            Box::pin(async move {
+                sqlx::query(search::ATTACH_SQL)
+                    .bind(attach)
+                    .execute(&mut *conn)
+                    .await?;
+                // An attached file has a page cache of its own, 2 MiB by default; the search
+                // pages used to share the 8 MiB above. 4 MiB holds the doclist of a term found
+                // in every record at 1M records (a search for a rare key of a common shape
+                // reads one).
+                sqlx::query("PRAGMA search.cache_size = -4000")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
-        .map_err(|e| {
-            Error::Config(format!(
-                "The database {} cannot be opened ({e}); check the path and its permissions or pass another --database.",
-                path.display()
-            ))
-        })?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
+        .map_err(cannot_open)
 }
 
 /// The right to write to one database file, held for a whole write transaction.

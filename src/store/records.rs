@@ -9,14 +9,16 @@ use super::search;
 use super::{groups, stats};
 use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
-use crate::index::record::{search_text, NewRecord};
+use crate::index::record::NewRecord;
 
 /// The columns of `records` the indexer writes, in `bind_record`'s order.
 const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value_size, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, attempts, problems, fingerprint, status";
 
-/// A new record's body row, keyed by the id its `records` row was given.
+/// A new record's body row, keyed by the id its `records` row was given. It replaces a body
+/// left behind under the same id (whoever deletes records deletes their bodies too, but a
+/// leftover must not stop the indexer).
 const BODY_INSERT_SQL: &str =
-    "INSERT INTO record_bodies (record_id, value, headers, stacktrace) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT OR REPLACE INTO record_bodies (record_id, value, headers, stacktrace) VALUES (?1, ?2, ?3, ?4)";
 
 /// Rows written per hold of the connection: the writes step SQLite on the calling task's
 /// thread, so the batch is cut into pieces of a few milliseconds each, with a yield between
@@ -86,54 +88,64 @@ pub async fn insert_batch(
             .join(", ")
     );
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    // The search index is filled behind this (`search::run`) for ids above its mark. An id at
-    // or below the mark is one SQLite handed out again after the newest rows were deleted;
-    // the catch-up will never look there, so such a row is made searchable here.
+    // The search index is filled behind this (`search::run`), in its own file, for ids above
+    // its mark only, so no record may get an id at or below the mark. SQLite gives a new row
+    // the newest id plus one, which is above the mark unless the newest rows were deleted
+    // after being made searchable; then the first new row is given the id after the mark
+    // explicitly, and the rows after it follow on. (The alternative, writing search entries
+    // for such rows here, would make this transaction write the search file too.) The mark
+    // is read through the attached search file; it can only grow meanwhile, and only up to
+    // ids already stored, which stay below the ids given here.
     let search_mark = search::indexed_through(&mut tx).await?;
+    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM records")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut first_id = (newest < search_mark).then_some(search_mark + 1);
+    let insert_at_sql = format!(
+        "INSERT OR IGNORE INTO records (id, {RECORD_COLUMNS}) VALUES (?22, {})",
+        (1..=21)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     // (row id, index in `batch`) of every row this batch added.
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
     for (chunk_no, chunk) in batch.chunks(ROWS_PER_LOCK).enumerate() {
         {
             let mut handle = tx.lock_handle().await?;
-            // SAFETY: the handle's lock keeps sqlx off the connection while the statement
-            // lives; it is dropped at the end of this block, before the lock.
-            let mut row = unsafe { Statement::prepare(handle.as_raw_handle(), &insert_sql) }?;
+            let db = handle.as_raw_handle();
+            // SAFETY: the handle's lock keeps sqlx off the connection while the statements
+            // live; they are dropped at the end of this block, before the lock.
+            let mut row = unsafe { Statement::prepare(db, &insert_sql) }?;
+            let mut row_at = match first_id {
+                Some(_) => Some(unsafe { Statement::prepare(db, &insert_at_sql) }?),
+                None => None,
+            };
             // SAFETY: as above.
-            let mut body = unsafe { Statement::prepare(handle.as_raw_handle(), BODY_INSERT_SQL) }?;
-            let chunk_start = inserted.len();
+            let mut body = unsafe { Statement::prepare(db, BODY_INSERT_SQL) }?;
             for (j, r) in chunk.iter().enumerate() {
-                bind_record(&mut row, r)?;
+                let stored = match (first_id, row_at.as_mut()) {
+                    (Some(id), Some(s)) => {
+                        bind_record(s, r)?;
+                        s.int(22, id)?;
+                        s.execute()? == 1
+                    }
+                    _ => {
+                        bind_record(&mut row, r)?;
+                        row.execute()? == 1
+                    }
+                };
                 // A row that is already stored is ignored and changes nothing; otherwise the
                 // id just assigned is this record's, whatever ids earlier rows got.
-                if row.execute()? == 1 {
-                    let id = row.last_insert_rowid();
+                if stored {
+                    let id = match first_id.take() {
+                        Some(id) => id,
+                        None => row.last_insert_rowid(),
+                    };
                     bind_body(&mut body, id, r)?;
                     body.execute()?;
                     inserted.push((id, chunk_no * ROWS_PER_LOCK + j));
                 }
-            }
-            drop(row);
-            drop(body);
-            let below_mark = inserted[chunk_start..]
-                .iter()
-                .filter(|&&(id, _)| id <= search_mark);
-            for &(id, i) in below_mark {
-                let r = &batch[i];
-                let n = &r.normalised;
-                let t = search_text(
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    n.error_class.as_deref(),
-                    n.error_message.as_deref(),
-                );
-                // SAFETY: as above.
-                let mut fts =
-                    unsafe { Statement::prepare(handle.as_raw_handle(), search::INSERT_SQL) }?;
-                fts.int(1, id)?;
-                fts.text_copy(2, Some(&t.key_text))?;
-                fts.text_copy(3, Some(&t.body_text))?;
-                fts.text_copy(4, Some(&t.error_text))?;
-                fts.execute()?;
             }
         }
         tokio::task::yield_now().await;
@@ -237,7 +249,7 @@ pub(crate) fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) 
     qb.push(" WHERE 1=1");
     push_filter_conditions(qb, f);
     if let Some(expr) = f.q.as_deref().and_then(fts_expression) {
-        qb.push(" AND id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ")
+        qb.push(" AND id IN (SELECT rowid FROM search.records_fts WHERE records_fts MATCH ")
             .push_bind(expr)
             .push(")");
     }
@@ -283,7 +295,7 @@ fn push_filter_conditions(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) 
 fn search_driven_from(qb: &mut QueryBuilder<'_, Sqlite>, expr: String) {
     // CROSS JOIN keeps the search index the outer loop (SQLite does not reorder it), so that
     // a selective second filter cannot turn this into a lookup per row of that filter.
-    qb.push(" FROM records_fts CROSS JOIN records ON records.id = records_fts.rowid");
+    qb.push(" FROM search.records_fts CROSS JOIN records ON records.id = records_fts.rowid");
     qb.push(" WHERE records_fts MATCH ").push_bind(expr);
 }
 

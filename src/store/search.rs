@@ -1,38 +1,61 @@
-//! The search index, filled behind the indexer.
+//! The search index, in a file of its own, filled behind the indexer.
 //!
 //! Tokenising and indexing the text of a record took a third of the indexer's write
-//! transaction. The indexer now stores rows only, and this catch-up adds their text to
-//! `records_fts` in small transactions of its own, in row id order, advancing
-//! `search_progress.indexed_through` with the rows it covers. So:
+//! transaction. The indexer stores rows only, and this catch-up adds their text to
+//! `records_fts` in transactions of its own, in row id order, advancing
+//! `search_progress.indexed_through` (the search mark) with the rows it covers. So:
 //! - every record with `id <= indexed_through` is in the search index, every record above
 //!   it is not yet (search results are complete up to that row, and [`progress`] says how
 //!   many newer records are still waiting, for pages to show);
-//! - a crash or restart resumes at the stored mark, never skipping or repeating a row;
-//! - whoever removes a row from `records` must remove its search entry (a contentless FTS5
-//!   table needs the original text for that) only when `id <= indexed_through`.
+//! - a crash or restart resumes at the stored mark, never skipping or repeating a row.
 //!
-//! While the indexer works through a backlog the catch-up takes a small share of the
-//! writer lock, so records become browsable at full speed and searchable shortly after;
-//! when the indexer idles it runs at full speed.
+//! Both live in the search file, [`path_for`] the index file (`dlq-dashboard.db` ->
+//! `dlq-dashboard.search.db`), with migrations of their own in `migrations/search/`. The
+//! catch-up writes it through a connection of its own ([`connect`]) and only reads the
+//! index, so it never waits for the indexer's writer lock nor holds it up: it runs alongside
+//! on another core, at full speed whenever it is behind. Every connection of the index's
+//! pool attaches the search file read-only as schema `search` (see `store::open`), which is
+//! how listings join `search.records_fts` to `records`. Read-only matters: `BEGIN IMMEDIATE`
+//! takes the writer lock of every database attached read-write.
+//!
+//! The search file is derived data. Missing (first start, upgrade from a single-file index,
+//! deleted while stopped), it is created empty and refilled from the first record in the
+//! background; built from another index file (that file replaced while this one stayed), it
+//! is emptied and refilled (see [`prepare`]).
+//!
+//! Row ids: the catch-up only ever looks above the mark, so a record must never get an id at
+//! or below it. The indexer sees to that (`records::insert_batch`), since SQLite would hand
+//! out the id of a deleted newest row again.
+//!
+//! Removing records (a purge that deletes rows, not yet written) must also remove their
+//! search entries, which a contentless FTS5 table can only do given the original text (the
+//! `'delete'` command with the same key, body and error text, made as [`SELECT_SQL`] and
+//! `search_text` make them). Only rows at or below the mark have entries. The catch-up holds
+//! the search file's writer lock from before it reads rows until it has committed their
+//! entries, so a purge does, in this order: take the search file's writer lock (a write
+//! transaction on a [`connect`]ed connection), read the mark, delete the entries of the
+//! doomed rows at or below it, delete the rows in the index file and commit that, then commit
+//! the search file. No catch-up is then half-way through rows that disappear, and the mark
+//! stays above the deleted ids, so the indexer never hands them out again.
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
 use super::raw::Statement;
-use crate::error::Result;
-use crate::index::record::{search_text, SEARCH_PREFIX_BYTES};
+use crate::error::{Error, Result};
+use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
 
-/// Rows per catch-up transaction: as many as the indexer writes in one, so that it waits at
-/// most about one of its own batches for the writer lock.
+/// The migrations of the search file, in `migrations/search/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/search");
+
+/// Rows per catch-up transaction: as many as the indexer writes in one.
 pub const CATCH_UP_ROWS: i64 = 5000;
 /// How often an idle catch-up looks for new rows: the search lag of a quiet index.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// While the indexer is writing a backlog, the catch-up waits this many times as long as its
-/// last transaction took: it keeps a fifth of the writer lock, enough to keep up with a
-/// steady ~10k records/s, and a burst beyond that is browsable at once and searchable after.
-const BUSY_BACKOFF: u32 = 4;
 
 /// How far the search index has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +78,122 @@ impl SearchProgress {
     }
 }
 
+/// The search file of the index file `database`: `.search` before its extension
+/// (`dlq-dashboard.db` -> `dlq-dashboard.search.db`), or appended when it has none.
+pub fn path_for(database: &Path) -> PathBuf {
+    let mut name = database
+        .file_stem()
+        .unwrap_or(database.as_os_str())
+        .to_os_string();
+    name.push(".search");
+    if let Some(ext) = database.extension() {
+        name.push(".");
+        name.push(ext);
+    }
+    database.with_file_name(name)
+}
+
+/// The search file of the index a pool is open on.
+pub fn path_of(pool: &SqlitePool) -> PathBuf {
+    path_for(pool.connect_options().get_filename())
+}
+
+/// How the search file is opened for writing: the index file's durability settings.
+pub fn connect_options(search_file: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(search_file)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // As the index file (see `store::open`): a lost last transaction after an OS crash
+        // only leaves rows above the mark, which the catch-up adds again.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-8000")
+        .pragma("temp_store", "file")
+        // Checkpoints run on their own connection (`wal::run_on`), as for the index file.
+        .pragma("wal_autocheckpoint", "40000")
+}
+
+/// The statement every connection of the index's pool runs to see the search file, read
+/// only, as schema `search`; bind [`attach_uri`].
+pub const ATTACH_SQL: &str = "ATTACH DATABASE ?1 AS search";
+
+/// The search file as a read-only SQLite URI for [`ATTACH_SQL`] (sqlx opens connections with
+/// URI file names enabled).
+pub fn attach_uri(search_file: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in search_file.to_string_lossy().chars() {
+        match c {
+            // Characters with a meaning in a URI, escaped as SQLite decodes them.
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
+}
+
+/// Create and migrate the search file of the index whose `store_identity` token is
+/// `store_token`, before any connection attaches it; empty it when it was built from another
+/// index file.
+pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
+    if !search_file.exists() {
+        // A log left without its database file (deleted while stopped) would be replayed into
+        // the new, empty file: remove it first.
+        for suffix in ["-wal", "-shm"] {
+            let mut path = search_file.as_os_str().to_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+    }
+    let mut conn = connect_options(search_file)
+        .connect()
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "The search index {} cannot be opened ({e}); check its folder's permissions, or delete the file to have it rebuilt.",
+                search_file.display()
+            ))
+        })?;
+    MIGRATOR.run(&mut conn).await?;
+    let (through, token): (i64, Option<String>) =
+        sqlx::query_as("SELECT indexed_through, store_token FROM search_progress")
+            .fetch_one(&mut conn)
+            .await?;
+    if token.as_deref() != Some(store_token) {
+        if through > 0 || token.is_some() {
+            tracing::warn!(
+                file = %search_file.display(),
+                "the search index was built from another index file; rebuilding it"
+            );
+        }
+        let mut tx = conn.begin().await?;
+        // 'delete-all' is how a contentless FTS5 table is emptied.
+        sqlx::query("INSERT INTO records_fts (records_fts) VALUES ('delete-all')")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE search_progress SET indexed_through = 0, store_token = ?")
+            .bind(store_token)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// A connection that writes the search file of the index `pool` is open on.
+pub async fn connect(pool: &SqlitePool) -> Result<SqliteConnection> {
+    Ok(connect_options(&path_of(pool)).connect().await?)
+}
+
 /// Where the search index stands relative to the records.
 pub async fn progress(pool: &SqlitePool) -> Result<SearchProgress> {
     let (indexed_through, newest): (i64, i64) = sqlx::query_as(
-        "SELECT indexed_through, (SELECT COALESCE(MAX(id), 0) FROM records) FROM search_progress",
+        "SELECT indexed_through, (SELECT COALESCE(MAX(id), 0) FROM main.records) FROM search.search_progress",
     )
     .fetch_one(pool)
     .await?;
@@ -68,101 +203,161 @@ pub async fn progress(pool: &SqlitePool) -> Result<SearchProgress> {
     })
 }
 
-/// The search mark inside a write transaction.
+/// The search mark, through a connection of the index's pool (the attached search file).
 pub async fn indexed_through(conn: &mut SqliteConnection) -> Result<i64> {
     Ok(
-        sqlx::query_scalar("SELECT indexed_through FROM search_progress")
+        sqlx::query_scalar("SELECT indexed_through FROM search.search_progress")
             .fetch_one(conn)
             .await?,
     )
 }
 
 /// Add the text of up to `max_rows` records past the mark to the search index and move the
-/// mark past them, in one transaction. Returns how many records were added.
-pub async fn catch_up(pool: &SqlitePool, max_rows: i64) -> Result<usize> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
-    let through = indexed_through(&mut tx).await?;
-    let mut added = 0;
-    let mut last = through;
+/// mark past them, in one transaction of the search file (`search`, from [`connect`]); the
+/// records are read from the index (`pool`) without a write lock. Returns how many records
+/// were added.
+pub async fn catch_up(
+    pool: &SqlitePool,
+    search: &mut SqliteConnection,
+    max_rows: i64,
+) -> Result<usize> {
+    // The search file's writer lock first: the mark cannot move until this commits.
+    let mut tx = search.begin_with("BEGIN IMMEDIATE").await?;
+    let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows = read_texts(pool, through, max_rows).await?;
+    let Some(&(last, _)) = rows.last() else {
+        tx.rollback().await?;
+        return Ok(0);
+    };
     {
         let mut handle = tx.lock_handle().await?;
-        let db = handle.as_raw_handle();
-        // SAFETY: the handle's lock keeps sqlx off the connection while the statements live;
-        // they are dropped at the end of this block, before the lock.
-        let mut rows = unsafe { Statement::prepare(db, SELECT_SQL) }?;
-        let mut insert = unsafe { Statement::prepare(db, INSERT_SQL) }?;
-        rows.int(1, SEARCH_PREFIX_BYTES as i64)?;
-        rows.int(2, through)?;
-        rows.int(3, max_rows)?;
-        while rows.next_row()? {
-            let id = rows.column_int(0);
-            let text = |i| rows.column_bytes(i).map(String::from_utf8_lossy);
-            let (class, message) = (text(3), text(4));
-            let t = search_text(
-                rows.column_bytes(1),
-                rows.column_bytes(2),
-                class.as_deref(),
-                message.as_deref(),
-            );
-            insert.int(1, id)?;
-            insert.text_copy(2, Some(&t.key_text))?;
-            insert.text_copy(3, Some(&t.body_text))?;
-            insert.text_copy(4, Some(&t.error_text))?;
+        // SAFETY: the handle's lock keeps sqlx off the connection while the statement lives;
+        // it is dropped at the end of this block, before the lock.
+        let mut insert = unsafe { Statement::prepare(handle.as_raw_handle(), INSERT_SQL) }?;
+        for (id, t) in &rows {
+            insert.int(1, *id)?;
+            insert.text(2, Some(&t.key_text))?;
+            insert.text(3, Some(&t.body_text))?;
+            insert.text(4, Some(&t.error_text))?;
             insert.execute()?;
-            added += 1;
-            last = id;
         }
-    }
-    if added == 0 {
-        return Ok(0);
     }
     sqlx::query("UPDATE search_progress SET indexed_through = ?")
         .bind(last)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(added)
+    Ok(rows.len())
 }
 
-/// The stored fields a record's search text is made from, past the mark, oldest first. Only
-/// the prefix that is searched is read: a 10 MiB payload costs 2 KiB here.
-const SELECT_SQL: &str =
+/// The search text of up to `max_rows` records after id `through`, oldest first, read in one
+/// statement (one snapshot of the index).
+async fn read_texts(
+    pool: &SqlitePool,
+    through: i64,
+    max_rows: i64,
+) -> Result<Vec<(i64, SearchText)>> {
+    let mut conn = pool.acquire().await?;
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle's lock keeps sqlx off the connection while the statement lives; it
+    // is dropped at the end of this function, before the lock.
+    let mut rows = unsafe { Statement::prepare(handle.as_raw_handle(), SELECT_SQL) }?;
+    rows.int(1, SEARCH_PREFIX_BYTES as i64)?;
+    rows.int(2, through)?;
+    rows.int(3, max_rows)?;
+    let mut out = Vec::with_capacity(usize::try_from(max_rows).unwrap_or(0).min(65_536));
+    while rows.next_row()? {
+        let text = |i| rows.column_bytes(i).map(String::from_utf8_lossy);
+        let (class, message) = (text(3), text(4));
+        let t = search_text(
+            rows.column_bytes(1),
+            rows.column_bytes(2),
+            class.as_deref(),
+            message.as_deref(),
+        );
+        out.push((rows.column_int(0), t));
+    }
+    Ok(out)
+}
+
+/// The stored fields a record's search text is made from (id, key, value, error class,
+/// error message), past the mark, oldest first, read on a connection of the index's pool.
+/// Only the prefix that is searched is read: a 10 MiB payload costs 2 KiB here.
+pub const SELECT_SQL: &str =
     "SELECT id, substr(key, 1, ?1), substr(b.value, 1, ?1), error_class, error_message
      FROM records JOIN record_bodies b ON b.record_id = records.id
      WHERE id > ?2 ORDER BY id LIMIT ?3";
 
-/// One search-index row: rowid = records.id.
+/// One search-index row, on a search-file connection: rowid = records.id.
 pub const INSERT_SQL: &str =
     "INSERT INTO records_fts (rowid, key_text, body, error_text) VALUES (?1, ?2, ?3, ?4)";
 
-/// Keep the search index caught up with the records until `shutdown`.
+/// Keep the search index caught up with the records until `shutdown`: at once while behind,
+/// every [`IDLE_POLL`] once caught up.
 pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
-    let mut last_newest: Option<i64> = None;
+    let mut search: Option<SqliteConnection> = None;
     loop {
-        let started = Instant::now();
-        let pause = match catch_up(&pool, CATCH_UP_ROWS).await {
+        let result = match search.as_mut() {
+            Some(c) => catch_up(&pool, c, CATCH_UP_ROWS).await,
+            None => match connect(&pool).await {
+                Ok(c) => catch_up(&pool, search.insert(c), CATCH_UP_ROWS).await,
+                Err(e) => Err(e),
+            },
+        };
+        let pause = match result {
             Ok(n) if (n as i64) < CATCH_UP_ROWS => IDLE_POLL,
-            Ok(_) => {
-                // Behind. Records still arriving means the indexer is working through a
-                // backlog: let it have the writer lock most of the time. Otherwise go on at
-                // once.
-                let newest = progress(&pool).await.ok().map(|p| p.newest);
-                let indexer_busy = last_newest.is_some() && newest != last_newest;
-                last_newest = newest;
-                if indexer_busy {
-                    started.elapsed() * BUSY_BACKOFF
-                } else {
-                    Duration::ZERO
-                }
-            }
+            Ok(_) => Duration::ZERO,
             Err(e) => {
                 tracing::warn!(error = %e, "adding records to the search index failed; retrying");
+                search = None;
                 Duration::from_secs(1)
             }
         };
+        if pause.is_zero() {
+            // Behind: go on at once, letting other tasks on this thread run first.
+            if shutdown.is_cancelled() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            continue;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+    if let Some(c) = search {
+        let _ = c.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_file_sits_next_to_the_index_with_search_before_the_extension() {
+        assert_eq!(
+            path_for(Path::new("/data/dlq-dashboard.db")),
+            Path::new("/data/dlq-dashboard.search.db")
+        );
+        assert_eq!(
+            path_for(Path::new("index.sqlite3")),
+            Path::new("index.search.sqlite3")
+        );
+        assert_eq!(
+            path_for(Path::new("dir/index")),
+            Path::new("dir/index.search")
+        );
+    }
+
+    #[test]
+    fn the_attach_uri_is_read_only_and_escapes_uri_characters() {
+        assert_eq!(
+            attach_uri(Path::new("/d/a?b#c%d.search.db")),
+            "file:/d/a%3Fb%23c%25d.search.db?mode=ro"
+        );
     }
 }

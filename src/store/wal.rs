@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
@@ -25,13 +26,17 @@ pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<(i64, i64)> {
     Ok((log, copied))
 }
 
-/// Checkpoint regularly until `shutdown`, on a connection of its own: it takes no
-/// connection from the pages, and a checkpoint that takes a second during a backlog is
-/// expected, not a slow statement to warn about.
+/// Checkpoint the file `pool` is open on regularly until `shutdown` (see [`run_on`]).
 pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
-    let options = (*pool.connect_options())
-        .clone()
-        .disable_statement_logging();
+    run_on((*pool.connect_options()).clone(), shutdown).await
+}
+
+/// Checkpoint the file `options` open regularly until `shutdown`, on a connection of its
+/// own: it takes no connection from the pages, and a checkpoint that takes a second during a
+/// backlog is expected, not a slow statement to warn about. (The index's search file has a
+/// log of its own, checkpointed by a second one of these.)
+pub async fn run_on(options: SqliteConnectOptions, shutdown: CancellationToken) {
+    let options = options.disable_statement_logging();
     let mut conn: Option<SqliteConnection> = None;
     loop {
         tokio::select! {

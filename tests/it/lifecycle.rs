@@ -88,3 +88,37 @@ async fn a_new_database_with_the_same_group_indexes_everything_again() {
     assert_exactly_once(&second, 40).await;
     second.stop().await;
 }
+
+/// Free-text matches through the API (one page holds them all here).
+async fn search_hits(d: &TestDashboard, q: &str) -> usize {
+    let (_, v) = d.get_json(&format!("/api/messages?q={q}&limit=1000")).await;
+    v["messages"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_file_deleted_while_stopped_is_rebuilt_on_start() {
+    let kafka = Kafka::start(&[(TOPIC, 3)]);
+    produce(&kafka, 0, 60).await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(60).await;
+    d.wait_searchable().await;
+    assert_eq!(search_hits(&d, "n").await, 60);
+
+    // The search file goes while the dashboard is stopped: it comes back and is refilled.
+    let search_file = dlq_dashboard::store::search::path_for(&d.db);
+    let args = serve_args(&kafka.bootstrap(), &d.db);
+    let d = d
+        .restart(args, || async {
+            std::fs::remove_file(&search_file).unwrap();
+            produce(&kafka, 60, 90).await;
+        })
+        .await;
+    assert!(search_file.is_file());
+    d.wait_indexed(90).await;
+    d.wait_searchable().await;
+    assert_eq!(search_hits(&d, "n").await, 90);
+    assert_eq!(search_hits(&d, "k85").await, 1);
+    let (_, v) = d.get_json("/api/messages?q=n&limit=1000").await;
+    assert_eq!(v["search_pending"], 0);
+    d.stop().await;
+}

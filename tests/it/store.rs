@@ -64,7 +64,8 @@ async fn an_overlapping_batch_stores_only_new_rows_and_indexes_them_for_search()
         .await
         .unwrap();
     assert_eq!((outcome.inserted, outcome.already_indexed), (2, 2));
-    assert_eq!(search::catch_up(&pool, 100).await.unwrap(), 5);
+    let mut s = search::connect(&pool).await.unwrap();
+    assert_eq!(search::catch_up(&pool, &mut s, 100).await.unwrap(), 5);
     for (word, expected) in [("word4", 1), ("word2", 1), ("key3", 1), ("payload", 5)] {
         let q = MessageQuery::parse(&format!("q={word}&limit=100")).unwrap();
         let page = records::list(&pool, &q).await.unwrap();
@@ -82,37 +83,12 @@ async fn an_overlapping_batch_stores_only_new_rows_and_indexes_them_for_search()
     assert_eq!(counted, 5, "counters count each row once");
 }
 
-#[tokio::test]
-async fn search_catches_up_on_every_record_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let pool = store::open(&path).await.unwrap();
-    let all: Vec<NewRecord> = (0..250).map(record).collect();
-    for (i, batch) in all.chunks(100).enumerate() {
-        let end = (i as i64 + 1) * 100;
-        records::insert_batch(&pool, batch, &at(end.min(250)), 1)
-            .await
-            .unwrap();
-    }
-    // Stored and browsable at once; searchable only once the catch-up has run.
-    assert!(search_offsets(&pool, "payload").await.is_empty());
-    let p = search::progress(&pool).await.unwrap();
-    assert_eq!((p.indexed_through, p.pending()), (0, 250));
-    // Part of the way, then the process goes away.
-    assert_eq!(search::catch_up(&pool, 60).await.unwrap(), 60);
-    assert_eq!(search::catch_up(&pool, 60).await.unwrap(), 60);
-    assert_eq!(
-        search_offsets(&pool, "payload").await,
-        (0..120).collect::<Vec<_>>()
-    );
-    pool.close().await;
-
-    let pool = store::open(&path).await.unwrap();
-    assert_eq!(search::progress(&pool).await.unwrap().pending(), 130);
+/// Wait until the search index has every record, with the catch-up as the dashboard runs it.
+async fn run_search_until_complete(pool: &sqlx::SqlitePool) {
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(search::run(pool.clone(), stop.clone()));
     crate::harness::wait_for("the catch-up to finish", || async {
-        search::progress(&pool)
+        search::progress(pool)
             .await
             .unwrap()
             .complete()
@@ -121,11 +97,61 @@ async fn search_catches_up_on_every_record_across_a_restart() {
     .await;
     stop.cancel();
     task.await.unwrap();
+}
+
+/// How many records a free-text filter counts (not capped at these sizes).
+async fn search_count(pool: &sqlx::SqlitePool, q: &str) -> i64 {
+    let q = MessageQuery::parse(&format!("q={q}")).unwrap();
+    records::count_capped(pool, &q.filter, 10_000)
+        .await
+        .unwrap()
+}
+
+async fn insert_all(pool: &sqlx::SqlitePool, all: &[NewRecord], first: i64) {
+    for (i, batch) in all.chunks(100).enumerate() {
+        let end = first + (i * 100 + batch.len()) as i64;
+        records::insert_batch(pool, batch, &at(end), 1)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn search_catches_up_on_every_record_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let pool = store::open(&path).await.unwrap();
+    let all: Vec<NewRecord> = (0..250).map(record).collect();
+    insert_all(&pool, &all, 0).await;
+    // Stored and browsable at once; searchable only once the catch-up has run.
+    assert!(search_offsets(&pool, "payload").await.is_empty());
+    let p = search::progress(&pool).await.unwrap();
+    assert_eq!((p.indexed_through, p.pending()), (0, 250));
+    // Part of the way, then the process goes away.
+    let mut s = search::connect(&pool).await.unwrap();
+    assert_eq!(search::catch_up(&pool, &mut s, 60).await.unwrap(), 60);
+    assert_eq!(search::catch_up(&pool, &mut s, 60).await.unwrap(), 60);
+    assert_eq!(
+        search_offsets(&pool, "payload").await,
+        (0..120).collect::<Vec<_>>()
+    );
+    drop(s);
+    pool.close().await;
+
+    let pool = store::open(&path).await.unwrap();
+    let p = search::progress(&pool).await.unwrap();
+    assert_eq!(
+        (p.indexed_through, p.pending()),
+        (120, 130),
+        "resumes at the stored mark"
+    );
+    run_search_until_complete(&pool).await;
     // Every record exactly once, each found by its own words.
     assert_eq!(
         search_offsets(&pool, "payload").await,
         (0..250).collect::<Vec<_>>()
     );
+    assert_eq!(search_count(&pool, "payload").await, 250);
     for offset in [0, 119, 120, 249] {
         assert_eq!(
             search_offsets(&pool, &format!("word{offset}")).await,
@@ -136,24 +162,97 @@ async fn search_catches_up_on_every_record_across_a_restart() {
             [offset]
         );
     }
-    assert_eq!(search::catch_up(&pool, 100).await.unwrap(), 0);
+    let mut s = search::connect(&pool).await.unwrap();
+    assert_eq!(search::catch_up(&pool, &mut s, 100).await.unwrap(), 0);
 }
 
 #[tokio::test]
-async fn a_row_id_handed_out_again_below_the_search_mark_is_searchable_at_once() {
+async fn the_search_index_lives_in_its_own_file_next_to_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let pool = store::open(&path).await.unwrap();
+    assert!(dir.path().join("s.search.db").is_file());
+    let in_main: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM main.sqlite_master WHERE name IN ('records_fts', 'search_progress')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(in_main, 0, "the index file keeps no search tables");
+    // The index's connections see the search file read-only: the catch-up's connection is
+    // its only writer, and the indexer's write transactions never lock it.
+    let write = sqlx::query("UPDATE search.search_progress SET indexed_through = 7")
+        .execute(&pool)
+        .await;
+    assert!(write.is_err(), "the attached search file is read-only");
+}
+
+#[tokio::test]
+async fn a_search_file_deleted_while_stopped_is_recreated_and_refilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let pool = store::open(&path).await.unwrap();
+    let all: Vec<NewRecord> = (0..150).map(record).collect();
+    insert_all(&pool, &all, 0).await;
+    run_search_until_complete(&pool).await;
+    assert_eq!(search_count(&pool, "payload").await, 150);
+    pool.close().await;
+
+    let search_file = dir.path().join("s.search.db");
+    std::fs::remove_file(&search_file).unwrap();
+    let pool = store::open(&path).await.unwrap();
+    assert!(search_file.is_file(), "recreated");
+    let p = search::progress(&pool).await.unwrap();
+    assert_eq!((p.indexed_through, p.pending()), (0, 150));
+    assert!(search_offsets(&pool, "payload").await.is_empty());
+    run_search_until_complete(&pool).await;
+    assert_eq!(
+        search_offsets(&pool, "payload").await,
+        (0..150).collect::<Vec<_>>()
+    );
+    assert_eq!(search_count(&pool, "word42").await, 1);
+}
+
+#[tokio::test]
+async fn a_search_file_left_behind_by_another_index_file_is_emptied_and_refilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let pool = store::open(&path).await.unwrap();
+    let old: Vec<NewRecord> = (0..120).map(record).collect();
+    insert_all(&pool, &old, 0).await;
+    run_search_until_complete(&pool).await;
+    pool.close().await;
+    // The index file goes, its search file stays; a new index starts over at id 1.
+    std::fs::remove_file(&path).unwrap();
+    let pool = store::open(&path).await.unwrap();
+    let p = search::progress(&pool).await.unwrap();
+    assert_eq!((p.indexed_through, p.newest), (0, 0));
+    let new: Vec<NewRecord> = (500..530).map(record).collect();
+    insert_all(&pool, &new, 500).await;
+    run_search_until_complete(&pool).await;
+    assert_eq!(
+        search_offsets(&pool, "payload").await,
+        (500..530).collect::<Vec<_>>()
+    );
+    assert!(search_offsets(&pool, "word5").await.is_empty());
+}
+
+#[tokio::test]
+async fn no_record_gets_an_id_at_or_below_the_search_mark() {
     let dir = tempfile::tempdir().unwrap();
     let pool = store::open(&dir.path().join("s.db")).await.unwrap();
     let first: Vec<NewRecord> = (0..3).map(record).collect();
     records::insert_batch(&pool, &first, &at(3), 1)
         .await
         .unwrap();
-    assert_eq!(search::catch_up(&pool, 100).await.unwrap(), 3);
-    // The newest row goes, with its search entry (a contentless index needs its text), so
-    // SQLite hands its id out again.
+    let mut s = search::connect(&pool).await.unwrap();
+    assert_eq!(search::catch_up(&pool, &mut s, 100).await.unwrap(), 3);
+    // The newest row goes, with its search entry (a contentless index needs its text).
+    // SQLite would hand its id out again; the search index would never look there.
     sqlx::query(
         "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', 3, 'key2', 'payload word2', 'E')",
     )
-    .execute(&pool)
+    .execute(&mut s)
     .await
     .unwrap();
     for table in ["records WHERE id", "record_bodies WHERE record_id"] {
@@ -162,16 +261,91 @@ async fn a_row_id_handed_out_again_below_the_search_mark_is_searchable_at_once()
             .await
             .unwrap();
     }
-    let again = [record(7)];
-    records::insert_batch(&pool, &again, &at(8), 2)
+    // The first new row is already stored (ignored), the next two are new.
+    let again = [record(1), record(7), record(8)];
+    let outcome = records::insert_batch(&pool, &again, &at(9), 2)
         .await
         .unwrap();
-    let id: i64 = sqlx::query_scalar("SELECT id FROM records WHERE \"offset\" = 7")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(id, 3, "the id is reused, below the search mark");
+    assert_eq!((outcome.inserted, outcome.already_indexed), (2, 1));
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM records WHERE \"offset\" >= 7 ORDER BY \"offset\"")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ids, [4, 5], "ids continue after the search mark");
+    assert_eq!(search::progress(&pool).await.unwrap().pending(), 2);
+    assert_eq!(search::catch_up(&pool, &mut s, 100).await.unwrap(), 2);
     assert!(search::progress(&pool).await.unwrap().complete());
     assert_eq!(search_offsets(&pool, "word7").await, [7]);
+    assert_eq!(search_offsets(&pool, "word8").await, [8]);
     assert!(search_offsets(&pool, "word2").await.is_empty());
+    assert_eq!(search_count(&pool, "payload").await, 4);
+}
+
+#[tokio::test]
+async fn an_index_with_the_search_tables_inside_moves_them_out_and_rebuilds_them() {
+    // An index file as the previous version left it: migrations up to 0003, its search
+    // index inside, complete.
+    let dir = tempfile::tempdir().unwrap();
+    let old_migrations = dir.path().join("migrations");
+    std::fs::create_dir(&old_migrations).unwrap();
+    for m in ["0001_index.sql", "0002_replay.sql", "0003_ingest.sql"] {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        std::fs::copy(from.join(m), old_migrations.join(m)).unwrap();
+    }
+    let path = dir.path().join("old.db");
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(old_migrations.as_path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for offset in 0..40 {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO records (topic, partition, \"offset\", ts, indexed_at, key, value, value_size, headers, convention, fingerprint)
+                 VALUES ('s.dlq', 0, ?1, 1, 1, ?2, ?3, 1, '[]', 'none', 'f') RETURNING id",
+            )
+            .bind(offset)
+            .bind(format!("key{offset}").into_bytes())
+            .bind(format!("payload word{offset}").into_bytes())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query("INSERT INTO records_fts (rowid, key_text, body, error_text) VALUES (?1, ?2, ?3, '')")
+                .bind(id)
+                .bind(format!("key{offset}"))
+                .bind(format!("payload word{offset}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE search_progress SET indexed_through = 40")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::Connection::close(conn).await.unwrap();
+    }
+
+    let pool = store::open(&path).await.unwrap();
+    let p = search::progress(&pool).await.unwrap();
+    assert_eq!(
+        (p.indexed_through, p.newest),
+        (0, 40),
+        "rebuilt from the first record"
+    );
+    run_search_until_complete(&pool).await;
+    assert_eq!(
+        search_offsets(&pool, "payload").await,
+        (0..40).collect::<Vec<_>>()
+    );
+    assert_eq!(search_offsets(&pool, "key17").await, [17]);
 }
