@@ -592,13 +592,16 @@ pub async fn record_deliveries(
                 add.opt_int(3, d.partition.map(i64::from))?;
                 add.opt_int(4, d.offset)?;
                 add.text(5, d.error.as_deref())?;
-                if add.execute()? > 0 {
-                    match d.error {
-                        None => sent += 1,
-                        Some(_) => failed += 1,
-                    }
-                }
+                add.execute()?;
             }
+            let mut counts = Statement::prepare(
+                db,
+                "SELECT COALESCE(SUM(e IS NULL), 0), COALESCE(SUM(e IS NOT NULL), 0) FROM delivered",
+            )?;
+            if counts.next_row()? {
+                (sent, failed) = (counts.column_int(0), counts.column_int(1));
+            }
+            drop(counts);
             let mut items = Statement::prepare(
                 db,
                 "UPDATE replay_items SET
