@@ -348,4 +348,17 @@ async fn an_index_with_the_search_tables_inside_moves_them_out_and_rebuilds_them
         (0..40).collect::<Vec<_>>()
     );
     assert_eq!(search_offsets(&pool, "key17").await, [17]);
+    // Migration 0004 moved every payload into record_bodies on the way.
+    let at17 = records::RecordId {
+        topic: "s.dlq".into(),
+        partition: 0,
+        offset: 17,
+        generation: None,
+    };
+    assert_eq!(
+        records::value(&pool, &at17).await.unwrap(),
+        Some(Some(b"payload word17".to_vec()))
+    );
+    let detail = records::get(&pool, &at17).await.unwrap().unwrap();
+    assert_eq!(detail.headers, "[]");
 }
