@@ -490,7 +490,7 @@ pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Resul
             Statement::run(db, "DELETE FROM claimed")?;
             let mut pick = Statement::prepare(
                 db,
-                "INSERT INTO claimed (id, topic, status)
+                "INSERT OR IGNORE INTO claimed (id, topic, status)
                  SELECT r.id, r.topic, r.status FROM replay_items i JOIN records r ON r.id = i.record_id
                  WHERE i.job_id = ?1 AND i.record_id = ?2 AND i.state = 'pending'",
             )?;
