@@ -13,7 +13,6 @@ pub mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -38,27 +37,7 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
             )));
         }
     }
-    let options = SqliteConnectOptions::from_str("sqlite://")
-        .map_err(Error::Database)?
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // WAL + NORMAL is durable against process crashes (the case the indexer guards
-        // against); only an OS crash can lose the last transactions, which are then re-read
-        // from Kafka because their positions were lost with them.
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        // 8 MiB of page cache per connection (4 at most) keeps a large index fast (page and
-        // search p99 under 4 ms at 1M records) and the process small: with 16 MiB a
-        // million-record replay grew the process by 73 MiB, with 8 MiB by 36 MiB.
-        .pragma("cache_size", "-8000")
-        // Temporary b-trees stay in the page cache while small and spill to a temporary
-        // file when large: in memory, the sort behind a million-record replay preview
-        // grew the process by more than 100 MiB.
-        .pragma("temp_store", "file")
-        // Checkpoints run on their own connection (`wal::run`), alongside the writers; this
-        // threshold (~160 MB of log) only bounds the log of a process that does not run it.
-        .pragma("wal_autocheckpoint", "40000");
+    let options = file_options(path);
     let cannot_open = |e: sqlx::Error| {
         Error::Config(format!(
             "The database {} cannot be opened ({e}); check the path and its permissions or pass another --database.",
@@ -99,6 +78,32 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         .connect_with(options)
         .await
         .map_err(cannot_open)
+}
+
+/// How every file of the index is opened: WAL, its durability, page cache and checkpoints.
+pub(crate) fn file_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL + NORMAL is durable against process crashes (the case the indexer guards
+        // against); only an OS crash can lose the last transactions, which are then re-read
+        // from Kafka because their positions were lost with them (for the search file: rows
+        // above the mark, which the catch-up adds again).
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        // 8 MiB of page cache per connection (4 at most) keeps a large index fast (page and
+        // search p99 under 4 ms at 1M records) and the process small: with 16 MiB a
+        // million-record replay grew the process by 73 MiB, with 8 MiB by 36 MiB.
+        .pragma("cache_size", "-8000")
+        // Temporary b-trees stay in the page cache while small and spill to a temporary
+        // file when large: in memory, the sort behind a million-record replay preview
+        // grew the process by more than 100 MiB.
+        .pragma("temp_store", "file")
+        // Checkpoints run on their own connection (`wal::run`, `wal::run_on`), alongside the
+        // writers; this threshold (~160 MB of log) only bounds the log of a process that
+        // does not run it.
+        .pragma("wal_autocheckpoint", "40000")
 }
 
 /// The right to write to one database file, held for a whole write transaction.

@@ -80,13 +80,11 @@ pub async fn insert_batch(
     advance_to: &[Position],
     now: i64,
 ) -> Result<BatchOutcome> {
-    let insert_sql = format!(
-        "INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({})",
-        (1..=21)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let params = (1..=21)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert_sql = format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({params})");
     let (_turn, mut tx) = super::begin_write(pool).await?;
     // The search index is filled behind this (`search::run`), in its own file, for ids above
     // its mark only, so no record may get an id at or below the mark. SQLite gives a new row
@@ -101,13 +99,8 @@ pub async fn insert_batch(
         .fetch_one(&mut *tx)
         .await?;
     let mut first_id = (newest < search_mark).then_some(search_mark + 1);
-    let insert_at_sql = format!(
-        "INSERT OR IGNORE INTO records (id, {RECORD_COLUMNS}) VALUES (?22, {})",
-        (1..=21)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let insert_at_sql =
+        format!("INSERT OR IGNORE INTO records (id, {RECORD_COLUMNS}) VALUES (?22, {params})");
     // (row id, index in `batch`) of every row this batch added.
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
     for (chunk_no, chunk) in batch.chunks(ROWS_PER_LOCK).enumerate() {

@@ -2,7 +2,9 @@
 //! Everything a job does is recorded here first, so a restarted dashboard can go on.
 
 use std::collections::BTreeMap;
+use std::ptr::NonNull;
 
+use libsqlite3_sys::sqlite3;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::raw::Statement;
@@ -365,7 +367,7 @@ pub async fn job_partitions(pool: &SqlitePool, id: &str) -> Result<Vec<(String, 
 }
 
 /// One item to send, with what the producer needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SendItem {
     /// Record row id.
     pub record_id: i64,
@@ -466,6 +468,22 @@ async fn choose(conn: &mut SqliteConnection, select_ids: &str, binds: &[&str]) -
     Ok(())
 }
 
+/// Make this connection's temporary table `name` exist and be empty.
+///
+/// # Safety
+/// As for [`Statement::prepare`].
+unsafe fn empty_temp_table(db: NonNull<sqlite3>, name: &str, columns: &str) -> Result<()> {
+    // SAFETY: as the caller promises.
+    unsafe {
+        Statement::run(
+            db,
+            &format!("CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})"),
+        )?;
+        Statement::run(db, &format!("DELETE FROM {name}"))?;
+    }
+    Ok(())
+}
+
 /// Claim items before they are handed to the producer: they become 'sending' and their
 /// records 'replaying'. Only pending items are claimed (a 'sending' item left by a crash
 /// keeps the status it remembered).
@@ -482,12 +500,11 @@ pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Resul
         unsafe {
             // Each claimed record with its topic and status as they were, so that the
             // counters are adjusted from this small table instead of the records.
-            Statement::run(
+            empty_temp_table(
                 db,
-                "CREATE TEMP TABLE IF NOT EXISTS claimed
-                   (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, status TEXT NOT NULL)",
+                "claimed",
+                "id INTEGER PRIMARY KEY, topic TEXT NOT NULL, status TEXT NOT NULL",
             )?;
-            Statement::run(db, "DELETE FROM claimed")?;
             let mut pick = Statement::prepare(
                 db,
                 "INSERT OR IGNORE INTO claimed (id, topic, status)
@@ -569,13 +586,12 @@ pub async fn record_deliveries(
             // batch's ids (a join the planner might turn around would scan the job or the
             // whole index per batch) and the counters are adjusted without reading the
             // records again.
-            Statement::run(
+            empty_temp_table(
                 db,
-                "CREATE TEMP TABLE IF NOT EXISTS delivered
-                   (id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
-                    topic TEXT NOT NULL, status TEXT NOT NULL)",
+                "delivered",
+                "id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
+                 topic TEXT NOT NULL, status TEXT NOT NULL",
             )?;
-            Statement::run(db, "DELETE FROM delivered")?;
             // Only items still 'sending' count: a report for an item the job no longer owns
             // (never expected) changes nothing.
             let mut add = Statement::prepare(

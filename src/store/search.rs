@@ -41,7 +41,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
@@ -98,20 +98,9 @@ pub fn path_of(pool: &SqlitePool) -> PathBuf {
     path_for(pool.connect_options().get_filename())
 }
 
-/// How the search file is opened for writing: the index file's durability settings.
+/// How the search file is opened for writing: as the index file.
 pub fn connect_options(search_file: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(search_file)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // As the index file (see `store::open`): a lost last transaction after an OS crash
-        // only leaves rows above the mark, which the catch-up adds again.
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-8000")
-        .pragma("temp_store", "file")
-        // Checkpoints run on their own connection (`wal::run_on`), as for the index file.
-        .pragma("wal_autocheckpoint", "40000")
+    super::file_options(search_file)
 }
 
 /// The statement every connection of the index's pool runs to see the search file, read
