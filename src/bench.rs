@@ -1,6 +1,7 @@
 //! `dlq-dashboard bench`: index rate and query latency, each printed next to a bare
 //! baseline measured in the same run, because absolute times on shared machines are noisy.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -9,7 +10,7 @@ use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::BenchArgs;
+use crate::config::{BenchArgs, BenchLayout};
 use crate::error::{Error, Result};
 use crate::filter::MessageQuery;
 use crate::index::normalise::RawHeader;
@@ -39,18 +40,47 @@ const WORDS: &[&str] = &[
     "priority",
 ];
 
+/// Records of one partition in a row, in the `runs` layout: librdkafka hands a consumer what
+/// one fetch returned for a partition (up to 1 MiB of it) before the next partition's.
+const RUN: usize = 500;
+
+/// One day in ms.
+const DAY_MS: i64 = 86_400_000;
+
+/// Where the `i`th synthetic record comes from: (topic, partition, offset, timestamp).
+fn synthetic_coordinates(i: usize, now: i64, layout: BenchLayout) -> (&'static str, i32, i64, i64) {
+    const TOPICS: [&str; 4] = [
+        "orders.dlq",
+        "payments.dlq",
+        "shipping.dlq",
+        "inventory.dlq",
+    ];
+    match layout {
+        // 8 partitions (2 per topic) taking turns in runs, 12.5 records/s over the last day.
+        BenchLayout::Runs => {
+            let run = i / RUN;
+            let slot = run % 8;
+            let offset = (run / 8 * RUN + i % RUN) as i64;
+            let ts = now - DAY_MS + (i as i64 * 80) % DAY_MS;
+            (TOPICS[slot % 4], (slot / 4) as i32, offset, ts)
+        }
+        BenchLayout::Interleaved => (
+            TOPICS[i % 4],
+            (i % 8) as i32,
+            (i / 4) as i64,
+            now - (i as i64 % 86_400) * 1000,
+        ),
+    }
+}
+
 pub(crate) fn synthetic_record(
     rng: &mut StdRng,
     i: usize,
     payload_bytes: usize,
     now: i64,
+    layout: BenchLayout,
 ) -> NewRecord {
-    let topic = [
-        "orders.dlq",
-        "payments.dlq",
-        "shipping.dlq",
-        "inventory.dlq",
-    ][i % 4];
+    let (topic, partition, offset, ts) = synthetic_coordinates(i, now, layout);
     let mut value = format!(
         r#"{{"id":"ord-{i}","customer":{},"amount":{}.{:02},"note":""#,
         rng.random_range(1..100_000),
@@ -75,9 +105,9 @@ pub(crate) fn synthetic_record(
     NewRecord::from_parts(
         RecordParts {
             topic: topic.into(),
-            partition: (i % 8) as i32,
-            offset: (i / 4) as i64,
-            timestamp: Some((now - (i as i64 % 86_400) * 1000, "create")),
+            partition,
+            offset,
+            timestamp: Some((ts, "create")),
             key: Some(format!("ord-{i}").into_bytes()),
             value: Some(value.into_bytes()),
             headers: vec![
@@ -222,6 +252,65 @@ pub(crate) fn rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Delete an SQLite file with its log and shared-memory files, so a round starts afresh.
+pub(crate) fn remove_database_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// One round of the index-rate benchmark: the bare insert, then the index, on fresh files.
+struct Round {
+    bare_secs: f64,
+    index: IndexTimes,
+}
+
+impl Round {
+    fn stored_ratio(&self) -> f64 {
+        self.bare_secs / self.index.stored_secs
+    }
+
+    fn searchable_ratio(&self) -> f64 {
+        self.bare_secs / self.index.searchable_secs
+    }
+}
+
+/// The bare insert and then the index, each into fresh files in `dir`. Returns the round and
+/// the index, open, for the latency measurements.
+async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::SqlitePool)> {
+    let bare_path = dir.join("bare.db");
+    remove_database_files(&bare_path);
+    let bare_pool = store::open(&bare_path).await?;
+    // The bare table gets the same background checkpoints as the index: only the schema and
+    // the work per row differ.
+    let stop = CancellationToken::new();
+    let wal_task = tokio::spawn(store::wal::run(bare_pool.clone(), stop.clone()));
+    let bare_secs = bare_insert(&bare_pool, rows).await?;
+    stop.cancel();
+    let _ = wal_task.await;
+    bare_pool.close().await;
+    remove_database_files(&bare_path);
+    remove_database_files(&search::path_for(&bare_path));
+    let index_path = dir.join("index.db");
+    remove_database_files(&index_path);
+    remove_database_files(&search::path_for(&index_path));
+    let pool = store::open(&index_path).await?;
+    let index = full_insert(&pool, rows).await?;
+    Ok((Round { bare_secs, index }, pool))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
 /// Run the benchmarks and print a report.
 pub async fn run(args: BenchArgs) -> Result<()> {
     let dir = match &args.dir {
@@ -232,49 +321,50 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let now = store::now_ms();
     let mut rng = StdRng::seed_from_u64(42);
     println!(
-        "generating {} records of ~{} B ...",
-        args.records, args.payload_bytes
+        "generating {} records of ~{} B, {:?} layout ...",
+        args.records, args.payload_bytes, args.layout
     );
     let rows: Vec<NewRecord> = (0..args.records)
-        .map(|i| synthetic_record(&mut rng, i, args.payload_bytes, now))
+        .map(|i| synthetic_record(&mut rng, i, args.payload_bytes, now, args.layout))
         .collect();
-
-    let bare_pool = store::open(&dir.join("bare.db")).await?;
-    // The bare table gets the same background checkpoints as the index: only the schema and
-    // the work per row differ.
-    let stop = CancellationToken::new();
-    let wal_task = tokio::spawn(store::wal::run(bare_pool.clone(), stop.clone()));
-    let bare_secs = bare_insert(&bare_pool, &rows).await?;
-    stop.cancel();
-    let _ = wal_task.await;
-    bare_pool.close().await;
-    let index_path = dir.join("index.db");
-    for file in [index_path.clone(), search::path_for(&index_path)] {
-        let _ = std::fs::remove_file(file);
-    }
-    let pool = store::open(&index_path).await?;
-    let times = full_insert(&pool, &rows).await?;
     let n = rows.len() as f64;
+    println!(
+        "index rate: {} rounds, each a bare multi-row insert of the rows into a table without indexes, then the index (rows, 8 indexes, counters, groups; search filled alongside)",
+        args.rounds
+    );
+    let mut rounds = Vec::new();
+    let mut pool: Option<sqlx::SqlitePool> = None;
+    for round_no in 1..=args.rounds {
+        if let Some(p) = pool.take() {
+            p.close().await;
+        }
+        let (round, p) = index_round(&dir, &rows).await?;
+        println!(
+            "  round {round_no}: bare {:>7.0}/s   index {:>7.0}/s stored, {:>7.0}/s searchable (+{:.1} s)   ratio {:.2}x stored, {:.2}x searchable",
+            n / round.bare_secs,
+            n / round.index.stored_secs,
+            n / round.index.searchable_secs,
+            round.index.searchable_secs - round.index.stored_secs,
+            round.stored_ratio(),
+            round.searchable_ratio(),
+        );
+        rounds.push(round);
+        pool = Some(p);
+    }
     drop(rows);
+    let pool = pool.expect("at least one round");
     println!(
-        "index rate (rows, 8 indexes, counters, groups):      {:>9.0} records/s",
-        n / times.stored_secs
+        "index rate, median of {} rounds: {:.0} records/s stored, {:.0} records/s searchable; bare {:.0} records/s",
+        rounds.len(),
+        median(rounds.iter().map(|r| n / r.index.stored_secs).collect()),
+        median(rounds.iter().map(|r| n / r.index.searchable_secs).collect()),
+        median(rounds.iter().map(|r| n / r.bare_secs).collect()),
     );
     println!(
-        "  and searchable (FTS caught up {:.1} s later):      {:>9.0} records/s",
-        times.searchable_secs - times.stored_secs,
-        n / times.searchable_secs
+        "ratio index / bare, median of the rounds' ratios: {:.2}x stored, {:.2}x searchable",
+        median(rounds.iter().map(Round::stored_ratio).collect()),
+        median(rounds.iter().map(Round::searchable_ratio).collect()),
     );
-    println!(
-        "bare multi-row insert of the same rows, no index:    {:>9.0} records/s",
-        n / bare_secs
-    );
-    println!(
-        "ratio index / bare: {:.2}x stored, {:.2}x searchable",
-        bare_secs / times.stored_secs,
-        bare_secs / times.searchable_secs
-    );
-
     let runs = 200;
     let cases = [
         ("first page, no filter", ""),

@@ -128,9 +128,27 @@ pub struct BenchArgs {
     /// Approximate payload size in bytes.
     #[arg(long, default_value_t = 1024)]
     pub payload_bytes: usize,
+    /// How the synthetic records arrive: in runs of one partition with rising timestamps, as
+    /// a consumer hands them over (runs), or every record from another partition with
+    /// timestamps falling through the day (interleaved, the worst case for the indexes).
+    #[arg(long, value_enum, default_value_t = BenchLayout::Runs)]
+    pub layout: BenchLayout,
+    /// Rounds of the index-rate benchmark, each a bare insert then the index on fresh files;
+    /// the report gives every round and the medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
     /// Where to put the benchmark databases (a temporary folder when absent).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// The order of the benchmarks' synthetic records (see `BenchArgs::layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchLayout {
+    /// Runs of 500 records of one partition, timestamps rising over the last day.
+    Runs,
+    /// Each record from the next of 8 partitions, timestamps falling through the day.
+    Interleaved,
 }
 
 /// The benchmark suites of `bench`.

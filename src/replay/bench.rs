@@ -28,7 +28,7 @@ use sqlx::SqlitePool;
 use super::plan::{self, Selection};
 use super::runner::{producer_config, replay_headers};
 use crate::app::Dashboard;
-use crate::bench::{rss_mib, synthetic_record};
+use crate::bench::{remove_database_files, rss_mib, synthetic_record};
 use crate::config::{BenchArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
@@ -76,8 +76,9 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
 async fn rate(args: &BenchArgs, dir: &Path) -> Result<()> {
     let n = args.replay_records;
     println!(
-        "replay rate: {n} messages of ~{} B; librdkafka mock cluster in process (1 broker), {} retry topics x 4 partitions",
+        "replay rate: {n} messages of ~{} B, {:?} layout; librdkafka mock cluster in process (1 broker), {} retry topics x 4 partitions",
         args.payload_bytes,
+        args.layout,
         TARGETS.len()
     );
     let cluster = EmbeddedCluster::start(1)?;
@@ -85,7 +86,7 @@ async fn rate(args: &BenchArgs, dir: &Path) -> Result<()> {
         cluster.create_topic(topic, partitions)?;
     }
     let db = dir.join("rate.db");
-    fill(&db, n, args.payload_bytes).await?;
+    fill(&db, n, args).await?;
     let dashboard = start(cluster.bootstrap_servers(), &db).await?;
     let result = async {
         let preview = preview(&dashboard, n).await?;
@@ -133,7 +134,7 @@ async fn memory(args: &BenchArgs, dir: &Path) -> Result<()> {
     let mut broker = BrokerProcess::start()?;
     let db = dir.join("memory.db");
     let result = async {
-        fill(&db, n, args.payload_bytes).await?;
+        fill(&db, n, args).await?;
         let dashboard = start(&broker.bootstrap, &db).await?;
         let measured = async {
             // Idle: started, connected, nothing to do; a second for background tasks to
@@ -203,12 +204,8 @@ async fn sample_peak(peak: Arc<AtomicU64>, stop: tokio_util::sync::CancellationT
 
 /// A fresh index of `n` synthetic records (the index benchmark's), written in batches so
 /// that the records are never all in memory.
-async fn fill(db: &Path, n: usize, payload_bytes: usize) -> Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        let _ = std::fs::remove_file(path);
-    }
+async fn fill(db: &Path, n: usize, args: &BenchArgs) -> Result<()> {
+    remove_database_files(db);
     let pool = store::open(db).await?;
     let started = Instant::now();
     let now = store::now_ms();
@@ -217,7 +214,7 @@ async fn fill(db: &Path, n: usize, payload_bytes: usize) -> Result<()> {
     while done < n {
         let end = (done + FILL_BATCH).min(n);
         let rows: Vec<_> = (done..end)
-            .map(|i| synthetic_record(&mut rng, i, payload_bytes, now))
+            .map(|i| synthetic_record(&mut rng, i, args.payload_bytes, now, args.layout))
             .collect();
         records::insert_batch(&pool, &rows, &[], now).await?;
         done = end;
