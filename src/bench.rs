@@ -175,12 +175,16 @@ async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64>
     let started = Instant::now();
     for batch in rows.chunks(BATCH) {
         let (_turn, mut tx) = crate::store::begin_write(pool).await?;
+        // The same page cache as the index's batches (which need it more: each of their
+        // records changes ten b-trees, not one).
+        crate::store::batch_cache(&mut tx, true).await?;
         for chunk in batch.chunks(400) {
             let mut qb: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("INSERT INTO bare ({BARE_COLUMNS}) "));
             qb.push_values(chunk, push_bare_row);
             qb.build().execute(&mut *tx).await?;
         }
+        crate::store::batch_cache(&mut tx, false).await?;
         tx.commit().await?;
     }
     Ok(started.elapsed().as_secs_f64())

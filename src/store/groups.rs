@@ -1,15 +1,26 @@
 //! Failure groups: records sharing error class, origin topic and masked error message.
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 
-use sqlx::{SqliteConnection, SqlitePool};
+use libsqlite3_sys as ffi;
 
+use sqlx::SqlitePool;
+
+use super::raw::Statement;
 use super::stats::HOUR_MS;
 use crate::error::Result;
 use crate::index::record::NewRecord;
 
-/// Fold freshly inserted records into their groups and hourly group counts.
-pub async fn count_new_records(conn: &mut SqliteConnection, rows: &[&NewRecord]) -> Result<()> {
+/// Fold freshly inserted records into their groups and hourly group counts, in the
+/// transaction of the connection `db` (stepped through the C API, as the rows are).
+///
+/// # Safety
+/// As for [`Statement::prepare`].
+pub(crate) unsafe fn count_new_records(
+    db: NonNull<ffi::sqlite3>,
+    rows: &[&NewRecord],
+) -> Result<()> {
     struct Acc<'a> {
         first: &'a NewRecord,
         count: i64,
@@ -32,35 +43,44 @@ pub async fn count_new_records(conn: &mut SqliteConnection, rows: &[&NewRecord])
             .entry((&r.fingerprint, r.ts.div_euclid(HOUR_MS)))
             .or_default() += 1;
     }
-    for (fingerprint, acc) in groups {
-        let n = &acc.first.normalised;
-        sqlx::query(
+    // SAFETY: as the caller promises, for both statements.
+    let mut group = unsafe {
+        Statement::prepare(
+            db,
             "INSERT INTO failure_groups (fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (fingerprint) DO UPDATE SET count = count + excluded.count,
                 first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
         )
-        .bind(fingerprint)
-        .bind(n.error_class.as_deref())
-        .bind(n.origin_topic.as_deref())
-        .bind(acc.first.masked_message.as_deref())
-        .bind(n.error_message.as_deref().map(|m| m.chars().take(500).collect::<String>()))
-        .bind(acc.count)
-        .bind(acc.min_ts)
-        .bind(acc.max_ts)
-        .execute(&mut *conn)
-        .await?;
+    }?;
+    for (fingerprint, acc) in groups {
+        let n = &acc.first.normalised;
+        group.text(1, Some(fingerprint))?;
+        group.text(2, n.error_class.as_deref())?;
+        group.text(3, n.origin_topic.as_deref())?;
+        group.text(4, acc.first.masked_message.as_deref())?;
+        let sample: Option<String> = n
+            .error_message
+            .as_deref()
+            .map(|m| m.chars().take(500).collect());
+        group.text_copy(5, sample.as_deref())?;
+        group.int(6, acc.count)?;
+        group.int(7, acc.min_ts)?;
+        group.int(8, acc.max_ts)?;
+        group.execute()?;
     }
-    for ((fingerprint, hour), n) in hourly {
-        sqlx::query(
-            "INSERT INTO group_hourly (fingerprint, hour, count) VALUES (?, ?, ?)
+    let mut hours = unsafe {
+        Statement::prepare(
+            db,
+            "INSERT INTO group_hourly (fingerprint, hour, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (fingerprint, hour) DO UPDATE SET count = count + excluded.count",
         )
-        .bind(fingerprint)
-        .bind(hour)
-        .bind(n)
-        .execute(&mut *conn)
-        .await?;
+    }?;
+    for ((fingerprint, hour), n) in hourly {
+        hours.text(1, Some(fingerprint))?;
+        hours.int(2, hour)?;
+        hours.int(3, n)?;
+        hours.execute()?;
     }
     Ok(())
 }

@@ -99,6 +99,9 @@ pub async fn insert_batch(
         .fetch_one(&mut *tx)
         .await?;
     let mut first_id = (newest < search_mark).then_some(search_mark + 1);
+    // Lowered again before the commit. A batch that fails on the way leaves the connection
+    // with the larger cache until its next batch.
+    super::batch_cache(&mut tx, true).await?;
     let insert_at_sql =
         format!("INSERT OR IGNORE INTO records (id, {RECORD_COLUMNS}) VALUES (?22, {params})");
     // (row id, index in `batch`) of every row this batch added.
@@ -144,9 +147,17 @@ pub async fn insert_batch(
         tokio::task::yield_now().await;
     }
     let new_rows: Vec<&NewRecord> = inserted.iter().map(|&(_, i)| &batch[i]).collect();
-    stats::count_new_records(&mut tx, &new_rows).await?;
-    groups::count_new_records(&mut tx, &new_rows).await?;
+    {
+        let mut handle = tx.lock_handle().await?;
+        let db = handle.as_raw_handle();
+        // SAFETY: the handle's lock keeps sqlx off the connection until both return.
+        unsafe {
+            stats::count_new_records(db, &new_rows)?;
+            groups::count_new_records(db, &new_rows)?;
+        }
+    }
     positions::advance(&mut tx, advance_to, now).await?;
+    super::batch_cache(&mut tx, false).await?;
     tx.commit().await?;
     Ok(BatchOutcome {
         inserted: inserted.len(),
@@ -297,10 +308,55 @@ fn search_driven_from(qb: &mut QueryBuilder<'_, Sqlite>, expr: String) {
 pub async fn list(pool: &SqlitePool, query: &MessageQuery) -> Result<RecordPage> {
     let limit = i64::from(query.limit);
     let ascending = matches!(query.page, Page::Newer(_));
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS}"));
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
+    push_listing(&mut qb, query);
+    let mut rows: Vec<RecordSummary> = qb.build_query_as().fetch_all(pool).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(query.limit as usize);
+    if ascending {
+        rows.reverse();
+    }
+    let cursor_of = |r: &RecordSummary| crate::filter::Cursor { ts: r.ts, id: r.id };
+    let older_if_more = || {
+        if more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        }
+    };
+    let (older, newer) = match query.page {
+        Page::First => (older_if_more(), None),
+        Page::Older(_) => (older_if_more(), rows.first().map(cursor_of)),
+        Page::Newer(_) => (
+            rows.last().map(cursor_of),
+            if more {
+                rows.first().map(cursor_of)
+            } else {
+                None
+            },
+        ),
+    };
+    Ok(RecordPage { rows, older, newer })
+}
+
+/// How SQLite runs the listing of `query`, as the lines of EXPLAIN QUERY PLAN. A listing
+/// must walk an index in the order of the page and stop after it, never sort its matches:
+/// that is what keeps a page of a million-record index in milliseconds.
+pub async fn listing_plan(pool: &SqlitePool, query: &MessageQuery) -> Result<Vec<String>> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("EXPLAIN QUERY PLAN ");
+    push_listing(&mut qb, query);
+    let rows: Vec<(i64, i64, i64, String)> = qb.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(_, _, _, detail)| detail).collect())
+}
+
+/// The listing's SELECT, with one row more than a page: that row tells whether another page
+/// exists in that direction.
+fn push_listing(qb: &mut QueryBuilder<'_, Sqlite>, query: &MessageQuery) {
+    let ascending = matches!(query.page, Page::Newer(_));
+    qb.push(format!("SELECT {SUMMARY_COLUMNS}"));
     if let Some(expr) = query.filter.q.as_deref().and_then(fts_expression) {
-        search_driven_from(&mut qb, expr);
-        push_filter_conditions(&mut qb, &query.filter);
+        search_driven_from(qb, expr);
+        push_filter_conditions(qb, &query.filter);
         match query.page {
             Page::First => {}
             Page::Older(c) => {
@@ -315,78 +371,33 @@ pub async fn list(pool: &SqlitePool, query: &MessageQuery) -> Result<RecordPage>
         } else {
             " ORDER BY records_fts.rowid DESC"
         });
-        return finish_page(pool, qb, query, limit, ascending).await;
-    }
-    qb.push(" FROM records");
-    push_filter(&mut qb, &query.filter);
-    match query.page {
-        Page::First => {}
-        Page::Older(c) => {
-            qb.push(" AND (ts, id) < (")
-                .push_bind(c.ts)
-                .push(", ")
-                .push_bind(c.id)
-                .push(")");
-        }
-        Page::Newer(c) => {
-            qb.push(" AND (ts, id) > (")
-                .push_bind(c.ts)
-                .push(", ")
-                .push_bind(c.id)
-                .push(")");
-        }
-    }
-    qb.push(if ascending {
-        " ORDER BY ts ASC, id ASC"
     } else {
-        " ORDER BY ts DESC, id DESC"
-    });
-    finish_page(pool, qb, query, limit, ascending).await
-}
-
-async fn finish_page(
-    pool: &SqlitePool,
-    mut qb: QueryBuilder<'_, Sqlite>,
-    query: &MessageQuery,
-    limit: i64,
-    ascending: bool,
-) -> Result<RecordPage> {
-    // One row more than asked tells whether another page exists in that direction.
-    qb.push(" LIMIT ").push_bind(limit + 1);
-    let mut rows: Vec<RecordSummary> = qb.build_query_as().fetch_all(pool).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(query.limit as usize);
-    if ascending {
-        rows.reverse();
+        qb.push(" FROM records");
+        push_filter(qb, &query.filter);
+        match query.page {
+            Page::First => {}
+            Page::Older(c) => {
+                qb.push(" AND (ts, id) < (")
+                    .push_bind(c.ts)
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+            Page::Newer(c) => {
+                qb.push(" AND (ts, id) > (")
+                    .push_bind(c.ts)
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+        }
+        qb.push(if ascending {
+            " ORDER BY ts ASC, id ASC"
+        } else {
+            " ORDER BY ts DESC, id DESC"
+        });
     }
-    let cursor_of = |r: &RecordSummary| crate::filter::Cursor { ts: r.ts, id: r.id };
-    let (older, newer) = match query.page {
-        Page::First => (
-            if more {
-                rows.last().map(cursor_of)
-            } else {
-                None
-            },
-            None,
-        ),
-        Page::Older(_) => (
-            if more {
-                rows.last().map(cursor_of)
-            } else {
-                None
-            },
-            rows.first().map(cursor_of),
-        ),
-        Page::Newer(_) => (
-            rows.last().map(cursor_of),
-            if more {
-                rows.first().map(cursor_of)
-            } else {
-                None
-            },
-        ),
-    };
-    Ok(RecordPage { rows, older, newer })
+    qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
 }
 
 /// Where a record is: topic, partition, offset, and the log generation (None: the newest
