@@ -17,6 +17,8 @@ pub mod filter;
 pub mod index;
 /// Kafka client settings and the embedded mock cluster.
 pub mod kafka;
+/// Freed memory given back to the operating system after bursts of work.
+pub mod memory;
 /// Replay target resolution (and, next, replay jobs).
 pub mod replay;
 /// All SQL.

@@ -113,9 +113,9 @@ const CACHE_KIB: i64 = 8_000;
 /// of 5,000 records of ~1 KiB dirties ~10 MB of pages (bodies, rows and nine index entries
 /// each). In the 8 MiB every connection keeps, SQLite spilled dirty pages into the log in
 /// the middle of the transaction, and wrote the index pages the batch kept changing more than
-/// once: a seventh of the batch's time. The cache is lowered again before the commit, so the
+/// once: a tenth of the batch's time. The cache is lowered again before the commit, so the
 /// pages beyond the usual size are freed as the commit makes them clean.
-const BATCH_CACHE_KIB: i64 = 32_000;
+const BATCH_CACHE_KIB: i64 = 16_000;
 
 /// Give the connection of a write transaction the larger cache of a batch (`batch`) or the
 /// usual one back.

@@ -54,6 +54,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sear
 
 /// Rows per catch-up transaction: as many as the indexer writes in one.
 pub const CATCH_UP_ROWS: i64 = 5000;
+/// Records the catch-up adds before, once caught up, it gives freed memory back to the
+/// system: a backlog, not the trickle of a quiet index.
+const RELEASE_AFTER_ROWS: usize = 20_000;
 /// How often an idle catch-up looks for new rows: the search lag of a quiet index.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
@@ -287,6 +290,9 @@ pub const INSERT_SQL: &str =
 /// every [`IDLE_POLL`] once caught up.
 pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
     let mut search: Option<SqliteConnection> = None;
+    // Records added since memory was last given back: a backlog's burst of allocations (the
+    // indexer's and this task's) ends when this catches up after it.
+    let mut added_since_release = 0;
     loop {
         let result = match search.as_mut() {
             Some(c) => catch_up(&pool, c, CATCH_UP_ROWS).await,
@@ -295,8 +301,17 @@ pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
                 Err(e) => Err(e),
             },
         };
+        if let Ok(n) = result {
+            added_since_release += n;
+        }
         let pause = match result {
-            Ok(n) if (n as i64) < CATCH_UP_ROWS => IDLE_POLL,
+            Ok(n) if (n as i64) < CATCH_UP_ROWS => {
+                if added_since_release >= RELEASE_AFTER_ROWS {
+                    crate::memory::release_freed();
+                    added_since_release = 0;
+                }
+                IDLE_POLL
+            }
             Ok(_) => Duration::ZERO,
             Err(e) => {
                 tracing::warn!(error = %e, "adding records to the search index failed; retrying");

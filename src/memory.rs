@@ -1,0 +1,16 @@
+//! Memory the process has freed, given back to the operating system.
+//!
+//! Indexing a backlog allocates in bursts: batches of records, the page cache of a batch's
+//! write, the search catch-up's texts and FTS5's pending terms. glibc keeps what is freed
+//! in its per-thread arenas for reuse, so after a million-record backlog the process stayed
+//! at 118–145 MiB resident while a fresh process serving the same index needed ~40 MiB.
+
+/// Return freed heap memory to the operating system (glibc's `malloc_trim`). Takes a few
+/// milliseconds after a large burst; call it when a burst of work has ended, not per item.
+pub fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
