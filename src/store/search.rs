@@ -307,7 +307,8 @@ pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
         let pause = match result {
             Ok(n) if (n as i64) < CATCH_UP_ROWS => {
                 if added_since_release >= RELEASE_AFTER_ROWS {
-                    crate::memory::release_freed();
+                    // Milliseconds of allocator work: off the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
                     added_since_release = 0;
                 }
                 IDLE_POLL
