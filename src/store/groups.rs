@@ -8,7 +8,7 @@ use libsqlite3_sys as ffi;
 use sqlx::SqlitePool;
 
 use super::raw::Statement;
-use super::stats::HOUR_MS;
+use super::stats::{self, HOUR_MS};
 use crate::error::Result;
 use crate::index::record::NewRecord;
 
@@ -43,7 +43,7 @@ pub(crate) unsafe fn count_new_records(
             .entry((&r.fingerprint, r.ts.div_euclid(HOUR_MS)))
             .or_default() += 1;
     }
-    // SAFETY: as the caller promises, for both statements.
+    // SAFETY: as the caller promises.
     let mut group = unsafe {
         Statement::prepare(
             db,
@@ -69,20 +69,15 @@ pub(crate) unsafe fn count_new_records(
         group.int(8, acc.max_ts)?;
         group.execute()?;
     }
-    let mut hours = unsafe {
-        Statement::prepare(
+    // SAFETY: as the caller promises.
+    unsafe {
+        stats::add_counts(
             db,
             "INSERT INTO group_hourly (fingerprint, hour, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (fingerprint, hour) DO UPDATE SET count = count + excluded.count",
+            hourly,
         )
-    }?;
-    for ((fingerprint, hour), n) in hourly {
-        hours.text(1, Some(fingerprint))?;
-        hours.int(2, hour)?;
-        hours.int(3, n)?;
-        hours.execute()?;
     }
-    Ok(())
 }
 
 /// One failure group.

@@ -4,7 +4,7 @@
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::positions::{self, Position};
-use super::raw::Statement;
+use super::raw::{with_handle, Statement};
 use super::search;
 use super::{groups, stats};
 use crate::error::Result;
@@ -107,11 +107,9 @@ pub async fn insert_batch(
     // (row id, index in `batch`) of every row this batch added.
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
     for (chunk_no, chunk) in batch.chunks(ROWS_PER_LOCK).enumerate() {
-        {
-            let mut handle = tx.lock_handle().await?;
-            let db = handle.as_raw_handle();
-            // SAFETY: the handle's lock keeps sqlx off the connection while the statements
-            // live; they are dropped at the end of this block, before the lock.
+        with_handle(&mut tx, |db| {
+            // SAFETY: `with_handle` keeps sqlx off the connection; the statements are
+            // dropped before it returns.
             let mut row = unsafe { Statement::prepare(db, &insert_sql) }?;
             let mut row_at = match first_id {
                 Some(_) => Some(unsafe { Statement::prepare(db, &insert_at_sql) }?),
@@ -143,19 +141,20 @@ pub async fn insert_batch(
                     inserted.push((id, chunk_no * ROWS_PER_LOCK + j));
                 }
             }
-        }
+            Ok(())
+        })
+        .await?;
         tokio::task::yield_now().await;
     }
     let new_rows: Vec<&NewRecord> = inserted.iter().map(|&(_, i)| &batch[i]).collect();
-    {
-        let mut handle = tx.lock_handle().await?;
-        let db = handle.as_raw_handle();
-        // SAFETY: the handle's lock keeps sqlx off the connection until both return.
+    with_handle(&mut tx, |db| {
+        // SAFETY: `with_handle` keeps sqlx off the connection until both return.
         unsafe {
             stats::count_new_records(db, &new_rows)?;
-            groups::count_new_records(db, &new_rows)?;
+            groups::count_new_records(db, &new_rows)
         }
-    }
+    })
+    .await?;
     positions::advance(&mut tx, advance_to, now).await?;
     super::batch_cache(&mut tx, false).await?;
     tx.commit().await?;

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use libsqlite3_sys::sqlite3;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::raw::Statement;
+use super::raw::{with_handle, Statement};
 use super::records::{push_filter, RecordId};
 use crate::error::Result;
 use crate::filter::MessageFilter;
@@ -397,14 +397,14 @@ pub async fn next_items(
     limit: i64,
 ) -> Result<Vec<SendItem>> {
     let mut conn = pool.acquire().await?;
-    let mut handle = conn.lock_handle().await?;
     // Stepped here rather than on sqlx's worker thread: this read runs beside each claim,
     // and a bulk replay waits for whichever of the two ends last.
-    // SAFETY: the handle's lock keeps sqlx off the connection while the statement lives; it
-    // is dropped at the end of this function, before the lock.
+    with_handle(&mut conn, |db| {
+    // SAFETY: `with_handle` keeps sqlx off the connection; the statement is dropped before
+    // it returns.
     let mut rows = unsafe {
         Statement::prepare(
-            handle.as_raw_handle(),
+            db,
             "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.replay_count
              FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
              WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state IN ('pending', 'sending')
@@ -430,6 +430,8 @@ pub async fn next_items(
         });
     }
     Ok(items)
+    })
+    .await
 }
 
 /// Apply `update` to the records whose ids `ids_sql` selects (neither takes parameters),
@@ -489,14 +491,12 @@ unsafe fn empty_temp_table(db: NonNull<sqlite3>, name: &str, columns: &str) -> R
 /// keeps the status it remembered).
 pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Result<()> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    {
-        // The whole claim runs on this task, statement after statement, without a round
-        // trip to sqlx's worker thread for each: while the writer's turn is held, every
-        // hand-over between threads was time no other writer could use.
-        let mut handle = tx.lock_handle().await?;
-        let db = handle.as_raw_handle();
-        // SAFETY: the handle's lock keeps sqlx off the connection while the statements
-        // live; they are dropped at the end of this block, before the lock.
+    // The whole claim runs on this task, statement after statement, without a round trip to
+    // sqlx's worker thread for each: while the writer's turn is held, every hand-over
+    // between threads was time no other writer could use.
+    with_handle(&mut tx, |db| {
+        // SAFETY: `with_handle` keeps sqlx off the connection; the statements are dropped
+        // before it returns.
         unsafe {
             // Each claimed record with its topic and status as they were, so that the
             // counters are adjusted from this small table instead of the records.
@@ -536,7 +536,9 @@ pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Resul
                  ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
             )?;
         }
-    }
+        Ok(())
+    })
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -574,12 +576,10 @@ pub async fn record_deliveries(
     }
     let (_turn, mut tx) = super::begin_write(pool).await?;
     let (mut sent, mut failed) = (0_i64, 0_i64);
-    {
-        // As in `claim`: one block on this task, no round trips while the turn is held.
-        let mut handle = tx.lock_handle().await?;
-        let db = handle.as_raw_handle();
-        // SAFETY: the handle's lock keeps sqlx off the connection while the statements
-        // live; they are dropped at the end of this block, before the lock.
+    // As in `claim`: one block on this task, no round trips while the turn is held.
+    with_handle(&mut tx, |db| {
+        // SAFETY: `with_handle` keeps sqlx off the connection; the statements are dropped
+        // before it returns.
         unsafe {
             // The batch goes into a keyed temporary table first, with each record's topic
             // and status before this outcome, so that every update below is driven by the
@@ -659,7 +659,9 @@ pub async fn record_deliveries(
             job.text(3, Some(job_id))?;
             job.execute()?;
         }
-    }
+        Ok(())
+    })
+    .await?;
     tx.commit().await?;
     Ok(())
 }

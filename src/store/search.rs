@@ -45,7 +45,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
-use super::raw::Statement;
+use super::raw::{with_handle, Statement};
 use crate::error::{Error, Result};
 use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
 
@@ -223,11 +223,10 @@ pub async fn catch_up(
         tx.rollback().await?;
         return Ok(0);
     };
-    {
-        let mut handle = tx.lock_handle().await?;
-        // SAFETY: the handle's lock keeps sqlx off the connection while the statement lives;
-        // it is dropped at the end of this block, before the lock.
-        let mut insert = unsafe { Statement::prepare(handle.as_raw_handle(), INSERT_SQL) }?;
+    with_handle(&mut tx, |db| {
+        // SAFETY: `with_handle` keeps sqlx off the connection; the statement is dropped
+        // before it returns.
+        let mut insert = unsafe { Statement::prepare(db, INSERT_SQL) }?;
         for (id, t) in &rows {
             insert.int(1, *id)?;
             insert.text(2, Some(&t.key_text))?;
@@ -235,7 +234,9 @@ pub async fn catch_up(
             insert.text(4, Some(&t.error_text))?;
             insert.execute()?;
         }
-    }
+        Ok(())
+    })
+    .await?;
     sqlx::query("UPDATE search_progress SET indexed_through = ?")
         .bind(last)
         .execute(&mut *tx)
@@ -252,26 +253,28 @@ async fn read_texts(
     max_rows: i64,
 ) -> Result<Vec<(i64, SearchText)>> {
     let mut conn = pool.acquire().await?;
-    let mut handle = conn.lock_handle().await?;
-    // SAFETY: the handle's lock keeps sqlx off the connection while the statement lives; it
-    // is dropped at the end of this function, before the lock.
-    let mut rows = unsafe { Statement::prepare(handle.as_raw_handle(), SELECT_SQL) }?;
-    rows.int(1, SEARCH_PREFIX_BYTES as i64)?;
-    rows.int(2, through)?;
-    rows.int(3, max_rows)?;
-    let mut out = Vec::with_capacity(usize::try_from(max_rows).unwrap_or(0).min(65_536));
-    while rows.next_row()? {
-        let text = |i| rows.column_bytes(i).map(String::from_utf8_lossy);
-        let (class, message) = (text(3), text(4));
-        let t = search_text(
-            rows.column_bytes(1),
-            rows.column_bytes(2),
-            class.as_deref(),
-            message.as_deref(),
-        );
-        out.push((rows.column_int(0), t));
-    }
-    Ok(out)
+    with_handle(&mut conn, |db| {
+        // SAFETY: `with_handle` keeps sqlx off the connection; the statement is dropped before
+        // it returns.
+        let mut rows = unsafe { Statement::prepare(db, SELECT_SQL) }?;
+        rows.int(1, SEARCH_PREFIX_BYTES as i64)?;
+        rows.int(2, through)?;
+        rows.int(3, max_rows)?;
+        let mut out = Vec::with_capacity(usize::try_from(max_rows).unwrap_or(0).min(65_536));
+        while rows.next_row()? {
+            let text = |i| rows.column_bytes(i).map(String::from_utf8_lossy);
+            let (class, message) = (text(3), text(4));
+            let t = search_text(
+                rows.column_bytes(1),
+                rows.column_bytes(2),
+                class.as_deref(),
+                message.as_deref(),
+            );
+            out.push((rows.column_int(0), t));
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// The stored fields a record's search text is made from (id, key, value, error class,
@@ -301,11 +304,9 @@ pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
                 Err(e) => Err(e),
             },
         };
-        if let Ok(n) = result {
-            added_since_release += n;
-        }
         let pause = match result {
             Ok(n) if (n as i64) < CATCH_UP_ROWS => {
+                added_since_release += n;
                 if added_since_release >= RELEASE_AFTER_ROWS {
                     // Milliseconds of allocator work: off the runtime's threads.
                     let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
@@ -313,7 +314,10 @@ pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
                 }
                 IDLE_POLL
             }
-            Ok(_) => Duration::ZERO,
+            Ok(n) => {
+                added_since_release += n;
+                Duration::ZERO
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "adding records to the search index failed; retrying");
                 search = None;

@@ -8,7 +8,7 @@ use libsqlite3_sys as ffi;
 
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::raw::Statement;
+use super::raw::{Param, Statement};
 use crate::error::Result;
 use crate::index::record::NewRecord;
 
@@ -38,39 +38,45 @@ pub(crate) unsafe fn count_new_records(
             *classes.entry((&r.topic, class)).or_default() += 1;
         }
     }
-    // SAFETY: as the caller promises, for this and the statements below.
-    let mut status = unsafe { Statement::prepare(db, ADD_STATUS_COUNT_SQL) }?;
-    for (topic, n) in by_topic {
-        status.text(1, Some(topic))?;
-        status.text(2, Some("new"))?;
-        status.int(3, n)?;
-        status.execute()?;
-    }
-    let mut hours = unsafe {
-        Statement::prepare(
+    // SAFETY: as the caller promises, for all three.
+    unsafe {
+        add_counts(
+            db,
+            ADD_STATUS_COUNT_SQL,
+            by_topic.into_iter().map(|(topic, n)| ((topic, "new"), n)),
+        )?;
+        add_counts(
             db,
             "INSERT INTO topic_hourly (topic, hour, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (topic, hour) DO UPDATE SET count = count + excluded.count",
-        )
-    }?;
-    for ((topic, hour), n) in hourly {
-        hours.text(1, Some(topic))?;
-        hours.int(2, hour)?;
-        hours.int(3, n)?;
-        hours.execute()?;
-    }
-    let mut errors = unsafe {
-        Statement::prepare(
+            hourly,
+        )?;
+        add_counts(
             db,
             "INSERT INTO topic_error_classes (topic, error_class, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (topic, error_class) DO UPDATE SET count = count + excluded.count",
+            classes,
         )
-    }?;
-    for ((topic, class), n) in classes {
-        errors.text(1, Some(topic))?;
-        errors.text(2, Some(class))?;
-        errors.int(3, n)?;
-        errors.execute()?;
+    }
+}
+
+/// Add each `((name, key), delta)` through `upsert`, which takes them as ?1, ?2 and ?3: the
+/// shape of every counter table (topic or failure group, then status, hour or error class).
+///
+/// # Safety
+/// As for [`Statement::prepare`].
+pub(crate) unsafe fn add_counts<'a, K: Param<'a>>(
+    db: NonNull<ffi::sqlite3>,
+    upsert: &str,
+    deltas: impl IntoIterator<Item = ((&'a str, K), i64)>,
+) -> Result<()> {
+    // SAFETY: as the caller promises.
+    let mut s = unsafe { Statement::prepare(db, upsert) }?;
+    for ((name, key), delta) in deltas {
+        s.text(1, Some(name))?;
+        key.bind_to(&mut s, 2)?;
+        s.int(3, delta)?;
+        s.execute()?;
     }
     Ok(())
 }
