@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::index::consumer::Indexer;
 use crate::index::IndexerStatus;
 use crate::kafka::mock::EmbeddedCluster;
-use crate::kafka::{KafkaSettings, TopicCache};
+use crate::kafka::{Compression, KafkaSettings, TopicCache};
+use crate::replay::outcomes::{ConsumerGroupRules, KafkaGroupOffsets, OutcomeTracker};
 use crate::replay::runner::Replayer;
 use crate::replay::target::TargetRules;
 use crate::{demo, store, web};
@@ -68,6 +69,11 @@ impl Dashboard {
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
         let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
             .map_err(Error::Config)?;
+        let replay_compression =
+            Compression::for_replay(args.replay_compression, &args.kafka_config)
+                .map_err(Error::Config)?;
+        let consumer_groups =
+            ConsumerGroupRules::parse(&args.replay_consumer_groups).map_err(Error::Config)?;
         let database = database_path(&args)?;
         let pool = store::open(&database).await?;
         let (kafka, cluster) = match &args.brokers {
@@ -76,6 +82,7 @@ impl Dashboard {
                     brokers: brokers.clone(),
                     extra: args.kafka_config.clone(),
                     embedded: false,
+                    replay_compression,
                 },
                 None,
             ),
@@ -87,6 +94,7 @@ impl Dashboard {
                         brokers: cluster.bootstrap_servers().to_string(),
                         extra: args.kafka_config.clone(),
                         embedded: true,
+                        replay_compression,
                     },
                     Some(Arc::new(cluster)),
                 )
@@ -132,6 +140,14 @@ impl Dashboard {
         let mut tasks = JoinSet::new();
         tasks.spawn(indexer.run(consumer, shutdown.clone()));
         tasks.spawn(replayer.run(shutdown.clone()));
+        tasks.spawn(
+            OutcomeTracker::new(
+                state.pool.clone(),
+                Arc::new(KafkaGroupOffsets::new(&kafka)),
+                consumer_groups,
+            )
+            .run(shutdown.clone()),
+        );
         tasks.spawn(store::search::run(state.pool.clone(), shutdown.clone()));
         tasks.spawn(store::wal::run(state.pool.clone(), shutdown.clone()));
         tasks.spawn(store::wal::run_on(
@@ -265,15 +281,15 @@ fn dev_cluster_command(cluster: &EmbeddedCluster, line: &str) -> Result<()> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let brokers = |id: Option<&&str>| -> Result<Vec<i32>> {
         match id {
-            None => Ok((1..=cluster.broker_count()).collect()),
+            None => Ok(cluster.broker_ids().collect()),
             Some(id) => id
                 .parse::<i32>()
                 .ok()
-                .filter(|i| (1..=cluster.broker_count()).contains(i))
+                .filter(|i| cluster.broker_ids().contains(i))
                 .map(|i| vec![i])
                 .ok_or_else(|| {
                     Error::BadRequest(format!(
-                        "no broker {id}; ids are 1 to {}",
+                        "no broker {id}; ids are 0 (the controller) to {}",
                         cluster.broker_count()
                     ))
                 }),

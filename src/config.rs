@@ -73,6 +73,22 @@ pub struct ServeArgs {
     /// suffix; {origin_topic} and {consumer_group} come from the record's headers.
     #[arg(long, env = "DLQ_REPLAY_TEMPLATE", default_value = crate::replay::target::DEFAULT_TEMPLATE)]
     pub replay_template: String,
+    /// The consumer group that reads the retry topic a DLQ topic's records are replayed to,
+    /// DLQ_TOPIC=GROUP (repeatable; env: ';'-separated), for following whether replayed
+    /// records were consumed. Without it: the group the records' headers name, else the
+    /// groups the broker lists with commits on the retry topic.
+    #[arg(
+        long = "replay-consumer-group",
+        env = "DLQ_REPLAY_CONSUMER_GROUP",
+        value_delimiter = ';'
+    )]
+    pub replay_consumer_groups: Vec<String>,
+    /// Compression of replayed records: none, gzip, snappy, lz4 or zstd. Default: none, or
+    /// the compression.type given with --kafka-config. Keep none or gzip unless every
+    /// consumer of the retry topics reads the codec: KafkaJS reads no lz4, snappy or zstd
+    /// without plugins, and a batch it cannot read stops its consumer group.
+    #[arg(long, env = "DLQ_REPLAY_COMPRESSION", value_enum, ignore_case = true)]
+    pub replay_compression: Option<crate::kafka::Compression>,
     /// Write the bound port to this file once listening (for scripts and tests that use port 0).
     #[arg(long, env = "DLQ_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -94,6 +110,8 @@ impl Default for ServeArgs {
             no_demo: false,
             replay_targets: Vec::new(),
             replay_template: crate::replay::target::DEFAULT_TEMPLATE.into(),
+            replay_compression: None,
+            replay_consumer_groups: Vec::new(),
         }
     }
 }
@@ -119,6 +137,14 @@ pub struct BenchArgs {
     /// Messages in the replay-rate benchmark (an unthrottled bulk replay).
     #[arg(long, default_value_t = 100_000)]
     pub replay_records: usize,
+    /// Codecs of the replay-rate benchmark, each measured in turn in the same run (comma list).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,gzip,lz4"
+    )]
+    pub replay_compressions: Vec<crate::kafka::Compression>,
     /// Messages in the replay-memory benchmark (RSS growth during one job); 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_memory_records: usize,

@@ -100,7 +100,8 @@
   // returns whether the job is final.
   function showJob(el, j) {
     var set = function (name, text) {
-      el.querySelectorAll('[data-field="' + name + '"]').forEach(function (e) { e.textContent = text; });
+      // The funnel repeats a count shown above it (data-funnel), under the same name.
+      el.querySelectorAll('[data-field="' + name + '"], [data-funnel="' + name + '"]').forEach(function (e) { e.textContent = text; });
     };
     var done = Math.max(j.total - j.remaining, 0);
     var max = Math.max(j.total, 1);
@@ -109,7 +110,9 @@
       e.textContent = j.status.replace(/_/g, " ");
       e.className = "badge st-" + j.status;
     });
-    ["sent", "failed", "remaining", "refused", "cancelled"].forEach(function (k) { set(k, count(j[k])); });
+    ["sent", "failed", "remaining", "refused", "cancelled", "consumed", "failed_again", "awaiting_consumption"].forEach(function (k) {
+      if (j[k] !== undefined) { set(k, count(j[k])); }
+    });
     el.querySelectorAll('progress[data-field="progress"]').forEach(function (p) {
       p.max = max;
       p.value = done;
@@ -140,18 +143,23 @@
     setTimeout(next, ms);
   }
 
-  // Job page: live figures while the job is not final.
+  // Job page: live figures while the job is not final, and while delivered messages wait
+  // to be consumed (the funnel fills in as the consumer group commits).
   var job = document.querySelector(".job[data-job]");
-  if (job && job.getAttribute("data-final") !== "true") {
+  var following = function (j) {
+    return j.awaiting_consumption > 0 && j.consumer_groups.some(function (g) { return g.tracked; });
+  };
+  if (job && (job.getAttribute("data-final") !== "true" || job.getAttribute("data-following") === "true")) {
     // A job is final as soon as it is cancelled; its last counts settle a moment later, so
     // polling goes on until nothing is left, or a few more times.
     var afterFinal = 0;
+    var wasFinal = job.getAttribute("data-final") === "true";
     poll("/api/replays/" + encodeURIComponent(job.getAttribute("data-job")), 1000, function (j) {
       if (!showJob(job, j)) { return false; }
       var notice = job.querySelector("[data-finished-notice]");
-      if (notice) { notice.hidden = false; }
+      if (notice && !wasFinal) { notice.hidden = false; }
       afterFinal += 1;
-      return j.remaining === 0 || afterFinal > 10;
+      return (j.remaining === 0 || afterFinal > 10) && !following(j);
     });
   }
 

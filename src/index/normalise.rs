@@ -542,8 +542,93 @@ pub fn fingerprint(
     format!("{hash:016x}")
 }
 
+/// The replay a DLQ record came back from: a consumer that dead-letters a replayed record
+/// and copies its headers (Spring, Karafka and most hand-written services do) keeps the
+/// `dlq-replay-id` the dashboard sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayOrigin {
+    /// The replay job (`dlq-replay-id` is `<job id>-<record id>`).
+    pub job_id: String,
+    /// The index row id of the record that was replayed, in the dashboard that replayed it.
+    pub record_id: i64,
+    /// `dlq-replay-count`: the replays the record's lineage had been through (1 when the
+    /// header is missing or unreadable: it came back from at least one).
+    pub replays: i64,
+}
+
+/// The replay a record came back from, if it carries a well-formed `dlq-replay-id` (the
+/// last one, as frameworks append). A malformed id is no link, never an error: the record
+/// is indexed as any other.
+pub fn replay_origin(headers: &[RawHeader]) -> Option<ReplayOrigin> {
+    let last = |name: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    };
+    let (job_id, record_id) = last("dlq-replay-id")?.rsplit_once('-')?;
+    let record_id: i64 = record_id.parse().ok().filter(|id| *id > 0)?;
+    if job_id.is_empty() || !job_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let replays = last("dlq-replay-count")
+        .and_then(|c| c.parse::<i64>().ok())
+        .filter(|c| *c >= 1)
+        .unwrap_or(1);
+    Some(ReplayOrigin {
+        job_id: job_id.to_string(),
+        record_id,
+        replays,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_record_that_came_back_from_a_replay_names_it() {
+        let hs = |pairs: &[(&str, &str)]| -> Vec<RawHeader> {
+            pairs
+                .iter()
+                .map(|(n, v)| RawHeader {
+                    name: n.to_string(),
+                    value: Some(v.as_bytes().to_vec()),
+                })
+                .collect()
+        };
+        assert_eq!(
+            replay_origin(&hs(&[
+                ("dlq-replay-id", "rab12cd34ef-77"),
+                ("dlq-replay-count", "2")
+            ])),
+            Some(ReplayOrigin {
+                job_id: "rab12cd34ef".into(),
+                record_id: 77,
+                replays: 2
+            })
+        );
+        // The last id wins; a missing or unreadable count means one replay.
+        let both = hs(&[
+            ("dlq-replay-id", "rold-1"),
+            ("dlq-replay-id", "rnew-5"),
+            ("dlq-replay-count", "x"),
+        ]);
+        assert_eq!(
+            replay_origin(&both).map(|o| (o.job_id, o.record_id, o.replays)),
+            Some(("rnew".into(), 5, 1))
+        );
+        for bad in ["", "r1", "-5", "r1-", "r1-x", "r 1-5", "r1-0", "r1--5"] {
+            assert_eq!(
+                replay_origin(&hs(&[("dlq-replay-id", bad)])),
+                None,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(replay_origin(&hs(&[("trace-id", "r1-5")])), None);
+    }
+
     use super::*;
 
     fn h(name: &str, value: impl AsRef<[u8]>) -> RawHeader {

@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::normalise::{self, Normalised, RawHeader};
+use super::normalise::{self, Normalised, RawHeader, ReplayOrigin};
 
 /// How much of a payload goes into the search index.
 pub const SEARCH_PREFIX_BYTES: usize = 2048;
@@ -38,6 +38,15 @@ pub struct NewRecord {
     pub fingerprint: String,
     /// The error message with variable parts masked.
     pub masked_message: Option<String>,
+    /// The replay it came back from, when it carries a `dlq-replay-id`.
+    pub replay_origin: Option<ReplayOrigin>,
+}
+
+impl NewRecord {
+    /// Replays its lineage went through before it came back (0 for a first failure).
+    pub fn lineage_replays(&self) -> i64 {
+        self.replay_origin.as_ref().map_or(0, |o| o.replays)
+    }
 }
 
 /// What the search index holds for one record.
@@ -108,6 +117,7 @@ impl NewRecord {
             timestamp_type: parts.timestamp.map(|(_, kind)| kind),
             indexed_at: now_ms,
             headers_json: encode_headers(&parts.headers),
+            replay_origin: normalise::replay_origin(&parts.headers),
             topic: parts.topic,
             partition: parts.partition,
             offset: parts.offset,

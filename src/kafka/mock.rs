@@ -15,6 +15,9 @@ use rdkafka_sys as rdsys;
 
 use crate::error::{Error, Result};
 
+/// The broker id the mock cluster names as its controller.
+const CONTROLLER_ID: i32 = 0;
+
 /// An in-process mock Kafka cluster. Dropping it stops every broker.
 pub struct EmbeddedCluster {
     ptr: *mut rdsys::rd_kafka_mock_cluster_t,
@@ -60,6 +63,18 @@ impl EmbeddedCluster {
             bootstrap,
             brokers,
         };
+        // The mock cluster numbers its brokers from 1 but names broker 0 as the controller
+        // in every metadata answer (its controller id is never set; librdkafka 2.12.1,
+        // rdkafka_mock_handlers.c, and upstream's current code alike). Clients that go to
+        // the controller cannot connect: a KafkaJS idempotent producer fails with
+        // "KafkaJSBrokerNotFound: Broker 0 not found in the cached metadata". A broker with
+        // id 0 makes the controller a real broker. It is not in the bootstrap list; clients
+        // learn it from metadata like any other.
+        // SAFETY: ptr is a live cluster.
+        check(
+            unsafe { rdsys::rd_kafka_mock_broker_add(ptr, CONTROLLER_ID) },
+            "add the controller broker",
+        )?;
         cluster.set_group_initial_rebalance_delay(Duration::from_millis(100));
         Ok(cluster)
     }
@@ -69,16 +84,31 @@ impl EmbeddedCluster {
         &self.bootstrap
     }
 
-    /// How many brokers the cluster has (ids 1..=n).
+    /// How many brokers were asked for (ids 1..=n); the controller, broker 0, comes on top.
     pub fn broker_count(&self) -> i32 {
         self.brokers
+    }
+
+    /// Every broker's id, the controller's (0) included.
+    pub fn broker_ids(&self) -> std::ops::RangeInclusive<i32> {
+        CONTROLLER_ID..=self.brokers
+    }
+
+    /// Take every broker down: the cluster is unreachable.
+    pub fn all_brokers_down(&self) -> Result<()> {
+        self.broker_ids().try_for_each(|b| self.broker_down(b))
+    }
+
+    /// Bring every broker back up.
+    pub fn all_brokers_up(&self) -> Result<()> {
+        self.broker_ids().try_for_each(|b| self.broker_up(b))
     }
 
     /// Create a topic (the mock cluster does not implement CreateTopics through the Admin API).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
         let name = CString::new(topic)
             .map_err(|_| Error::BadRequest(format!("topic name {topic:?} contains a NUL byte")))?;
-        let replication = self.brokers.min(3);
+        let replication = (self.brokers + 1).min(3);
         // SAFETY: valid cluster pointer and NUL-terminated name for the duration of the call.
         let err = unsafe {
             rdsys::rd_kafka_mock_topic_create(self.ptr, name.as_ptr(), partitions, replication)
@@ -93,7 +123,7 @@ impl EmbeddedCluster {
         unsafe { rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(self.ptr, ms) };
     }
 
-    /// Take a broker down (its listener closes connections); ids start at 1.
+    /// Take a broker down (its listener closes connections); ids are 0 (the controller) to n.
     pub fn broker_down(&self, broker_id: i32) -> Result<()> {
         // SAFETY: valid cluster pointer.
         check(

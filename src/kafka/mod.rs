@@ -18,6 +18,8 @@ pub struct KafkaSettings {
     pub extra: Vec<(String, String)>,
     /// Whether `brokers` is the embedded mock cluster.
     pub embedded: bool,
+    /// Compression of replayed records.
+    pub replay_compression: Compression,
 }
 
 impl KafkaSettings {
@@ -65,13 +67,95 @@ impl KafkaSettings {
             .set("client.id", "dlq-dashboard")
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .set_log_level(self.log_level());
         for (key, value) in &self.extra {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// A codec of Kafka record batches, as librdkafka's `compression.type` names it.
+///
+/// Replays default to [`Compression::DEFAULT_REPLAY`] because a replayed record is read by
+/// the consumer service, whatever its client: Java, librdkafka-based clients, Sarama and
+/// franz-go read every codec, but KafkaJS reads only gzip without codec plugins (and
+/// kafka-python needs extra packages for lz4, snappy and zstd), so an lz4 batch stops a
+/// KafkaJS consumer group with `KafkaJSNotImplemented`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, sqlx::Type, serde::Serialize,
+)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Uncompressed batches: every client reads them.
+    None,
+    /// gzip: every mainstream client reads it without plugins.
+    Gzip,
+    /// Snappy: not readable by KafkaJS or kafka-python without plugins.
+    Snappy,
+    /// LZ4: not readable by KafkaJS or kafka-python without plugins.
+    Lz4,
+    /// Zstandard: not readable by KafkaJS or kafka-python without plugins.
+    Zstd,
+}
+
+impl Compression {
+    /// The replay default (see the README's "Replay compatibility" for the measurement
+    /// behind it).
+    pub const DEFAULT_REPLAY: Compression = Compression::None;
+
+    /// librdkafka's name of the codec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The codec librdkafka calls `name` (any case).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        <Compression as clap::ValueEnum>::from_str(name.trim(), true).ok()
+    }
+
+    /// Whether every mainstream client (Java, librdkafka-based, KafkaJS, Sarama, franz-go,
+    /// kafka-python) reads it without plugins.
+    pub fn read_by_every_client(self) -> bool {
+        matches!(self, Compression::None | Compression::Gzip)
+    }
+
+    /// The compression replays use: `--replay-compression` when given, else a
+    /// `compression.type` (or its alias `compression.codec`) given with `--kafka-config`,
+    /// else the default. A `--kafka-config` value librdkafka would not take is an error.
+    pub fn for_replay(
+        flag: Option<Compression>,
+        extra: &[(String, String)],
+    ) -> std::result::Result<Compression, String> {
+        if let Some(c) = flag {
+            return Ok(c);
+        }
+        let configured = extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "compression.type" || k == "compression.codec");
+        match configured {
+            None => Ok(Compression::DEFAULT_REPLAY),
+            Some((key, value)) => Compression::from_name(value).ok_or_else(|| {
+                format!(
+                    "--kafka-config {key}={value} names no codec; use none, gzip, snappy, lz4 or zstd (or --replay-compression)."
+                )
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -125,5 +209,44 @@ impl TopicCache {
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), topics.clone()));
         Some(topics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extra(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn replays_default_to_a_codec_every_client_reads() {
+        let c = Compression::for_replay(None, &[]).unwrap();
+        assert_eq!(c, Compression::DEFAULT_REPLAY);
+        assert!(c.read_by_every_client());
+        assert!(!Compression::Lz4.read_by_every_client());
+    }
+
+    #[test]
+    fn the_flag_wins_then_kafka_config_then_the_default() {
+        let lz4 = extra(&[("compression.type", "lz4")]);
+        assert_eq!(
+            Compression::for_replay(Some(Compression::Gzip), &lz4).unwrap(),
+            Compression::Gzip
+        );
+        assert_eq!(
+            Compression::for_replay(None, &lz4).unwrap(),
+            Compression::Lz4
+        );
+        assert_eq!(
+            Compression::for_replay(None, &extra(&[("compression.codec", "ZSTD")])).unwrap(),
+            Compression::Zstd
+        );
+        let bad = Compression::for_replay(None, &extra(&[("compression.type", "brotli")]));
+        assert!(bad.unwrap_err().contains("brotli"));
     }
 }

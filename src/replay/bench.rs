@@ -33,7 +33,7 @@ use crate::config::{BenchArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
 use crate::kafka::mock::EmbeddedCluster;
-use crate::kafka::KafkaSettings;
+use crate::kafka::{Compression, KafkaSettings};
 use crate::store::replays::{self, status, SendItem};
 use crate::store::{self, records};
 
@@ -85,44 +85,78 @@ async fn rate(args: &BenchArgs, dir: &Path) -> Result<()> {
     for (topic, partitions) in TARGETS {
         cluster.create_topic(topic, partitions)?;
     }
-    let db = dir.join("rate.db");
-    fill(&db, n, args).await?;
-    let dashboard = start(cluster.bootstrap_servers(), &db).await?;
-    let result = async {
-        let preview = preview(&dashboard, n).await?;
-        let items = load_items(&dashboard.state.pool, &preview).await?;
-        let kafka = dashboard.state.kafka.clone();
-        let bare_before = bare_produce(&kafka, &preview, &items).await?;
-        let (replay_secs, job) = replay(&dashboard, &preview).await?;
-        if job.sent != n as i64 {
-            return Err(Error::Conflict(format!(
-                "the bench job sent {} of {n} messages ({} failed)",
-                job.sent, job.failed
-            )));
-        }
-        let bare_after = bare_produce(&kafka, &preview, &items).await?;
-        let per_sec = |secs: f64| n as f64 / secs;
-        // The faster of the two bare runs: the ratio errs against the engine.
-        let bare = bare_before.min(bare_after);
-        println!(
-            "bare produce (idempotent, acks=all, same keys/values/headers): {:>8.0} msg/s before, {:>8.0} msg/s after the replay",
-            per_sec(bare_before),
-            per_sec(bare_after)
-        );
-        println!(
-            "bulk replay, unthrottled, results recorded:                   {:>8.0} msg/s ({n} in {replay_secs:.2} s; target >= 30000)",
-            per_sec(replay_secs)
-        );
-        println!(
-            "ratio replay / bare (faster bare run):                        {:>8.2}x (target >= 0.30)",
-            bare / replay_secs
-        );
-        Ok(())
+    let mut rows = Vec::new();
+    for (i, &compression) in args.replay_compressions.iter().enumerate() {
+        println!("compression {compression}:");
+        let db = dir.join(format!("rate-{i}.db"));
+        fill(&db, n, args).await?;
+        let dashboard = start(cluster.bootstrap_servers(), &db, compression).await?;
+        let row = rate_with(&dashboard, n).await;
+        dashboard.shutdown().await;
+        remove_database_files(&db);
+        rows.push((compression, row?));
     }
-    .await;
-    dashboard.shutdown().await;
     drop(cluster);
-    result
+    let per_sec = |secs: f64| n as f64 / secs;
+    println!(
+        "compression  bare produce msg/s (before, after)  wire B/msg  replay msg/s  replay/bare"
+    );
+    for (compression, r) in &rows {
+        // The faster of the two bare runs: the ratio errs against the engine.
+        let bare = r.bare_before.min(r.bare_after);
+        println!(
+            "{:<11}  {:>9.0} {:>9.0}                     {:>10.0}  {:>12.0}  {:>10.2}x",
+            compression.name(),
+            per_sec(r.bare_before),
+            per_sec(r.bare_after),
+            r.wire_bytes / n as f64,
+            per_sec(r.replay_secs),
+            bare / r.replay_secs
+        );
+    }
+    if let Some((first, base)) = rows.first() {
+        for (compression, r) in rows.iter().skip(1) {
+            println!(
+                "replay with {compression} / replay with {first}: {:.2}x the rate, {:.2}x the bytes on the wire",
+                base.replay_secs / r.replay_secs,
+                r.wire_bytes / base.wire_bytes.max(1.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One compression's figures, in seconds for all `n` messages and bytes sent to the broker.
+struct RateRow {
+    bare_before: f64,
+    bare_after: f64,
+    replay_secs: f64,
+    wire_bytes: f64,
+}
+
+async fn rate_with(dashboard: &Dashboard, n: usize) -> Result<RateRow> {
+    let preview = preview(dashboard, n).await?;
+    let items = load_items(&dashboard.state.pool, &preview).await?;
+    let kafka = dashboard.state.kafka.clone();
+    let (bare_before, wire_bytes) = bare_produce(&kafka, &preview, &items).await?;
+    let (replay_secs, job) = replay(dashboard, &preview).await?;
+    if job.sent != n as i64 {
+        return Err(Error::Conflict(format!(
+            "the bench job sent {} of {n} messages ({} failed)",
+            job.sent, job.failed
+        )));
+    }
+    let (bare_after, _) = bare_produce(&kafka, &preview, &items).await?;
+    println!(
+        "  bare {:.2} s, replay {replay_secs:.2} s, bare again {bare_after:.2} s",
+        bare_before
+    );
+    Ok(RateRow {
+        bare_before,
+        bare_after,
+        replay_secs,
+        wire_bytes,
+    })
 }
 
 async fn memory(args: &BenchArgs, dir: &Path) -> Result<()> {
@@ -135,7 +169,7 @@ async fn memory(args: &BenchArgs, dir: &Path) -> Result<()> {
     let db = dir.join("memory.db");
     let result = async {
         fill(&db, n, args).await?;
-        let dashboard = start(&broker.bootstrap, &db).await?;
+        let dashboard = start(&broker.bootstrap, &db, Compression::DEFAULT_REPLAY).await?;
         let measured = async {
             // Idle: started, connected, nothing to do; a second for background tasks to
             // allocate what they keep.
@@ -230,11 +264,12 @@ async fn fill(db: &Path, n: usize, args: &BenchArgs) -> Result<()> {
 /// The dashboard as `serve` runs it, on this index and cluster, once its search index has
 /// caught up with the freshly filled records: a replay is measured on a dashboard at rest,
 /// not next to a catch-up of the whole index.
-async fn start(bootstrap: &str, db: &Path) -> Result<Dashboard> {
+async fn start(bootstrap: &str, db: &Path, compression: Compression) -> Result<Dashboard> {
     let dashboard = Dashboard::start(ServeArgs {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         database: db.to_path_buf(),
         brokers: Some(bootstrap.to_string()),
+        replay_compression: Some(compression),
         ..ServeArgs::default()
     })
     .await?;
@@ -283,10 +318,37 @@ async fn load_items(pool: &SqlitePool, job_id: &str) -> Result<Vec<SendItem>> {
     Ok(items)
 }
 
+/// librdkafka's statistics of the bare producer: bytes it sent to the brokers.
+#[derive(Default)]
+struct WireCounts {
+    tx_bytes: AtomicU64,
+    reports: AtomicU64,
+}
+
+#[derive(Default, Clone)]
+struct WireBytes(Arc<WireCounts>);
+
+impl rdkafka::ClientContext for WireBytes {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.0
+            .tx_bytes
+            .store(statistics.tx_bytes.max(0) as u64, Ordering::Relaxed);
+        self.0.reports.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// Produce the items as the replay does (same producer settings, same headers) and wait
-/// for every delivery report; seconds taken.
-async fn bare_produce(kafka: &KafkaSettings, job_id: &str, items: &[SendItem]) -> Result<f64> {
-    let producer: FutureProducer = producer_config(kafka).create()?;
+/// for every delivery report; seconds taken, and bytes sent to the broker (from
+/// librdkafka's statistics, so compressed batches and protocol framing).
+async fn bare_produce(
+    kafka: &KafkaSettings,
+    job_id: &str,
+    items: &[SendItem],
+) -> Result<(f64, f64)> {
+    let wire = WireBytes::default();
+    let producer: FutureProducer<WireBytes> = producer_config(kafka, kafka.replay_compression)
+        .set("statistics.interval.ms", "100")
+        .create_with_context(wire.clone())?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(items.len());
     for item in items {
@@ -319,7 +381,17 @@ async fn bare_produce(kafka: &KafkaSettings, job_id: &str, items: &[SendItem]) -
             Err(_) => return Err(Error::Conflict("the bare producer went away".into())),
         }
     }
-    Ok(started.elapsed().as_secs_f64())
+    let secs = started.elapsed().as_secs_f64();
+    // Statistics come every 100 ms: two more reports include every sent batch.
+    let stats = &wire.0;
+    let seen = stats.reports.load(Ordering::Acquire);
+    let waited = Instant::now();
+    while stats.reports.load(Ordering::Acquire) < seen + 2
+        && waited.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((secs, stats.tx_bytes.load(Ordering::Relaxed) as f64))
 }
 
 /// Confirm a preview and wait until the job has finished; seconds from confirm to the

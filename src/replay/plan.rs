@@ -11,6 +11,7 @@ use super::target::{ReplaySource, Resolution};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::filter::{MessageFilter, MessageQuery};
+use crate::kafka::Compression;
 use crate::store::records::RecordId;
 use crate::store::replays::{self, NewJob, Route, Source};
 use crate::store::{self, audit};
@@ -157,6 +158,31 @@ pub struct Preview {
     pub estimated_seconds: f64,
     /// When the preview expires unless confirmed.
     pub expires_at: String,
+    /// How the records will be sent.
+    pub replay: SendSettings,
+    /// Of the messages to send, those that failed again after an earlier replay.
+    pub failed_again_before: i64,
+    /// Of those, the ones that failed again after two or more replays (a loop).
+    pub looping: i64,
+}
+
+/// How a job's records are sent (`replay` in the preview and job JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct SendSettings {
+    /// The codec of the record batches.
+    pub compression: Compression,
+    /// Whether every mainstream client reads that codec without plugins.
+    pub compression_read_by_every_client: bool,
+}
+
+impl SendSettings {
+    /// The settings a job was created with.
+    pub fn of(job: &replays::Job) -> Self {
+        SendSettings {
+            compression: job.compression,
+            compression_read_by_every_client: job.compression.read_by_every_client(),
+        }
+    }
 }
 
 /// A new job id: short, URL-safe, random.
@@ -274,6 +300,7 @@ pub async fn preview(app: &App, selection: Selection, rate: i64, actor: &str) ->
         actor: actor.to_string(),
         selection: selection.to_json().to_string(),
         rate,
+        compression: app.kafka.replay_compression,
         created_at: now,
     };
     replays::create_preview(&app.pool, &job, source, max_id, &routes).await?;
@@ -296,7 +323,11 @@ pub async fn preview_of(app: &App, id: &str) -> Result<Preview> {
             reason: r.reason.unwrap_or_default(),
         })
         .collect();
+    let (failed_again_before, looping) =
+        store::outcomes::returned_in_preview(&app.pool, id).await?;
     Ok(Preview {
+        failed_again_before,
+        looping,
         preview_id: job.id.clone(),
         count: job.total,
         targets: job.target_counts(),
@@ -305,6 +336,7 @@ pub async fn preview_of(app: &App, id: &str) -> Result<Preview> {
         rate: job.rate,
         estimated_seconds: estimated_seconds(job.total, job.rate),
         expires_at: crate::web::view::iso(job.created_at + PREVIEW_TTL_MS),
+        replay: SendSettings::of(&job),
     })
 }
 

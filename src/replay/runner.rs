@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{rate_text, unknown_job};
 use crate::error::{Error, Result};
 use crate::index::record::decode_headers;
-use crate::kafka::KafkaSettings;
+use crate::kafka::{Compression, KafkaSettings};
 use crate::store::replays::{self, status, Delivery, Job, SendItem};
 use crate::store::{self, audit};
 
@@ -97,8 +97,10 @@ struct ActiveJob {
 }
 
 /// The replay producer's configuration: idempotent, acks=all, keys partitioned with
-/// murmur2 as Java clients do, never creating topics; `--kafka-config` wins.
-pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+/// murmur2 as Java clients do, never creating topics, batches compressed with
+/// `compression`; `--kafka-config` wins over all but the compression, which
+/// [`Compression::for_replay`] already resolved from it.
+pub fn producer_config(kafka: &KafkaSettings, compression: Compression) -> ClientConfig {
     let mut config = kafka.producer_config();
     config
         .set("partitioner", "murmur2_random")
@@ -112,12 +114,18 @@ pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
         config.set(key, value);
     }
     config
+        .remove("compression.codec")
+        .set("compression.type", compression.name());
+    config
 }
 
 /// Runs replay jobs. One per dashboard, shared by the web handlers.
 pub struct Replayer {
     pool: SqlitePool,
-    producer: FutureProducer,
+    kafka: KafkaSettings,
+    // One producer per codec, made when a job first needs it: a job is sent with the codec
+    // it was previewed with, even after a restart with another --replay-compression.
+    producers: Mutex<HashMap<Compression, FutureProducer>>,
     active: Mutex<HashMap<String, ActiveJob>>,
     // Serialises job state changes (confirm, pause, resume, cancel, start, finish) so that a
     // job never runs twice and its row and its task agree.
@@ -138,9 +146,12 @@ impl Replayer {
     /// murmur2, as Java clients do, so a replayed message lands on the partition its key
     /// maps to for the consumer service.
     pub fn new(pool: SqlitePool, kafka: &KafkaSettings) -> Result<Self> {
+        // The configured codec's producer is made now, so a bad setting fails at start.
+        let default: FutureProducer = producer_config(kafka, kafka.replay_compression).create()?;
         Ok(Replayer {
             pool,
-            producer: producer_config(kafka).create()?,
+            kafka: kafka.clone(),
+            producers: Mutex::new(HashMap::from([(kafka.replay_compression, default)])),
             active: Mutex::new(HashMap::new()),
             transitions: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -154,6 +165,17 @@ impl Replayer {
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveJob>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The producer of a codec (a cheap handle on a shared client).
+    fn producer(&self, compression: Compression) -> Result<FutureProducer> {
+        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = producers.get(&compression) {
+            return Ok(p.clone());
+        }
+        let made: FutureProducer = producer_config(&self.kafka, compression).create()?;
+        producers.insert(compression, made.clone());
+        Ok(made)
     }
 
     /// The scheduler: starts queued jobs (and, after a restart, jobs that were running)
@@ -296,10 +318,11 @@ impl Replayer {
 
     /// Send every unsent item of the job, paced, until done or told to stop.
     async fn send_all(&self, job: &Job, mut control: watch::Receiver<Control>) -> Result<()> {
+        let producer = self.producer(job.compression)?;
         let (tx, rx) = mpsc::channel::<InFlight>(MAX_IN_FLIGHT);
         let mut collector = tokio::spawn(collect(
             self.pool.clone(),
-            self.producer.clone(),
+            producer.clone(),
             job.id.clone(),
             rx,
         ));
@@ -317,7 +340,7 @@ impl Replayer {
         let sent: Result<()> = async {
             while let Some(chunk) = chunks.recv().await {
                 if self
-                    .send_chunk(job, chunk, &mut pacer, &mut control, &tx)
+                    .send_chunk(&producer, job, chunk, &mut pacer, &mut control, &tx)
                     .await?
                 {
                     break;
@@ -358,6 +381,7 @@ impl Replayer {
     /// Send one claimed chunk at the job's pace; true when told to stop.
     async fn send_chunk(
         &self,
+        producer: &FutureProducer,
         job: &Job,
         chunk: Vec<SendItem>,
         pacer: &mut Pacer,
@@ -368,7 +392,7 @@ impl Replayer {
             if !pacer.wait(control).await {
                 return Ok(true);
             }
-            let Some(delivery) = self.send_one(&job.id, &item, control).await else {
+            let Some(delivery) = send_one(producer, &job.id, &item, control).await else {
                 return Ok(true);
             };
             let in_flight = InFlight {
@@ -382,42 +406,6 @@ impl Replayer {
             }
         }
         Ok(false)
-    }
-
-    /// Hand one message to the producer. None when told to stop while the producer's queue
-    /// was full.
-    async fn send_one(
-        &self,
-        job_id: &str,
-        item: &SendItem,
-        control: &mut watch::Receiver<Control>,
-    ) -> Option<std::result::Result<DeliveryFuture, String>> {
-        let headers = replay_headers(job_id, item, store::now_ms());
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&item.target_topic).headers(headers);
-        if let Some(k) = item.key.as_deref() {
-            record = record.key(k);
-        }
-        if let Some(v) = item.value.as_deref() {
-            record = record.payload(v);
-        }
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Some(Ok(delivery)),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    // The producer drains as deliveries complete; a stop request wins.
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-                        _ = control.changed() => {}
-                    }
-                    if *control.borrow() != Control::Run {
-                        return None;
-                    }
-                }
-                Err((e, _)) => return Some(Err(e.to_string())),
-            }
-        }
     }
 
     /// Apply an operator's pause, resume or cancel.
@@ -542,6 +530,42 @@ impl Replayer {
         )
         .await?;
         Ok(job)
+    }
+}
+
+/// Hand one message to the producer. None when told to stop while the producer's queue
+/// was full.
+async fn send_one(
+    producer: &FutureProducer,
+    job_id: &str,
+    item: &SendItem,
+    control: &mut watch::Receiver<Control>,
+) -> Option<std::result::Result<DeliveryFuture, String>> {
+    let headers = replay_headers(job_id, item, store::now_ms());
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(&item.target_topic).headers(headers);
+    if let Some(k) = item.key.as_deref() {
+        record = record.key(k);
+    }
+    if let Some(v) = item.value.as_deref() {
+        record = record.payload(v);
+    }
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Some(Ok(delivery)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                // The producer drains as deliveries complete; a stop request wins.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    _ = control.changed() => {}
+                }
+                if *control.borrow() != Control::Run {
+                    return None;
+                }
+            }
+            Err((e, _)) => return Some(Err(e.to_string())),
+        }
     }
 }
 

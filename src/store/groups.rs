@@ -24,6 +24,7 @@ pub(crate) unsafe fn count_new_records(
     struct Acc<'a> {
         first: &'a NewRecord,
         count: i64,
+        looping: i64,
         min_ts: i64,
         max_ts: i64,
     }
@@ -33,10 +34,12 @@ pub(crate) unsafe fn count_new_records(
         let acc = groups.entry(&r.fingerprint).or_insert(Acc {
             first: r,
             count: 0,
+            looping: 0,
             min_ts: r.ts,
             max_ts: r.ts,
         });
         acc.count += 1;
+        acc.looping += i64::from(r.lineage_replays() >= super::outcomes::LOOP_REPLAYS);
         acc.min_ts = acc.min_ts.min(r.ts);
         acc.max_ts = acc.max_ts.max(r.ts);
         *hourly
@@ -47,9 +50,9 @@ pub(crate) unsafe fn count_new_records(
     let mut group = unsafe {
         Statement::prepare(
             db,
-            "INSERT INTO failure_groups (fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (fingerprint) DO UPDATE SET count = count + excluded.count,
+            "INSERT INTO failure_groups (fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen, looping)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (fingerprint) DO UPDATE SET count = count + excluded.count, looping = looping + excluded.looping,
                 first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
         )
     }?;
@@ -67,6 +70,7 @@ pub(crate) unsafe fn count_new_records(
         group.int(6, acc.count)?;
         group.int(7, acc.min_ts)?;
         group.int(8, acc.max_ts)?;
+        group.int(9, acc.looping)?;
         group.execute()?;
     }
     // SAFETY: as the caller promises.
@@ -101,12 +105,21 @@ pub struct FailureGroup {
     /// Last record time, ms.
     #[serde(skip)]
     pub last_seen: i64,
+    /// Replayed records of the group delivered to their target.
+    pub replayed: i64,
+    /// Of those, seen consumed by the target's consumer group.
+    pub consumed: i64,
+    /// Of those, back in a DLQ.
+    pub failed_again: i64,
+    /// Records of the group that failed again after two or more replays.
+    pub looping: i64,
 }
 
 /// The largest groups first.
 pub async fn list(pool: &SqlitePool, limit: i64) -> Result<Vec<FailureGroup>> {
     Ok(sqlx::query_as(
-        "SELECT fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen
+        "SELECT fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen,
+                replayed, consumed, failed_again, looping
          FROM failure_groups ORDER BY count DESC, last_seen DESC LIMIT ?",
     )
     .bind(limit)

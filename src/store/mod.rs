@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod events;
 pub mod groups;
+pub mod outcomes;
 pub mod positions;
 pub mod raw;
 pub mod records;

@@ -6,13 +6,17 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use super::positions::{self, Position};
 use super::raw::{with_handle, Statement};
 use super::search;
-use super::{groups, stats};
+use super::{groups, outcomes, stats};
 use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
+use crate::index::normalise::ReplayOrigin;
 use crate::index::record::NewRecord;
 
 /// The columns of `records` the indexer writes, in `bind_record`'s order.
-const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value_size, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, attempts, problems, fingerprint, status";
+const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value_size, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, attempts, problems, fingerprint, status, lineage_replays, failed_again_count";
+
+/// How many parameters `bind_record` binds.
+const RECORD_PARAMS: usize = 23;
 
 /// A new record's body row, keyed by the id its `records` row was given. It replaces a body
 /// left behind under the same id (whoever deletes records deletes their bodies too, but a
@@ -59,6 +63,9 @@ fn bind_record<'a>(s: &mut Statement<'a>, r: &'a NewRecord) -> Result<()> {
     s.text_copy(19, problems.as_deref())?;
     s.text(20, Some(&r.fingerprint))?;
     s.text(21, Some("new"))?;
+    // Every replay of a lineage that is back in a DLQ failed again.
+    s.int(22, r.lineage_replays())?;
+    s.int(23, r.lineage_replays())?;
     Ok(())
 }
 
@@ -80,7 +87,7 @@ pub async fn insert_batch(
     advance_to: &[Position],
     now: i64,
 ) -> Result<BatchOutcome> {
-    let params = (1..=21)
+    let params = (1..=RECORD_PARAMS)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -102,8 +109,10 @@ pub async fn insert_batch(
     // Lowered again before the commit. A batch that fails on the way leaves the connection
     // with the larger cache until its next batch.
     super::batch_cache(&mut tx, true).await?;
-    let insert_at_sql =
-        format!("INSERT OR IGNORE INTO records (id, {RECORD_COLUMNS}) VALUES (?22, {params})");
+    let insert_at_sql = format!(
+        "INSERT OR IGNORE INTO records (id, {RECORD_COLUMNS}) VALUES (?{}, {params})",
+        RECORD_PARAMS + 1
+    );
     // (row id, index in `batch`) of every row this batch added.
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
     for (chunk_no, chunk) in batch.chunks(ROWS_PER_LOCK).enumerate() {
@@ -121,7 +130,7 @@ pub async fn insert_batch(
                 let stored = match (first_id, row_at.as_mut()) {
                     (Some(id), Some(s)) => {
                         bind_record(s, r)?;
-                        s.int(22, id)?;
+                        s.int(RECORD_PARAMS as i32 + 1, id)?;
                         s.execute()? == 1
                     }
                     _ => {
@@ -155,6 +164,11 @@ pub async fn insert_batch(
         }
     })
     .await?;
+    let returned: Vec<(i64, &ReplayOrigin)> = inserted
+        .iter()
+        .filter_map(|&(id, i)| batch[i].replay_origin.as_ref().map(|o| (id, o)))
+        .collect();
+    outcomes::link_returned(&mut tx, &returned).await?;
     positions::advance(&mut tx, advance_to, now).await?;
     super::batch_cache(&mut tx, false).await?;
     tx.commit().await?;
@@ -164,7 +178,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, (SELECT substr(value, 1, 160) FROM record_bodies WHERE record_id = records.id) AS value_head";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT substr(value, 1, 160) FROM record_bodies WHERE record_id = records.id) AS value_head";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -207,6 +221,8 @@ pub struct RecordSummary {
     pub value_size: i64,
     /// Failure group.
     pub fingerprint: String,
+    /// Replays of it, or of its lineage, that came back to a DLQ.
+    pub failed_again_count: i64,
     /// The first bytes of the payload, for a preview where there is no error message.
     pub value_head: Option<Vec<u8>>,
 }

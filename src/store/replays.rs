@@ -11,6 +11,7 @@ use super::raw::{with_handle, Statement};
 use super::records::{push_filter, RecordId};
 use crate::error::Result;
 use crate::filter::MessageFilter;
+use crate::kafka::Compression;
 
 /// Job statuses, as stored and as the API shows them.
 pub mod status {
@@ -120,6 +121,8 @@ pub struct NewJob {
     pub selection: String,
     /// Messages per second, 0 = unlimited.
     pub rate: i64,
+    /// The codec its records will be sent with.
+    pub compression: Compression,
     /// Created, ms.
     pub created_at: i64,
 }
@@ -136,13 +139,14 @@ pub async fn create_preview(
 ) -> Result<()> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
     sqlx::query(
-        "INSERT INTO replay_jobs (id, status, actor, selection, rate, total, targets, created_at)
-         VALUES (?, 'preview', ?, ?, ?, 0, '{}', ?)",
+        "INSERT INTO replay_jobs (id, status, actor, selection, rate, compression, total, targets, created_at)
+         VALUES (?, 'preview', ?, ?, ?, ?, 0, '{}', ?)",
     )
     .bind(&job.id)
     .bind(&job.actor)
     .bind(&job.selection)
     .bind(job.rate)
+    .bind(job.compression)
     .bind(job.created_at)
     .execute(&mut *tx)
     .await?;
@@ -239,6 +243,8 @@ pub struct Job {
     pub selection: String,
     /// Messages per second, 0 = unlimited.
     pub rate: i64,
+    /// The codec its records are sent with.
+    pub compression: Compression,
     /// Messages to send.
     pub total: i64,
     /// Delivered.
@@ -257,9 +263,20 @@ pub struct Job {
     pub started_at: Option<i64>,
     /// Finished or cancelled, ms.
     pub finished_at: Option<i64>,
+    /// Delivered and seen consumed by the target's consumer group.
+    pub consumed: i64,
+    /// Delivered and back in a DLQ.
+    pub failed_again: i64,
+    /// How consumption is followed, per target topic (JSON, see `replay::outcomes`).
+    pub consumer_groups: String,
 }
 
 impl Job {
+    /// Delivered messages not yet seen consumed.
+    pub fn awaiting_consumption(&self) -> i64 {
+        (self.sent - self.consumed).max(0)
+    }
+
     /// Messages neither delivered, failed nor cancelled yet.
     pub fn remaining(&self) -> i64 {
         (self.total - self.sent - self.failed - self.cancelled).max(0)
@@ -271,7 +288,7 @@ impl Job {
     }
 }
 
-const JOB_COLUMNS: &str = "id, status, actor, selection, rate, total, sent, failed, refused, cancelled, targets, created_at, started_at, finished_at";
+pub(crate) const JOB_COLUMNS: &str = "id, status, actor, selection, rate, compression, total, sent, failed, refused, cancelled, targets, created_at, started_at, finished_at, consumed, failed_again, consumer_groups";
 
 /// One job by id (previews included).
 pub async fn job(pool: &SqlitePool, id: &str) -> Result<Option<Job>> {
@@ -385,7 +402,8 @@ pub struct SendItem {
     pub value: Option<Vec<u8>>,
     /// Stored headers JSON.
     pub headers: String,
-    /// Successful replays before this one.
+    /// Replays before this one: the record's own delivered replays, plus those its lineage
+    /// went through before it came back to a DLQ.
     pub replay_count: i64,
 }
 
@@ -405,7 +423,7 @@ pub async fn next_items(
     let mut rows = unsafe {
         Statement::prepare(
             db,
-            "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.replay_count
+            "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.lineage_replays + r.replay_count
              FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
              WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state IN ('pending', 'sending')
              ORDER BY i.record_id LIMIT ?3",
@@ -590,14 +608,14 @@ pub async fn record_deliveries(
                 db,
                 "delivered",
                 "id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
-                 topic TEXT NOT NULL, status TEXT NOT NULL",
+                 topic TEXT NOT NULL, status TEXT NOT NULL, fingerprint TEXT NOT NULL",
             )?;
             // Only items still 'sending' count: a report for an item the job no longer owns
             // (never expected) changes nothing.
             let mut add = Statement::prepare(
                 db,
-                "INSERT OR REPLACE INTO delivered (id, n, p, o, e, topic, status)
-                 SELECT r.id, ?2, ?3, ?4, ?5, r.topic, r.status
+                "INSERT OR REPLACE INTO delivered (id, n, p, o, e, topic, status, fingerprint)
+                 SELECT r.id, ?2, ?3, ?4, ?5, r.topic, r.status, r.fingerprint
                  FROM replay_items i JOIN records r ON r.id = i.record_id
                  WHERE i.job_id = ?6 AND i.record_id = ?1 AND i.state = 'sending'",
             )?;
@@ -649,6 +667,12 @@ pub async fn record_deliveries(
                  SELECT topic, CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END, COUNT(*)
                  FROM delivered GROUP BY 1, 2
                  ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
+            )?;
+            Statement::run(
+                db,
+                "UPDATE failure_groups SET replayed = replayed + c.n
+                 FROM (SELECT fingerprint, COUNT(*) AS n FROM delivered WHERE e IS NULL GROUP BY fingerprint) AS c
+                 WHERE failure_groups.fingerprint = c.fingerprint",
             )?;
             let mut job = Statement::prepare(
                 db,
@@ -756,9 +780,40 @@ pub struct ItemResult {
     /// Record row id (keyset cursor).
     #[serde(skip)]
     pub record_id: i64,
+    /// When first seen consumed by the target's consumer group, ms.
+    pub consumed_at: Option<i64>,
+    /// The DLQ record it came back as, when it failed again.
+    #[sqlx(flatten)]
+    pub failed_again: ReturnedRecord,
 }
 
-const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, i.state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id";
+/// The DLQ record a replayed record came back as (all None when it has not).
+#[derive(Debug, Clone, Default, sqlx::FromRow, serde::Serialize)]
+pub struct ReturnedRecord {
+    /// DLQ topic.
+    #[sqlx(rename = "back_topic")]
+    pub topic: Option<String>,
+    /// DLQ partition.
+    #[sqlx(rename = "back_partition")]
+    pub partition: Option<i32>,
+    /// DLQ offset.
+    #[sqlx(rename = "back_offset")]
+    pub offset: Option<i64>,
+    /// Generation of the DLQ partition's log.
+    #[sqlx(rename = "back_generation")]
+    pub generation: Option<i64>,
+    /// Its error class.
+    #[sqlx(rename = "back_error_class")]
+    pub error_class: Option<String>,
+    /// Its error message.
+    #[sqlx(rename = "back_error_message")]
+    pub error_message: Option<String>,
+}
+
+const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, i.state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id, i.consumed_at, back.topic AS back_topic, back.partition AS back_partition, back.\"offset\" AS back_offset, back.generation AS back_generation, back.error_class AS back_error_class, back.error_message AS back_error_message";
+
+/// The joins `ITEM_COLUMNS` reads from (`back` is the DLQ record a replay came back as).
+const ITEM_FROM: &str = "replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id LEFT JOIN records back ON back.id = i.failed_again_id";
 
 /// Order of states in a results list: failures first, then refusals, then the rest.
 pub const RESULT_STATES: [&str; 6] = [
@@ -779,7 +834,7 @@ pub async fn items(
     limit: i64,
 ) -> Result<Vec<ItemResult>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {ITEM_COLUMNS} FROM replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id
+        "SELECT {ITEM_COLUMNS} FROM {ITEM_FROM}
          WHERE i.job_id = ? AND i.state = ? AND i.record_id > ? ORDER BY i.record_id LIMIT ?"
     ))
     .bind(job_id)
@@ -803,7 +858,7 @@ pub async fn item_counts(pool: &SqlitePool, job_id: &str) -> Result<BTreeMap<Str
 /// Every replay of one record (confirmed jobs only), newest first.
 pub async fn history(pool: &SqlitePool, record_id: i64) -> Result<Vec<ItemResult>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {ITEM_COLUMNS} FROM replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id
+        "SELECT {ITEM_COLUMNS} FROM {ITEM_FROM}
          WHERE i.record_id = ? AND j.status <> 'preview' ORDER BY COALESCE(i.finished_at, j.created_at) DESC, j.created_at DESC"
     ))
     .bind(record_id)
@@ -816,19 +871,34 @@ pub async fn refusals(pool: &SqlitePool, job_id: &str, limit: i64) -> Result<Vec
     items(pool, job_id, "refused", 0, limit).await
 }
 
-/// Confirmed jobs per status, and messages sent and failed over all jobs, for metrics.
-pub async fn totals(pool: &SqlitePool) -> Result<(Vec<(String, i64)>, i64, i64)> {
+/// Messages over all confirmed jobs, for metrics.
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+pub struct MessageTotals {
+    /// Delivered.
+    pub sent: i64,
+    /// Not delivered.
+    pub failed: i64,
+    /// Delivered and seen consumed.
+    pub consumed: i64,
+    /// Delivered and back in a DLQ.
+    pub failed_again: i64,
+}
+
+/// Confirmed jobs per status, and message totals over all jobs, for metrics.
+pub async fn totals(pool: &SqlitePool) -> Result<(Vec<(String, i64)>, MessageTotals)> {
     let by_status: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, COUNT(*) FROM replay_jobs WHERE status <> 'preview' GROUP BY status ORDER BY status",
     )
     .fetch_all(pool)
     .await?;
-    let (sent, failed): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(sent), 0), COALESCE(SUM(failed), 0) FROM replay_jobs WHERE status <> 'preview'",
+    let totals: MessageTotals = sqlx::query_as(
+        "SELECT COALESCE(SUM(sent), 0) AS sent, COALESCE(SUM(failed), 0) AS failed,
+                COALESCE(SUM(consumed), 0) AS consumed, COALESCE(SUM(failed_again), 0) AS failed_again
+         FROM replay_jobs WHERE status <> 'preview'",
     )
     .fetch_one(pool)
     .await?;
-    Ok((by_status, sent, failed))
+    Ok((by_status, totals))
 }
 
 /// Confirmed jobs not finished yet (queued, running or paused): the count the navigation

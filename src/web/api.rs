@@ -128,6 +128,10 @@ pub struct MessageJson {
     error: ErrorJson,
     convention: String,
     group: String,
+    /// Replays of this record, or of its lineage, that came back to a DLQ.
+    failed_again_after_replays: i64,
+    /// Whether it failed again after two or more replays.
+    replay_loop: bool,
 }
 
 impl MessageJson {
@@ -161,6 +165,8 @@ impl MessageJson {
             value_size: r.value_size,
             convention: r.convention,
             group: r.fingerprint,
+            failed_again_after_replays: r.failed_again_count,
+            replay_loop: r.failed_again_count >= store::outcomes::LOOP_REPLAYS,
         }
     }
 }

@@ -123,7 +123,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         "dlq_dashboard_index_size_bytes {}",
         store::database_size(&state.pool).await?
     );
-    let (jobs, sent, failed) = store::replays::totals(&state.pool).await?;
+    let (jobs, totals) = store::replays::totals(&state.pool).await?;
+    let (sent, failed) = (totals.sent, totals.failed);
     let _ = writeln!(
         out,
         "# HELP dlq_dashboard_replay_jobs Replay jobs per status."
@@ -149,6 +150,22 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         out,
         "dlq_dashboard_replayed_messages_total{{outcome=\"failed\"}} {failed}"
     );
+    for (name, help, n) in [
+        (
+            "dlq_replay_consumed_total",
+            "Replayed messages seen consumed: the consumer group of the target topic committed past them.",
+            totals.consumed,
+        ),
+        (
+            "dlq_replay_failed_again_total",
+            "Replayed messages that came back to a DLQ topic carrying their dlq-replay-id.",
+            totals.failed_again,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {n}");
+    }
     {
         let m = HTTP.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(

@@ -295,6 +295,10 @@ struct MessageRow {
     origin: String,
     status: String,
     replay_count: i64,
+    /// Replays of it or its lineage that came back to a DLQ.
+    failed_again: i64,
+    /// Whether that happened after two or more replays.
+    replay_loop: bool,
     /// The checkbox value naming this record exactly (see [`selection_value`]).
     select_value: String,
 }
@@ -403,6 +407,8 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
             origin: r.origin_topic.clone().unwrap_or_default(),
             status: r.status.clone(),
             replay_count: r.replay_count,
+            failed_again: r.failed_again_count,
+            replay_loop: r.failed_again_count >= store::outcomes::LOOP_REPLAYS,
             select_value: selection_value(&r.topic, r.partition, r.offset, r.generation),
         })
         .collect();
@@ -565,6 +571,53 @@ struct HistoryRow {
     state: String,
     target: String,
     reason: String,
+    after: ReplayAfter,
+}
+
+/// What became of one delivered replay, as a page shows it.
+pub(crate) struct ReplayAfter {
+    /// "consumed 3 min ago", "waiting to be consumed", or empty when not delivered.
+    pub text: String,
+    /// Exact time of the consumption, for the hover.
+    pub exact: String,
+    /// The DLQ record it came back as: (label, link, its error).
+    pub failed_again: Option<(String, String, String)>,
+}
+
+impl ReplayAfter {
+    /// The outcome of an item past the broker.
+    pub(crate) fn of(
+        item: &store::replays::ItemResult,
+        now: i64,
+        reset: &[(String, i32, i64)],
+    ) -> Self {
+        let back = &item.failed_again;
+        let failed_again = match (&back.topic, back.partition, back.offset) {
+            (Some(t), Some(p), Some(o)) => Some((
+                format!("{t}/{p}/{o}"),
+                format!(
+                    "/messages/{}",
+                    message_path_of(t, p, o, back.generation.unwrap_or(0), reset)
+                ),
+                [back.error_class.as_deref(), back.error_message.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": "),
+            )),
+            _ => None,
+        };
+        let text = match (item.state.as_str(), item.consumed_at) {
+            (_, Some(at)) => format!("consumed {}", view::relative(at, now)),
+            ("sent", None) => "waiting to be consumed".to_string(),
+            _ => String::new(),
+        };
+        ReplayAfter {
+            text,
+            exact: item.consumed_at.map(view::time).unwrap_or_default(),
+            failed_again,
+        }
+    }
 }
 
 async fn message(
@@ -587,6 +640,7 @@ async fn message(
         .await?
         .into_iter()
         .map(|h| HistoryRow {
+            after: ReplayAfter::of(&h, now, &reset),
             job_link: format!("/replays/{}", path_segment(&h.job_id)),
             when: h.finished_at.map(|t| view::relative(t, now)),
             when_iso: h.finished_at.map(view::iso).unwrap_or_default(),
@@ -679,6 +733,14 @@ struct GroupRow {
     last_seen_exact: String,
     sparkline: String,
     link: String,
+    /// The group as a replay selection (`group=<fingerprint>`).
+    filter_query: String,
+    replayed: String,
+    consumed: String,
+    failed_again: String,
+    looping: String,
+    looping_n: i64,
+    replayed_n: i64,
 }
 
 #[derive(Template)]
@@ -714,6 +776,13 @@ async fn failure_groups(State(state): State<AppState>) -> PageResult {
             last_seen_exact: view::time(g.last_seen),
             sparkline: view::sparkline(&groups::hourly(&state.pool, &g.fingerprint, now).await?),
             link: messages_link(&[("group", g.fingerprint.clone())]),
+            filter_query: encode_pairs(&[("group", g.fingerprint.clone())]),
+            replayed: view::count(g.replayed),
+            consumed: view::count(g.consumed),
+            failed_again: view::count(g.failed_again),
+            looping: view::count(g.looping),
+            looping_n: g.looping,
+            replayed_n: g.replayed,
         });
     }
     html(GroupsPage {

@@ -9,12 +9,15 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::csrf::CsrfForm;
-use super::pages::{html, message_path_of, messages_link, path_segment, Frame, PageResult};
+use super::pages::{
+    html, message_path_of, messages_link, path_segment, Frame, PageResult, ReplayAfter,
+};
 use super::replays::{audit_params, result_page, results_query, Actor, ResultsQuery};
 use super::view;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::filter::encode_pairs;
+use crate::replay::outcomes::{stored_tracking, GroupSource};
 use crate::replay::plan::{self, MessageRef, Selection};
 use crate::replay::runner::JobControl;
 use crate::store::replays::{self, status, Job, RESULT_STATES};
@@ -252,6 +255,47 @@ struct PreviewPage {
     unlimited_seconds: f64,
     expires: String,
     selection: SelectionView,
+    compression: CompressionView,
+    /// "14 of these failed again after an earlier replay", when any did.
+    failed_again_warning: Option<String>,
+}
+
+/// The preview's warning about messages that came back after earlier replays.
+fn failed_again_warning(failed_again: i64, looping: i64) -> Option<String> {
+    if failed_again == 0 {
+        return None;
+    }
+    let these = if failed_again == 1 {
+        "1 of these failed".to_string()
+    } else {
+        format!("{} of these failed", view::count(failed_again))
+    };
+    let loops = match looping {
+        0 => String::new(),
+        1 => "; 1 failed again after two or more replays, a loop that another replay is unlikely to break".to_string(),
+        n => format!(
+            "; {} failed again after two or more replays, a loop that another replay is unlikely to break",
+            view::count(n)
+        ),
+    };
+    Some(format!("{these} again after an earlier replay{loops}."))
+}
+
+/// The codec a job sends with, and a warning when some clients cannot read it.
+struct CompressionView {
+    name: &'static str,
+    warning: Option<&'static str>,
+}
+
+impl CompressionView {
+    fn of(compression: crate::kafka::Compression) -> Self {
+        CompressionView {
+            name: compression.name(),
+            warning: (!compression.read_by_every_client()).then_some(
+                "KafkaJS and kafka-python consumers cannot read this codec without plugins; a batch they cannot read stops their consumer group.",
+            ),
+        }
+    }
 }
 
 /// `GET /replays/{id}/preview`: what confirming would do.
@@ -295,6 +339,8 @@ async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         unlimited_seconds: plan::estimated_seconds(preview.count, 0),
         expires: view::time(job.created_at + plan::PREVIEW_TTL_MS),
         selection: selection_view(&job.selection),
+        compression: CompressionView::of(preview.replay.compression),
+        failed_again_warning: failed_again_warning(preview.failed_again_before, preview.looping),
         id: preview.preview_id,
     })
 }
@@ -368,10 +414,45 @@ struct JobFigures {
     created_iso: String,
     started: Option<String>,
     finished: Option<String>,
+    compression: CompressionView,
+    consumed: String,
+    failed_again: String,
+    awaiting_consumption: String,
+    tracking: Vec<TrackingRow>,
+    sent_n: i64,
+    /// Whether the page goes on polling for consumption after the job finished.
+    following: bool,
+}
+
+/// How one target topic's consumption is followed, as the job page says it.
+struct TrackingRow {
+    target: String,
+    groups: String,
+    source: &'static str,
+    note: Option<String>,
+}
+
+impl TrackingRow {
+    fn all(job: &Job) -> Result<Vec<TrackingRow>> {
+        Ok(stored_tracking(job)?
+            .into_iter()
+            .map(|t| TrackingRow {
+                groups: t.groups.join(", "),
+                source: match t.source {
+                    Some(GroupSource::Flag) => "from --replay-consumer-group",
+                    Some(GroupSource::Headers) => "from the records' headers",
+                    Some(GroupSource::Broker) => "listed by the broker, with commits on the topic",
+                    None => "",
+                },
+                note: t.note,
+                target: t.target_topic,
+            })
+            .collect())
+    }
 }
 
 impl JobFigures {
-    fn new(job: &Job, now: i64) -> Self {
+    fn new(job: &Job, now: i64) -> Result<Self> {
         let remaining = job.remaining();
         let done = job.total - remaining;
         let is_final = status::is_final(&job.status);
@@ -380,7 +461,15 @@ impl JobFigures {
         } else {
             "–".into()
         };
-        JobFigures {
+        let tracking = TrackingRow::all(job)?;
+        Ok(JobFigures {
+            following: job.awaiting_consumption() > 0
+                && tracking.iter().any(|t| !t.groups.is_empty()),
+            consumed: view::count(job.consumed),
+            failed_again: view::count(job.failed_again),
+            awaiting_consumption: view::count(job.awaiting_consumption()),
+            tracking,
+            sent_n: job.sent,
             id: job.id.clone(),
             link: job_link(&job.id),
             status: job.status.clone(),
@@ -410,9 +499,10 @@ impl JobFigures {
             created: view::relative(job.created_at, now),
             created_exact: view::time(job.created_at),
             created_iso: view::iso(job.created_at),
+            compression: CompressionView::of(job.compression),
             started: job.started_at.map(view::time),
             finished: job.finished_at.map(view::time),
-        }
+        })
     }
 }
 
@@ -431,7 +521,7 @@ async fn jobs_page(State(state): State<AppState>) -> PageResult {
         .await?
         .iter()
         .map(|j| JobFigures::new(j, now))
-        .collect();
+        .collect::<Result<_>>()?;
     html(JobsPage {
         frame: Frame::build(&state, "replays").await,
         capped: jobs.len() as i64 >= JOBS_LISTED,
@@ -447,6 +537,7 @@ struct ResultRow {
     replay_count: String,
     when: String,
     reason: String,
+    after: ReplayAfter,
 }
 
 struct StateLink {
@@ -513,6 +604,7 @@ async fn job_page(
     let results = items
         .iter()
         .map(|r| ResultRow {
+            after: ReplayAfter::of(r, now, &reset),
             state: r.state.clone(),
             label: format!("{}/{}/{}", r.topic, r.partition, r.offset),
             link: format!(
@@ -544,7 +636,7 @@ async fn job_page(
         can_resume: s == status::PAUSED,
         can_cancel: [status::QUEUED, status::RUNNING, status::PAUSED].contains(&s),
         selection: selection_view(&job.selection),
-        job: JobFigures::new(&job, now),
+        job: JobFigures::new(&job, now)?,
         results,
         states,
         only,

@@ -15,10 +15,11 @@ use serde::Serialize;
 use super::view::iso;
 use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::replay::outcomes::{stored_tracking, GroupTracking};
 use crate::replay::plan::{self, MessageRef, Selection};
 use crate::replay::runner::JobControl;
 use crate::store::audit::{self, AuditEntry};
-use crate::store::replays::{self, ItemResult, Job, RESULT_STATES};
+use crate::store::replays::{self, ItemResult, Job, ReturnedRecord, RESULT_STATES};
 
 /// Routes under /api for replays and the audit log.
 pub fn router() -> Router<AppState> {
@@ -89,13 +90,18 @@ pub struct JobJson {
     started_at: Option<String>,
     finished_at: Option<String>,
     eta_seconds: Option<f64>,
+    replay: plan::SendSettings,
+    consumed: i64,
+    failed_again: i64,
+    awaiting_consumption: i64,
+    consumer_groups: Vec<GroupTracking>,
 }
 
 impl JobJson {
     /// The API form of a stored job.
-    pub fn new(job: &Job) -> Self {
+    pub fn new(job: &Job) -> Result<Self> {
         let remaining = job.remaining();
-        JobJson {
+        Ok(JobJson {
             id: job.id.clone(),
             status: job.status.clone(),
             total: job.total,
@@ -113,7 +119,12 @@ impl JobJson {
             finished_at: job.finished_at.map(iso),
             eta_seconds: (!replays::status::is_final(&job.status) && job.rate > 0)
                 .then(|| plan::estimated_seconds(remaining, job.rate)),
-        }
+            replay: plan::SendSettings::of(job),
+            consumed: job.consumed,
+            failed_again: job.failed_again,
+            awaiting_consumption: job.awaiting_consumption(),
+            consumer_groups: stored_tracking(job)?,
+        })
     }
 }
 
@@ -214,7 +225,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
             .await?
             .iter()
             .map(JobJson::new)
-            .collect(),
+            .collect::<Result<_>>()?,
     ))
 }
 
@@ -227,7 +238,7 @@ pub async fn find_job(state: &AppState, id: &str) -> Result<Job> {
 }
 
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobJson>> {
-    Ok(Json(JobJson::new(&find_job(&state, &id).await?)))
+    Ok(Json(JobJson::new(&find_job(&state, &id).await?)?))
 }
 
 /// One result in `GET /api/replays/{id}/results`.
@@ -247,6 +258,32 @@ pub struct ResultJson {
     replay_id: String,
     replay_count: Option<i64>,
     finished_at: Option<String>,
+    consumed_at: Option<String>,
+    failed_again: Option<FailedAgainJson>,
+}
+
+/// The DLQ record a replayed record came back as.
+#[derive(Serialize)]
+pub struct FailedAgainJson {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    generation: i64,
+    error_class: Option<String>,
+    error_message: Option<String>,
+}
+
+impl FailedAgainJson {
+    fn of(back: &ReturnedRecord) -> Option<Self> {
+        Some(FailedAgainJson {
+            topic: back.topic.clone()?,
+            partition: back.partition?,
+            offset: back.offset?,
+            generation: back.generation.unwrap_or(0),
+            error_class: back.error_class.clone(),
+            error_message: back.error_message.clone(),
+        })
+    }
 }
 
 impl ResultJson {
@@ -267,6 +304,8 @@ impl ResultJson {
             replay_id: crate::replay::runner::replay_id(&r.job_id, r.record_id),
             replay_count: r.replay_count,
             finished_at: r.finished_at.map(iso),
+            consumed_at: r.consumed_at.map(iso),
+            failed_again: FailedAgainJson::of(&r.failed_again),
         }
     }
 }
@@ -428,7 +467,7 @@ async fn control(
     control_body(&headers, &body)?;
     Ok(Json(JobJson::new(
         &state.replayer.apply(&id, action, &actor).await?,
-    )))
+    )?))
 }
 
 /// One audit entry in the API.

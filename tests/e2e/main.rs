@@ -6,6 +6,7 @@ mod faults;
 mod harness;
 #[path = "../common/http.rs"]
 mod http;
+mod kafkajs;
 #[path = "../common/poll.rs"]
 mod poll;
 mod replay;

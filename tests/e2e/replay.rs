@@ -12,7 +12,7 @@ use crate::harness::{
 };
 
 /// The headers every DLQ record carries here, in this order.
-const DLQ_HEADERS: [(&str, &str); 3] = [
+pub(crate) const DLQ_HEADERS: [(&str, &str); 3] = [
     ("dlq-origin-topic", "orders"),
     ("dlq-error-class", "E2EError"),
     ("trace-id", "trace-7"),
@@ -166,7 +166,7 @@ async fn a_replay_killed_mid_job_resumes_and_sends_every_message_once_but_those_
 }
 
 /// Every result of a job, following the API's cursor.
-fn all_results(dashboard: &DashboardProcess, id: &str) -> Vec<Value> {
+pub(crate) fn all_results(dashboard: &DashboardProcess, id: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {

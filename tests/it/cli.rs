@@ -196,6 +196,7 @@ fn tls_and_sasl_settings_are_accepted_by_the_kafka_client() {
             ("sasl.password".into(), "secret".into()),
         ],
         embedded: false,
+        replay_compression: dlq_dashboard::kafka::Compression::DEFAULT_REPLAY,
     };
     let consumer: Result<rdkafka::consumer::BaseConsumer, _> = settings.client_config().create();
     assert!(consumer.is_ok(), "{:?}", consumer.err());

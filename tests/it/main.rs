@@ -11,6 +11,7 @@ mod http;
 mod lifecycle;
 mod logmoves;
 mod outage;
+mod outcomes;
 #[path = "../common/poll.rs"]
 mod poll;
 mod replay;

@@ -20,7 +20,7 @@ async fn broker_outage_is_reported_and_indexing_resumes() {
     })
     .await;
 
-    kafka.cluster.broker_down(1).unwrap();
+    kafka.cluster.all_brokers_down().unwrap();
     wait_for("readyz to fail", || async {
         (d.get("/readyz").await.0 == 503).then_some(())
     })
@@ -40,7 +40,7 @@ async fn broker_outage_is_reported_and_indexing_resumes() {
     let (_, v) = d.get_json("/api/cluster").await;
     assert_eq!(v["connected"], false);
 
-    kafka.cluster.broker_up(1).unwrap();
+    kafka.cluster.all_brokers_up().unwrap();
     kafka
         .send(TOPIC, Some(0), Some(b"after"), Some(b"2"), &[])
         .await;
