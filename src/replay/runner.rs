@@ -244,12 +244,12 @@ impl Replayer {
     }
 
     async fn run_job(self: Arc<Self>, job: Job, control: watch::Receiver<Control>) {
-        let outcome = self.send_all(&job, control.clone()).await;
+        let (outcome, handed_through) = self.send_all(&job, control.clone()).await;
         let failed = outcome.is_err();
         let wanted = *control.borrow();
         {
             let _t = self.transitions.lock().await;
-            if let Err(e) = self.finish(&job, wanted, outcome).await {
+            if let Err(e) = self.finish(&job, wanted, outcome, handed_through).await {
                 tracing::error!(job = %job.id, error = %e, "recording the end of a replay job failed");
             }
         }
@@ -261,20 +261,26 @@ impl Replayer {
         self.wake();
     }
 
-    async fn finish(&self, job: &Job, wanted: Control, outcome: Result<()>) -> Result<()> {
+    async fn finish(
+        &self,
+        job: &Job,
+        wanted: Control,
+        outcome: Result<()>,
+        handed_through: Option<i64>,
+    ) -> Result<()> {
         let now = store::now_ms();
         match (wanted, outcome) {
             (Control::Cancel, _) => {
-                replays::release(&self.pool, &job.id, true, now).await?;
+                replays::release(&self.pool, &job.id, true, None, now).await?;
             }
             (Control::Pause | Control::Shutdown, _) => {
-                replays::release(&self.pool, &job.id, false, now).await?;
+                replays::release(&self.pool, &job.id, false, handed_through, now).await?;
             }
             (Control::Run, Err(e)) => {
                 // The job stays 'running' and the scheduler tries again; nothing confirmed
                 // is lost because results are recorded as they arrive.
                 tracing::error!(job = %job.id, error = %e, "replay job stopped; it will be retried");
-                replays::release(&self.pool, &job.id, false, now).await?;
+                replays::release(&self.pool, &job.id, false, handed_through, now).await?;
             }
             (Control::Run, Ok(())) => {
                 if replays::has_unsent(&self.pool, &job.id).await? {
@@ -316,8 +322,30 @@ impl Replayer {
         Ok(())
     }
 
-    /// Send every unsent item of the job, paced, until done or told to stop.
-    async fn send_all(&self, job: &Job, mut control: watch::Receiver<Control>) -> Result<()> {
+    /// Send every unsent item of the job, paced, until done or told to stop. Returns how it
+    /// ended, and the claim cursor to leave behind: the last record id handed to the
+    /// producer, never below where the cursor stood when this run began (None when the run
+    /// could not even read it).
+    async fn send_all(
+        &self,
+        job: &Job,
+        control: watch::Receiver<Control>,
+    ) -> (Result<()>, Option<i64>) {
+        let floor = match replays::claimed_through(&self.pool, &job.id).await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), None),
+        };
+        let mut handed = floor;
+        let outcome = self.send_from(job, control, &mut handed).await;
+        (outcome, Some(handed))
+    }
+
+    async fn send_from(
+        &self,
+        job: &Job,
+        mut control: watch::Receiver<Control>,
+        handed: &mut i64,
+    ) -> Result<()> {
         let producer = self.producer(job.compression)?;
         let (tx, rx) = mpsc::channel::<InFlight>(MAX_IN_FLIGHT);
         let mut collector = tokio::spawn(collect(
@@ -339,9 +367,16 @@ impl Replayer {
         ));
         let sent: Result<()> = async {
             while let Some(chunk) = chunks.recv().await {
-                if self
-                    .send_chunk(&producer, job, chunk, &mut pacer, &mut control, &tx)
-                    .await?
+                if send_chunk(
+                    &producer,
+                    &job.id,
+                    chunk,
+                    &mut pacer,
+                    &mut control,
+                    &tx,
+                    handed,
+                )
+                .await?
                 {
                     break;
                 }
@@ -376,36 +411,6 @@ impl Replayer {
             }
         };
         sent.and(recorded)
-    }
-
-    /// Send one claimed chunk at the job's pace; true when told to stop.
-    async fn send_chunk(
-        &self,
-        producer: &FutureProducer,
-        job: &Job,
-        chunk: Vec<SendItem>,
-        pacer: &mut Pacer,
-        control: &mut watch::Receiver<Control>,
-        tx: &mpsc::Sender<InFlight>,
-    ) -> Result<bool> {
-        for item in chunk {
-            if !pacer.wait(control).await {
-                return Ok(true);
-            }
-            let Some(delivery) = send_one(producer, &job.id, &item, control).await else {
-                return Ok(true);
-            };
-            let in_flight = InFlight {
-                record_id: item.record_id,
-                target_topic: item.target_topic.clone(),
-                replay_count: item.replay_count + 1,
-                delivery,
-            };
-            if tx.send(in_flight).await.is_err() {
-                return Err(Error::Internal("the delivery recorder stopped".into()));
-            }
-        }
-        Ok(false)
     }
 
     /// Apply an operator's pause, resume or cancel.
@@ -499,7 +504,7 @@ impl Replayer {
                 let _ = control.send(signal);
             }
             None if signal == Control::Cancel => {
-                replays::release(&self.pool, id, true, now).await?;
+                replays::release(&self.pool, id, true, None, now).await?;
             }
             None => {}
         }
@@ -531,6 +536,38 @@ impl Replayer {
         .await?;
         Ok(job)
     }
+}
+
+/// Send one claimed chunk at the job's pace, noting the last record id handed over; true
+/// when told to stop.
+async fn send_chunk(
+    producer: &FutureProducer,
+    job_id: &str,
+    chunk: Vec<SendItem>,
+    pacer: &mut Pacer,
+    control: &mut watch::Receiver<Control>,
+    tx: &mpsc::Sender<InFlight>,
+    handed: &mut i64,
+) -> Result<bool> {
+    for item in chunk {
+        if !pacer.wait(control).await {
+            return Ok(true);
+        }
+        let Some(delivery) = send_one(producer, job_id, &item, control).await else {
+            return Ok(true);
+        };
+        *handed = (*handed).max(item.record_id);
+        let in_flight = InFlight {
+            record_id: item.record_id,
+            target_topic: item.target_topic.clone(),
+            replay_count: item.replay_count + 1,
+            delivery,
+        };
+        if tx.send(in_flight).await.is_err() {
+            return Err(Error::Internal("the delivery recorder stopped".into()));
+        }
+    }
+    Ok(false)
 }
 
 /// Hand one message to the producer. None when told to stop while the producer's queue
@@ -581,9 +618,8 @@ async fn feed(
 ) -> Result<()> {
     let mut chunk = replays::next_items(&pool, &job_id, 0, chunk_size).await?;
     while let Some(last) = chunk.last().map(|i| i.record_id) {
-        let ids: Vec<i64> = chunk.iter().map(|i| i.record_id).collect();
         let (claimed, next) = tokio::join!(
-            replays::claim(&pool, &job_id, &ids),
+            replays::claim(&pool, &job_id, last),
             replays::next_items(&pool, &job_id, last, chunk_size)
         );
         claimed?;

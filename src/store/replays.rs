@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
 use libsqlite3_sys::sqlite3;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::raw::{with_handle, Statement};
 use super::records::{push_filter, RecordId};
@@ -168,7 +168,7 @@ pub async fn create_preview(
                 ELSE NULL END
          FROM (SELECT id, topic, origin_topic, consumer_group, status,
                  (SELECT o.job_id FROM replay_items o JOIN replay_jobs j ON j.id = o.job_id
-                  WHERE o.record_id = records.id AND o.state IN ('pending', 'sending')
+                  WHERE o.record_id = records.id AND o.state = 'pending'
                     AND j.status IN ('queued', 'running', 'paused') LIMIT 1) AS other_job
                FROM records",
     );
@@ -376,7 +376,7 @@ pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<u64
 pub async fn job_partitions(pool: &SqlitePool, id: &str) -> Result<Vec<(String, i32)>> {
     Ok(sqlx::query_as(
         "SELECT DISTINCT r.topic, r.partition FROM replay_items i JOIN records r ON r.id = i.record_id
-         WHERE i.job_id = ? AND i.state IN ('pending', 'sending')",
+         WHERE i.job_id = ? AND i.state = 'pending'",
     )
     .bind(id)
     .fetch_all(pool)
@@ -425,7 +425,7 @@ pub async fn next_items(
             db,
             "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.lineage_replays + r.replay_count
              FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
-             WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state IN ('pending', 'sending')
+             WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state = 'pending'
              ORDER BY i.record_id LIMIT ?3",
         )
     }?;
@@ -452,42 +452,6 @@ pub async fn next_items(
     .await
 }
 
-/// Apply `update` to the records whose ids `ids_sql` selects (neither takes parameters),
-/// keeping the per-topic status counters right.
-async fn change_record_status(
-    conn: &mut SqliteConnection,
-    ids_sql: &str,
-    update: &str,
-) -> Result<()> {
-    let adjust = |sign: &str| {
-        format!(
-            "INSERT INTO topic_status_counts (topic, status, count)
-             SELECT topic, status, {sign}COUNT(*) FROM records WHERE id IN ({ids_sql}) GROUP BY topic, status
-             ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count"
-        )
-    };
-    sqlx::query(&adjust("-")).execute(&mut *conn).await?;
-    sqlx::query(update).execute(&mut *conn).await?;
-    sqlx::query(&adjust("")).execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// Fill the temporary table `chosen` (this connection's own) with record ids.
-async fn choose(conn: &mut SqliteConnection, select_ids: &str, binds: &[&str]) -> Result<()> {
-    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS chosen (id INTEGER PRIMARY KEY, status TEXT)")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM chosen")
-        .execute(&mut *conn)
-        .await?;
-    let mut q = sqlx::query(select_ids);
-    for b in binds {
-        q = q.bind(*b);
-    }
-    q.execute(&mut *conn).await?;
-    Ok(())
-}
-
 /// Make this connection's temporary table `name` exist and be empty.
 ///
 /// # Safety
@@ -504,59 +468,18 @@ unsafe fn empty_temp_table(db: NonNull<sqlite3>, name: &str, columns: &str) -> R
     Ok(())
 }
 
-/// Claim items before they are handed to the producer: they become 'sending' and their
-/// records 'replaying'. Only pending items are claimed (a 'sending' item left by a crash
-/// keeps the status it remembered).
-pub async fn claim(pool: &SqlitePool, job_id: &str, record_ids: &[i64]) -> Result<()> {
+/// Claim a job's items up to record id `through` before they are handed to the producer:
+/// one cursor per job, not a write per item. Items are sent in record id order, so every
+/// pending item at or below the cursor may have reached the broker (`sending` in results;
+/// after a crash it is sent again with the same replay id) and every one above it has not.
+/// Records keep their status until their delivery is recorded.
+pub async fn claim(pool: &SqlitePool, job_id: &str, through: i64) -> Result<()> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    // The whole claim runs on this task, statement after statement, without a round trip to
-    // sqlx's worker thread for each: while the writer's turn is held, every hand-over
-    // between threads was time no other writer could use.
-    with_handle(&mut tx, |db| {
-        // SAFETY: `with_handle` keeps sqlx off the connection; the statements are dropped
-        // before it returns.
-        unsafe {
-            // Each claimed record with its topic and status as they were, so that the
-            // counters are adjusted from this small table instead of the records.
-            empty_temp_table(
-                db,
-                "claimed",
-                "id INTEGER PRIMARY KEY, topic TEXT NOT NULL, status TEXT NOT NULL",
-            )?;
-            let mut pick = Statement::prepare(
-                db,
-                "INSERT OR IGNORE INTO claimed (id, topic, status)
-                 SELECT r.id, r.topic, r.status FROM replay_items i JOIN records r ON r.id = i.record_id
-                 WHERE i.job_id = ?1 AND i.record_id = ?2 AND i.state = 'pending'",
-            )?;
-            pick.text(1, Some(job_id))?;
-            for &id in record_ids {
-                pick.int(2, id)?;
-                pick.execute()?;
-            }
-            let mut items = Statement::prepare(
-                db,
-                "UPDATE replay_items SET state = 'sending',
-                   prev_status = (SELECT status FROM claimed c WHERE c.id = replay_items.record_id)
-                 WHERE job_id = ?1 AND record_id IN (SELECT id FROM claimed)",
-            )?;
-            items.text(1, Some(job_id))?;
-            items.execute()?;
-            Statement::run(
-                db,
-                "UPDATE records SET status = 'replaying' WHERE id IN (SELECT id FROM claimed)",
-            )?;
-            Statement::run(
-                db,
-                "INSERT INTO topic_status_counts (topic, status, count)
-                 SELECT topic, status, -COUNT(*) FROM claimed GROUP BY topic, status
-                 UNION ALL SELECT topic, 'replaying', COUNT(*) FROM claimed GROUP BY topic
-                 ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
-            )?;
-        }
-        Ok(())
-    })
-    .await?;
+    sqlx::query("UPDATE replay_jobs SET claimed_through = MAX(claimed_through, ?) WHERE id = ?")
+        .bind(through)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -603,21 +526,23 @@ pub async fn record_deliveries(
             // and status before this outcome, so that every update below is driven by the
             // batch's ids (a join the planner might turn around would scan the job or the
             // whole index per batch) and the counters are adjusted without reading the
-            // records again.
+            // records again. The updates join the batch once per row (UPDATE ... FROM)
+            // rather than looking it up once per column; the `IN (SELECT id ...)` beside the
+            // join keeps the planner driving from the batch (without it, it scans `records`).
             empty_temp_table(
                 db,
                 "delivered",
                 "id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
                  topic TEXT NOT NULL, status TEXT NOT NULL, fingerprint TEXT NOT NULL",
             )?;
-            // Only items still 'sending' count: a report for an item the job no longer owns
+            // Only items still unsent count: a report for an item the job no longer owns
             // (never expected) changes nothing.
             let mut add = Statement::prepare(
                 db,
                 "INSERT OR REPLACE INTO delivered (id, n, p, o, e, topic, status, fingerprint)
                  SELECT r.id, ?2, ?3, ?4, ?5, r.topic, r.status, r.fingerprint
                  FROM replay_items i JOIN records r ON r.id = i.record_id
-                 WHERE i.job_id = ?6 AND i.record_id = ?1 AND i.state = 'sending'",
+                 WHERE i.job_id = ?6 AND i.record_id = ?1 AND i.state = 'pending'",
             )?;
             add.text(6, Some(job_id))?;
             for d in deliveries {
@@ -639,13 +564,12 @@ pub async fn record_deliveries(
             let mut items = Statement::prepare(
                 db,
                 "UPDATE replay_items SET
-                   state = (SELECT CASE WHEN e IS NULL THEN 'sent' ELSE 'failed' END FROM delivered d WHERE d.id = record_id),
-                   reason = (SELECT e FROM delivered d WHERE d.id = record_id),
-                   replay_count = (SELECT n FROM delivered d WHERE d.id = record_id),
-                   target_partition = (SELECT p FROM delivered d WHERE d.id = record_id),
-                   target_offset = (SELECT o FROM delivered d WHERE d.id = record_id),
+                   state = CASE WHEN d.e IS NULL THEN 'sent' ELSE 'failed' END,
+                   reason = d.e, replay_count = d.n, target_partition = d.p, target_offset = d.o,
                    finished_at = ?1
-                 WHERE job_id = ?2 AND record_id IN (SELECT id FROM delivered)",
+                 FROM delivered AS d
+                 WHERE replay_items.job_id = ?2 AND replay_items.record_id IN (SELECT id FROM delivered)
+                   AND replay_items.record_id = d.id",
             )?;
             items.int(1, now)?;
             items.text(2, Some(job_id))?;
@@ -655,9 +579,10 @@ pub async fn record_deliveries(
             Statement::run(
                 db,
                 "UPDATE records SET
-                   status = (SELECT CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END FROM delivered d WHERE d.id = records.id),
-                   replay_count = replay_count + (SELECT e IS NULL FROM delivered d WHERE d.id = records.id)
-                 WHERE id IN (SELECT id FROM delivered)",
+                   status = CASE WHEN d.e IS NULL THEN 'replayed' ELSE 'replay_failed' END,
+                   replay_count = replay_count + (d.e IS NULL)
+                 FROM delivered AS d
+                 WHERE records.id IN (SELECT id FROM delivered) AND records.id = d.id",
             )?;
             Statement::run(
                 db,
@@ -690,29 +615,23 @@ pub async fn record_deliveries(
     Ok(())
 }
 
-/// Give back items claimed but never handed to the producer: 'sending' items return to
-/// `to_state` ('pending' on pause, 'cancelled' on cancel) and their records to the status
-/// they had. On cancel, pending items become 'cancelled' too. Returns the items released.
-pub async fn release(pool: &SqlitePool, job_id: &str, cancel: bool, now: i64) -> Result<i64> {
+/// Give back what a stopped job claimed but never handed to the producer. On pause (and
+/// shutdown, and a failed run) the cursor goes back to `handed_through`, the last record id
+/// handed over; a caller never lowers it below where its run started, so items that may have
+/// reached the broker before a crash stay `sending`. On cancel every unsent item becomes
+/// 'cancelled'. Returns the items given back (pause) or cancelled.
+pub async fn release(
+    pool: &SqlitePool,
+    job_id: &str,
+    cancel: bool,
+    handed_through: Option<i64>,
+    now: i64,
+) -> Result<i64> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    choose(
-        &mut tx,
-        "INSERT INTO chosen (id, status) SELECT record_id, COALESCE(prev_status, 'new')
-         FROM replay_items WHERE job_id = ?1 AND state = 'sending'",
-        &[job_id],
-    )
-    .await?;
-    change_record_status(
-        &mut tx,
-        "SELECT id FROM chosen",
-        "UPDATE records SET status = (SELECT status FROM chosen c WHERE c.id = records.id)
-         WHERE id IN (SELECT id FROM chosen)",
-    )
-    .await?;
     let released = if cancel {
         let done = sqlx::query(
             "UPDATE replay_items SET state = 'cancelled', finished_at = ?
-             WHERE job_id = ? AND state IN ('pending', 'sending')",
+             WHERE job_id = ? AND state = 'pending'",
         )
         .bind(now)
         .bind(job_id)
@@ -726,22 +645,44 @@ pub async fn release(pool: &SqlitePool, job_id: &str, cancel: bool, now: i64) ->
             .await?;
         done
     } else {
-        sqlx::query(
-            "UPDATE replay_items SET state = 'pending', prev_status = NULL WHERE job_id = ? AND state = 'sending'",
+        let Some(through) = handed_through else {
+            tx.commit().await?;
+            return Ok(0);
+        };
+        let given_back: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM replay_items i JOIN replay_jobs j ON j.id = i.job_id
+             WHERE i.job_id = ?1 AND i.state = 'pending' AND i.record_id > ?2 AND i.record_id <= j.claimed_through",
         )
         .bind(job_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as i64
+        .bind(through)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE replay_jobs SET claimed_through = ? WHERE id = ?")
+            .bind(through)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        given_back
     };
     tx.commit().await?;
     Ok(released)
 }
 
+/// Where a job's claim cursor is (see [`claim`]).
+pub async fn claimed_through(pool: &SqlitePool, job_id: &str) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT claimed_through FROM replay_jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
 /// Whether a job has items left to send.
 pub async fn has_unsent(pool: &SqlitePool, job_id: &str) -> Result<bool> {
     Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM replay_items WHERE job_id = ? AND state IN ('pending', 'sending'))",
+        "SELECT EXISTS (SELECT 1 FROM replay_items WHERE job_id = ? AND state = 'pending')",
     )
     .bind(job_id)
     .fetch_one(pool)
@@ -810,7 +751,7 @@ pub struct ReturnedRecord {
     pub error_message: Option<String>,
 }
 
-const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, i.state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id, i.consumed_at, back.topic AS back_topic, back.partition AS back_partition, back.\"offset\" AS back_offset, back.generation AS back_generation, back.error_class AS back_error_class, back.error_message AS back_error_message";
+const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, CASE WHEN i.state = 'pending' AND i.record_id <= j.claimed_through THEN 'sending' ELSE i.state END AS state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id, i.consumed_at, back.topic AS back_topic, back.partition AS back_partition, back.\"offset\" AS back_offset, back.generation AS back_generation, back.error_class AS back_error_class, back.error_message AS back_error_message";
 
 /// The joins `ITEM_COLUMNS` reads from (`back` is the DLQ record a replay came back as).
 const ITEM_FROM: &str = "replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id LEFT JOIN records back ON back.id = i.failed_again_id";
@@ -835,23 +776,47 @@ pub async fn items(
 ) -> Result<Vec<ItemResult>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {ITEM_COLUMNS} FROM {ITEM_FROM}
-         WHERE i.job_id = ? AND i.state = ? AND i.record_id > ? ORDER BY i.record_id LIMIT ?"
+         WHERE i.job_id = ? AND {} AND i.record_id > ? ORDER BY i.record_id LIMIT ?",
+        stored_state_condition(state)
     ))
     .bind(job_id)
-    .bind(state)
+    .bind(stored_state(state))
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
     .await?)
 }
 
+/// The stored state behind a state as results name it: `sending` is a pending item at or
+/// below the job's claim cursor.
+fn stored_state(state: &str) -> &str {
+    if state == "sending" {
+        "pending"
+    } else {
+        state
+    }
+}
+
+/// The condition selecting items in a state as results name it (one `?` for the stored
+/// state).
+fn stored_state_condition(state: &str) -> &'static str {
+    match state {
+        "sending" => "i.state = ? AND i.record_id <= j.claimed_through",
+        "pending" => "i.state = ? AND i.record_id > j.claimed_through",
+        _ => "i.state = ?",
+    }
+}
+
 /// Items of a job per state.
 pub async fn item_counts(pool: &SqlitePool, job_id: &str) -> Result<BTreeMap<String, i64>> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, COUNT(*) FROM replay_items WHERE job_id = ? GROUP BY state")
-            .bind(job_id)
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN i.state = 'pending' AND i.record_id <= j.claimed_through THEN 'sending' ELSE i.state END,
+                COUNT(*)
+         FROM replay_items i JOIN replay_jobs j ON j.id = i.job_id WHERE i.job_id = ? GROUP BY 1",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().collect())
 }
 

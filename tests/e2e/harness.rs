@@ -574,8 +574,11 @@ impl DashboardProcess {
 /// from the SQLite file (read-only, so a stopped dashboard's file is inspected as it was left).
 pub async fn replay_items_in(db: &Path, job_id: &str, state: &str) -> (Vec<i64>, i64) {
     let pool = open_read_only(db).await;
+    // 'sending' is stored as a pending item at or below the job's claim cursor.
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT record_id FROM replay_items WHERE job_id = ? AND state = ? ORDER BY record_id",
+        "SELECT i.record_id FROM replay_items i JOIN replay_jobs j ON j.id = i.job_id
+         WHERE i.job_id = ?1 AND CASE WHEN i.state = 'pending' AND i.record_id <= j.claimed_through THEN 'sending' ELSE i.state END = ?2
+         ORDER BY i.record_id",
     )
     .bind(job_id)
     .bind(state)

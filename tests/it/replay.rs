@@ -359,12 +359,20 @@ async fn a_job_pauses_resumes_and_cancels_and_what_was_sent_stays_sent() {
     let paused = settled(&d, &id).await;
     let sent_when_paused = paused["sent"].as_i64().unwrap();
     assert!(sent_when_paused < TOTAL as i64);
-    let (_, replaying) = d.get_json("/api/messages?status=replaying").await;
+    let (_, topics) = d.get_json("/api/topics").await;
+    let ship = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == "ship.dlq")
+        .unwrap();
     assert_eq!(
-        replaying["messages"],
-        json!([]),
-        "a paused job holds no message in 'replaying'"
+        (ship["by_status"]["new"].as_i64(), ship["by_status"]["replayed"].as_i64()),
+        (Some(TOTAL as i64 - sent_when_paused), Some(sent_when_paused)),
+        "a paused job holds nothing in flight: every message it has not sent keeps its status: {ship}"
     );
+    let (_, replaying) = d.get_json("/api/messages?status=replaying").await;
+    assert_eq!(replaying["messages"], json!([]));
 
     let (status, job) = d
         .post_json(&format!("/api/replays/{id}/resume"), json!({}))
