@@ -6,6 +6,9 @@
 ALTER TABLE replay_items ADD COLUMN consumed_at INTEGER;
 -- The records.id of the DLQ record that came back from this replay.
 ALTER TABLE replay_items ADD COLUMN failed_again_id INTEGER;
+-- 1 when that record carried no dlq-replay-id and was matched by DLQ topic, key and value
+-- after the delivery: probably the same record, never certainly.
+ALTER TABLE replay_items ADD COLUMN failed_again_probable INTEGER NOT NULL DEFAULT 0;
 
 -- Items delivered and not yet seen consumed, by where they landed: the tracker seeks the
 -- lowest waiting offset of each target partition, and marks those below a committed offset,
@@ -16,6 +19,7 @@ CREATE INDEX replay_items_awaiting
 
 ALTER TABLE replay_jobs ADD COLUMN consumed     INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE replay_jobs ADD COLUMN failed_again INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE replay_jobs ADD COLUMN failed_again_probably INTEGER NOT NULL DEFAULT 0;
 -- JSON array: per target topic, the consumer groups followed and how they were found, or
 -- why consumption is not tracked.
 ALTER TABLE replay_jobs ADD COLUMN consumer_groups TEXT NOT NULL DEFAULT '[]';

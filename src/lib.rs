@@ -19,7 +19,7 @@ pub mod index;
 pub mod kafka;
 /// Freed memory given back to the operating system after bursts of work.
 pub mod memory;
-/// Replay target resolution (and, next, replay jobs).
+/// Replay: targets, previews, jobs, and what became of each replayed record.
 pub mod replay;
 /// All SQL.
 pub mod store;

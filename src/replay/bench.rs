@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use sqlx::SqlitePool;
 
 use super::plan::{self, Selection};
-use super::runner::{producer_config, replay_headers};
+use super::runner::{producer_config, replay_record};
 use crate::app::Dashboard;
 use crate::bench::{remove_database_files, rss_mib, synthetic_record};
 use crate::config::{BenchArgs, ServeArgs};
@@ -411,14 +411,7 @@ async fn bare_produce(
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(items.len());
     for item in items {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&item.target_topic)
-            .headers(replay_headers(job_id, item, store::now_ms()));
-        if let Some(k) = item.key.as_deref() {
-            record = record.key(k);
-        }
-        if let Some(v) = item.value.as_deref() {
-            record = record.payload(v);
-        }
+        let mut record = replay_record(job_id, item, store::now_ms());
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {

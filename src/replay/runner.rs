@@ -578,15 +578,7 @@ async fn send_one(
     item: &SendItem,
     control: &mut watch::Receiver<Control>,
 ) -> Option<std::result::Result<DeliveryFuture, String>> {
-    let headers = replay_headers(job_id, item, store::now_ms());
-    let mut record: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(&item.target_topic).headers(headers);
-    if let Some(k) = item.key.as_deref() {
-        record = record.key(k);
-    }
-    if let Some(v) = item.value.as_deref() {
-        record = record.payload(v);
-    }
+    let mut record = replay_record(job_id, item, store::now_ms());
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Some(Ok(delivery)),
@@ -641,6 +633,24 @@ fn counts_json(job: &Job) -> serde_json::Value {
         "remaining": job.remaining(),
         "targets": job.target_counts(),
     })
+}
+
+/// The record a replay sends for `item`: its key and value unchanged, to its target topic,
+/// with [`replay_headers`].
+pub fn replay_record<'a>(
+    job_id: &str,
+    item: &'a SendItem,
+    now_ms: i64,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'a, [u8], [u8]> =
+        FutureRecord::to(&item.target_topic).headers(replay_headers(job_id, item, now_ms));
+    if let Some(k) = item.key.as_deref() {
+        record = record.key(k);
+    }
+    if let Some(v) = item.value.as_deref() {
+        record = record.payload(v);
+    }
+    record
 }
 
 /// The replayed message's headers: the original ones in order (minus earlier replay

@@ -61,6 +61,86 @@ pub async fn link_returned(
     Ok(())
 }
 
+/// How long after its delivery a record that comes back without a `dlq-replay-id` may still
+/// be matched to its replay by key and value, ms.
+pub const PROBABLE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// A DLQ record just indexed that carries no `dlq-replay-id`: its row id, topic and key.
+pub struct Unlabelled<'a> {
+    /// Its row id.
+    pub id: i64,
+    /// DLQ topic.
+    pub topic: &'a str,
+    /// Key bytes.
+    pub key: &'a [u8],
+}
+
+/// Link records that came back without a `dlq-replay-id` (a framework that drops headers)
+/// to the replay they probably came from: a delivered item of a job, not linked yet, whose
+/// record is on the same DLQ topic with the same key and the same value, delivered before
+/// `now` and at most [`PROBABLE_WINDOW_MS`] earlier. Marked probable, counted apart, never
+/// taken for certain (no loop is counted from it). Costs one query per batch while no job
+/// delivered anything in the window.
+pub async fn link_probable(
+    conn: &mut SqliteConnection,
+    returned: &[Unlabelled<'_>],
+    now: i64,
+) -> Result<()> {
+    if returned.is_empty() {
+        return Ok(());
+    }
+    let recent: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM replay_jobs
+                        WHERE status <> 'preview' AND sent > 0 AND (finished_at IS NULL OR finished_at >= ?))",
+    )
+    .bind(now - PROBABLE_WINDOW_MS)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !recent {
+        return Ok(());
+    }
+    for r in returned {
+        let matched: Option<(String, i64)> = sqlx::query_as(
+            "SELECT i.job_id, i.record_id
+             FROM records o
+             JOIN replay_items i ON i.record_id = o.id
+             JOIN record_bodies ob ON ob.record_id = o.id
+             JOIN record_bodies nb ON nb.record_id = ?1
+             WHERE o.key = ?2 AND o.topic = ?3 AND o.id <> ?1
+               AND i.state = 'sent' AND i.failed_again_id IS NULL
+               AND i.finished_at <= ?4 AND i.finished_at >= ?5
+               AND ob.value IS nb.value
+             ORDER BY i.finished_at DESC LIMIT 1",
+        )
+        .bind(r.id)
+        .bind(r.key)
+        .bind(r.topic)
+        .bind(now)
+        .bind(now - PROBABLE_WINDOW_MS)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((job_id, record_id)) = matched else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE replay_items SET failed_again_id = ?, failed_again_probable = 1
+             WHERE job_id = ? AND record_id = ?",
+        )
+        .bind(r.id)
+        .bind(&job_id)
+        .bind(record_id)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE replay_jobs SET failed_again_probably = failed_again_probably + 1 WHERE id = ?",
+        )
+        .bind(&job_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Confirmed jobs with delivered items not yet seen consumed, that started sending after
 /// `since` or are still unfinished, oldest first.
 pub async fn jobs_awaiting(pool: &SqlitePool, since: i64) -> Result<Vec<Job>> {

@@ -169,6 +169,19 @@ pub async fn insert_batch(
         .filter_map(|&(id, i)| batch[i].replay_origin.as_ref().map(|o| (id, o)))
         .collect();
     outcomes::link_returned(&mut tx, &returned).await?;
+    let unlabelled: Vec<outcomes::Unlabelled<'_>> = inserted
+        .iter()
+        .map(|&(id, i)| (id, &batch[i]))
+        .filter(|(_, r)| r.replay_origin.is_none())
+        .filter_map(|(id, r)| {
+            r.key.as_deref().map(|key| outcomes::Unlabelled {
+                id,
+                topic: &r.topic,
+                key,
+            })
+        })
+        .collect();
+    outcomes::link_probable(&mut tx, &unlabelled, now).await?;
     positions::advance(&mut tx, advance_to, now).await?;
     super::batch_cache(&mut tx, false).await?;
     tx.commit().await?;

@@ -267,6 +267,8 @@ pub struct Job {
     pub consumed: i64,
     /// Delivered and back in a DLQ.
     pub failed_again: i64,
+    /// Delivered and probably back in a DLQ: matched by key and value, without the header.
+    pub failed_again_probably: i64,
     /// How consumption is followed, per target topic (JSON, see `replay::outcomes`).
     pub consumer_groups: String,
 }
@@ -288,7 +290,7 @@ impl Job {
     }
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, status, actor, selection, rate, compression, total, sent, failed, refused, cancelled, targets, created_at, started_at, finished_at, consumed, failed_again, consumer_groups";
+pub(crate) const JOB_COLUMNS: &str = "id, status, actor, selection, rate, compression, total, sent, failed, refused, cancelled, targets, created_at, started_at, finished_at, consumed, failed_again, failed_again_probably, consumer_groups";
 
 /// One job by id (previews included).
 pub async fn job(pool: &SqlitePool, id: &str) -> Result<Option<Job>> {
@@ -749,9 +751,12 @@ pub struct ReturnedRecord {
     /// Its error message.
     #[sqlx(rename = "back_error_message")]
     pub error_message: Option<String>,
+    /// Whether it was matched by key and value (it carried no `dlq-replay-id`).
+    #[sqlx(rename = "back_probable")]
+    pub probable: bool,
 }
 
-const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, CASE WHEN i.state = 'pending' AND i.record_id <= j.claimed_through THEN 'sending' ELSE i.state END AS state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id, i.consumed_at, back.topic AS back_topic, back.partition AS back_partition, back.\"offset\" AS back_offset, back.generation AS back_generation, back.error_class AS back_error_class, back.error_message AS back_error_message";
+const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.generation, CASE WHEN i.state = 'pending' AND i.record_id <= j.claimed_through THEN 'sending' ELSE i.state END AS state, i.target_topic, i.target_partition, i.target_offset, i.reason, i.replay_count, i.finished_at, j.actor, i.record_id, i.consumed_at, back.topic AS back_topic, back.partition AS back_partition, back.\"offset\" AS back_offset, back.generation AS back_generation, back.error_class AS back_error_class, back.error_message AS back_error_message, i.failed_again_probable AS back_probable";
 
 /// The joins `ITEM_COLUMNS` reads from (`back` is the DLQ record a replay came back as).
 const ITEM_FROM: &str = "replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id LEFT JOIN records back ON back.id = i.failed_again_id";

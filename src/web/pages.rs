@@ -582,6 +582,8 @@ pub(crate) struct ReplayAfter {
     pub exact: String,
     /// The DLQ record it came back as: (label, link, its error).
     pub failed_again: Option<(String, String, String)>,
+    /// Whether that record was matched by key and value, without its dlq-replay-id.
+    pub probable: bool,
 }
 
 impl ReplayAfter {
@@ -613,6 +615,7 @@ impl ReplayAfter {
             _ => String::new(),
         };
         ReplayAfter {
+            probable: back.probable,
             text,
             exact: item.consumed_at.map(view::time).unwrap_or_default(),
             failed_again,

@@ -93,6 +93,7 @@ pub struct JobJson {
     replay: plan::SendSettings,
     consumed: i64,
     failed_again: i64,
+    failed_again_probably: i64,
     awaiting_consumption: i64,
     consumer_groups: Vec<GroupTracking>,
 }
@@ -122,6 +123,7 @@ impl JobJson {
             replay: plan::SendSettings::of(job),
             consumed: job.consumed,
             failed_again: job.failed_again,
+            failed_again_probably: job.failed_again_probably,
             awaiting_consumption: job.awaiting_consumption(),
             consumer_groups: stored_tracking(job)?,
         })
@@ -271,6 +273,9 @@ pub struct FailedAgainJson {
     generation: i64,
     error_class: Option<String>,
     error_message: Option<String>,
+    /// Matched by DLQ topic, key and value because it carried no dlq-replay-id: probably
+    /// this replay, not certainly.
+    probable: bool,
 }
 
 impl FailedAgainJson {
@@ -282,6 +287,7 @@ impl FailedAgainJson {
             generation: back.generation.unwrap_or(0),
             error_class: back.error_class.clone(),
             error_message: back.error_message.clone(),
+            probable: back.probable,
         })
     }
 }

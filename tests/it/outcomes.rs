@@ -405,3 +405,70 @@ async fn a_replay_whose_consumer_group_cannot_be_found_completes_and_says_consum
     let (_, page) = d.get_html(&format!("/replays/{id}")).await;
     assert!(page.contains(&escaped(note)), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_back_without_its_replay_id_is_matched_by_key_and_payload_as_probable_only() {
+    let kafka = Kafka::start(&[("orders.dlq", 1), ("orders.retry.1", 1), ("orders", 1)]);
+    let records: Vec<Outgoing> = (0..2)
+        .map(|i| failed(i, Some("order-service")))
+        .map(|(_, k, v, h)| (Some(0), k, v, h))
+        .collect();
+    kafka.send_many("orders.dlq", &records).await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(2).await;
+    let job = replay_all(&d, json!({"topic": "orders.dlq"})).await;
+    let id = job["id"].as_str().unwrap().to_string();
+
+    // A framework that drops headers: the same key and value come back with new headers
+    // only; and an unrelated failure with the same key but another payload.
+    let replayed = crate::harness::read_topic(&kafka.bootstrap(), "orders.retry.1", 2).await;
+    let mut back: Vec<Outgoing> = replayed
+        .iter()
+        .map(|r| {
+            (
+                Some(0),
+                r.key.clone().unwrap(),
+                r.value.clone().unwrap(),
+                vec![("dlq-error-class".to_string(), b"Dropped".to_vec())],
+            )
+        })
+        .collect();
+    back.push((
+        Some(0),
+        replayed[0].key.clone().unwrap(),
+        b"{\"order\":999}".to_vec(),
+        vec![("dlq-error-class".to_string(), b"Dropped".to_vec())],
+    ));
+    kafka.send_many("orders.dlq", &back).await;
+    d.wait_indexed(5).await;
+
+    let job = job_where(&d, &id, "2 probably failed again", |j| {
+        j["failed_again_probably"] == 2
+    })
+    .await;
+    assert_eq!(job["failed_again"], 0, "never counted as certain: {job}");
+    let (_, results) = d.get_json(&format!("/api/replays/{id}/results")).await;
+    let mut offsets: Vec<i64> = Vec::new();
+    for r in results["results"].as_array().unwrap() {
+        assert_eq!(r["failed_again"]["probable"], true, "{r}");
+        offsets.push(r["failed_again"]["offset"].as_i64().unwrap());
+    }
+    offsets.sort();
+    assert_eq!(
+        offsets,
+        vec![2, 3],
+        "the same key and payload, not the other payload"
+    );
+    let (_, original) = d.get_json("/api/messages/orders.dlq/0/0").await;
+    assert_eq!(
+        original["failed_again_after_replays"], 0,
+        "no loop is counted from a guess"
+    );
+    let (_, page) = d.get_html("/messages/orders.dlq/0/0").await;
+    assert!(
+        page.contains("probably failed again after replay"),
+        "{page}"
+    );
+    let (_, page) = d.get_html(&format!("/replays/{id}")).await;
+    assert!(page.contains("+ 2 probably"), "{page}");
+}
