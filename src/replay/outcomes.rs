@@ -30,12 +30,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long after a job finished its consumption is still followed.
 pub const FOLLOW_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often a target whose group is not known yet, or has not committed yet, is looked up
-/// again.
-const RESOLVE_AGAIN: Duration = Duration::from_secs(10);
+/// again (each look-up may ask the broker for its groups and each of those for commits).
+const RESOLVE_AGAIN: Duration = Duration::from_secs(30);
 /// How long one OffsetFetch or ListGroups may take.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(5);
-/// Groups listed by the broker that are checked for commits on a target topic, at most.
-const BROKER_GROUPS_CHECKED: usize = 50;
+/// Groups listed by the broker that are checked for commits on a target topic, at most
+/// (each check is a client of its own for the moment it takes).
+const BROKER_GROUPS_CHECKED: usize = 20;
 
 /// `--replay-consumer-group DLQ_TOPIC=GROUP`: the consumer group that reads the retry topic
 /// a DLQ topic's records are replayed to.
@@ -184,6 +185,8 @@ pub trait GroupOffsets: Send + Sync + 'static {
     ) -> Result<Vec<(i32, Option<i64>)>>;
     /// Consumer groups the broker knows, or an error when it cannot list them.
     fn list_groups(&self) -> Result<Vec<String>>;
+    /// The tracker follows only these groups now: resources held for others may go.
+    fn following(&self, _groups: &std::collections::HashSet<String>) {}
 }
 
 /// [`GroupOffsets`] through librdkafka: one client per group, with that group id, that never
@@ -200,6 +203,14 @@ impl KafkaGroupOffsets {
             settings: settings.clone(),
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Let go of the clients of groups no longer asked about.
+    pub fn keep_only(&self, groups: &std::collections::HashSet<String>) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|g, _| groups.contains(g));
     }
 
     fn client(&self, group: &str) -> Result<Arc<BaseConsumer>> {
@@ -250,8 +261,12 @@ impl GroupOffsets for KafkaGroupOffsets {
             .collect())
     }
 
+    fn following(&self, groups: &std::collections::HashSet<String>) {
+        self.keep_only(groups);
+    }
+
     fn list_groups(&self) -> Result<Vec<String>> {
-        let client = self.client("dlq-dashboard-group-list")?;
+        let client = self.client(GROUP_LISTER)?;
         let list = client.fetch_group_list(None, KAFKA_TIMEOUT);
         let _ = client.poll(Duration::ZERO);
         Ok(list?
@@ -262,6 +277,9 @@ impl GroupOffsets for KafkaGroupOffsets {
             .collect())
     }
 }
+
+/// The group id of the client that lists the broker's groups (it never joins it).
+const GROUP_LISTER: &str = "dlq-dashboard-group-list";
 
 /// What the tracker keeps about a job between polls.
 struct Followed {
@@ -297,9 +315,22 @@ impl OutcomeTracker {
 
     /// Poll until shutdown.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        // A broker outage fails every poll the same way: said once, and once when it ends.
+        let mut failing: Option<String> = None;
         loop {
-            if let Err(e) = self.poll().await {
-                tracing::warn!(error = %e, "following replay consumption failed; retrying");
+            match self.poll().await {
+                Err(e) => {
+                    let e = e.to_string();
+                    if failing.as_ref() != Some(&e) {
+                        tracing::warn!(error = %e, "following replay consumption failed; retrying every second");
+                    }
+                    failing = Some(e);
+                }
+                Ok(()) => {
+                    if failing.take().is_some() {
+                        tracing::info!("following replay consumption again");
+                    }
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

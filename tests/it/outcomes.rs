@@ -472,3 +472,28 @@ async fn a_record_back_without_its_replay_id_is_matched_by_key_and_payload_as_pr
     let (_, page) = d.get_html(&format!("/replays/{id}")).await;
     assert!(page.contains("+ 2 probably"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_group_flag_names_the_group_when_the_headers_name_none() {
+    let kafka = Kafka::start(&[("orders.dlq", 1), ("orders.retry.1", 1), ("orders", 1)]);
+    let records: Vec<Outgoing> = (0..6).map(|i| failed(i, None)).collect();
+    kafka.send_many("orders.dlq", &records).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let args = dlq_dashboard::config::ServeArgs {
+        replay_consumer_groups: vec!["orders.dlq=retry-worker".into()],
+        ..crate::harness::serve_args(&kafka.bootstrap(), &dir.path().join("index.db"))
+    };
+    let d = TestDashboard::start_with(args, dir).await;
+    d.wait_indexed(6).await;
+    let job = replay_all(&d, json!({"topic": "orders.dlq"})).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let bootstrap = kafka.bootstrap();
+    tokio::task::spawn_blocking(move || process(&bootstrap, "retry-worker", "orders.retry.1", 6))
+        .await
+        .unwrap();
+    let job = job_where(&d, &id, "all 6 consumed", |j| j["consumed"] == 6).await;
+    let tracking = &job["consumer_groups"][0];
+    assert_eq!(tracking["groups"], json!(["retry-worker"]), "{job}");
+    assert_eq!(tracking["source"], "flag");
+    assert!(tracking["note"].is_null());
+}
