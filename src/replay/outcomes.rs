@@ -152,7 +152,7 @@ pub fn choose_groups(
             vec![g.clone()],
             Some(GroupSource::Headers),
             Some(format!(
-                "Group {g} (from the records' headers) has committed nothing on {target_topic} yet; if another group reads it, set --replay-consumer-group {}=GROUP.",
+                "Group {g} has committed nothing on {target_topic} yet; if another group reads it, set --replay-consumer-group {}=GROUP.",
                 dlq_topics.first().map_or("DLQ_TOPIC", String::as_str)
             )),
         ),
