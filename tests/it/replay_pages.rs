@@ -675,3 +675,61 @@ async fn bad_forms_get_a_sentence_and_an_all_refused_preview_offers_no_confirm()
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_group_on_the_groups_page_previews_exactly_that_failure_group() {
+    let kafka = Kafka::start(&[("orders", 1), ("orders.retry.1", 1), ("orders.dlq", 1)]);
+    let timeouts = send(&kafka, "Timeout", 5).await;
+    send(&kafka, "Validation", 3).await;
+    let d = TestDashboard::start(&kafka).await;
+    d.wait_indexed(8).await;
+
+    let (_, groups) = d.get_json("/api/groups").await;
+    let fingerprint = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["error_class"] == "Timeout")
+        .unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, page) = d.get_html("/groups").await;
+    assert!(page.contains("Replay group…"));
+    assert!(page.contains("never replayed"));
+    let csrf = token(&page);
+    let filter = format!("group={fingerprint}");
+    assert!(
+        page.contains(&format!(r#"name="filter" value="{filter}""#)),
+        "each row's form names its group"
+    );
+    let (id, html) = preview(
+        &d,
+        &[
+            ("csrf", &csrf),
+            ("selection", "filter"),
+            ("filter", &filter),
+        ],
+    )
+    .await;
+    assert!(
+        html.contains(r#"<span class="num">5</span> messages will be sent"#),
+        "{html}"
+    );
+    confirm(&d, &id, &csrf, "0").await;
+    final_page(&d, &id).await;
+    let (_, results) = d.get_json(&format!("/api/replays/{id}/results")).await;
+    let mut sent: Vec<i64> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["offset"].as_i64().unwrap())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, timeouts, "exactly the group's messages");
+    let (_, page) = d.get_html("/groups").await;
+    assert!(
+        page.contains("replayed 5 · consumed 0 · failed again 0"),
+        "{page}"
+    );
+}
