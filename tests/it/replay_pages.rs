@@ -93,6 +93,16 @@ async fn preview(d: &TestDashboard, fields: &[(&str, &str)]) -> (String, String)
     (id, html)
 }
 
+/// Preview everything a filter (a query string) matches, as the "Replay all N matching" and
+/// "Replay group…" forms do.
+async fn preview_filter(d: &TestDashboard, csrf: &str, filter: &str) -> (String, String) {
+    preview(
+        d,
+        &[("csrf", csrf), ("selection", "filter"), ("filter", filter)],
+    )
+    .await
+}
+
 /// Confirm a preview through its form; returns the job page's address.
 async fn confirm(d: &TestDashboard, id: &str, csrf: &str, rate: &str) -> String {
     let to = post_redirect(
@@ -512,15 +522,7 @@ async fn markup_in_a_selection_filter_or_a_header_renders_inert() {
     let (_, list) = d.get_html("/messages").await;
     let csrf = token(&list);
     let filter = serde_urlencoded::to_string([("q", evil)]).unwrap();
-    let (id, html) = preview(
-        &d,
-        &[
-            ("csrf", &csrf),
-            ("selection", "filter"),
-            ("filter", &filter),
-        ],
-    )
-    .await;
+    let (id, html) = preview_filter(&d, &csrf, &filter).await;
     assert!(
         html.contains(r#"<span class="num">1</span> message will be sent"#),
         "{html}"
@@ -703,15 +705,7 @@ async fn replay_group_on_the_groups_page_previews_exactly_that_failure_group() {
         page.contains(&format!(r#"name="filter" value="{filter}""#)),
         "each row's form names its group"
     );
-    let (id, html) = preview(
-        &d,
-        &[
-            ("csrf", &csrf),
-            ("selection", "filter"),
-            ("filter", &filter),
-        ],
-    )
-    .await;
+    let (id, html) = preview_filter(&d, &csrf, &filter).await;
     assert!(
         html.contains(r#"<span class="num">5</span> messages will be sent"#),
         "{html}"
