@@ -196,6 +196,18 @@ impl TestDashboard {
         (status, serde_json::from_slice(&body).unwrap())
     }
 
+    /// The failure group of `error_class` as `GET /api/groups` shows it.
+    pub async fn group_with_class(&self, error_class: &str) -> serde_json::Value {
+        let (_, groups) = self.get_json("/api/groups").await;
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["error_class"] == error_class)
+            .unwrap_or_else(|| panic!("no group of {error_class}: {groups}"))
+            .clone()
+    }
+
     pub async fn get_html(&self, uri: &str) -> (StatusCode, String) {
         let (status, ctype, body) = self.get(uri).await;
         assert!(

@@ -269,13 +269,7 @@ async fn records_dead_lettered_again_are_linked_to_their_replay_and_a_second_fai
     assert!(page.contains("href=\"/messages/orders.dlq/0/4\""), "{page}");
     let (_, returned) = d.get_json("/api/messages/orders.dlq/0/4").await;
     assert_eq!(returned["failed_again_after_replays"], 1, "{returned}");
-    let (_, groups) = d.get_json("/api/groups").await;
-    let declined = groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["error_class"] == "PaymentDeclined")
-        .unwrap();
+    let declined = d.group_with_class("PaymentDeclined").await;
     assert_eq!(
         (
             declined["replayed"].as_i64(),
@@ -346,13 +340,7 @@ async fn records_dead_lettered_again_are_linked_to_their_replay_and_a_second_fai
         page.contains("<span class=\"badge loop\""),
         "the list flags loops"
     );
-    let (_, groups) = d.get_json("/api/groups").await;
-    let still = groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["error_class"] == "StillDeclined")
-        .unwrap();
+    let still = d.group_with_class("StillDeclined").await;
     assert_eq!(still["looping"], 6, "{still}");
     let (_, page) = d.get_html("/groups").await;
     assert!(page.contains("in a loop"), "{page}");

@@ -686,13 +686,7 @@ async fn replay_group_on_the_groups_page_previews_exactly_that_failure_group() {
     let d = TestDashboard::start(&kafka).await;
     d.wait_indexed(8).await;
 
-    let (_, groups) = d.get_json("/api/groups").await;
-    let fingerprint = groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["error_class"] == "Timeout")
-        .unwrap()["fingerprint"]
+    let fingerprint = d.group_with_class("Timeout").await["fingerprint"]
         .as_str()
         .unwrap()
         .to_string();
