@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
-use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DevClusterArgs, ServeArgs, TopicSelection};
+use crate::actions::Actions;
+use crate::config::{DevClusterArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::index::consumer::Indexer;
 use crate::index::IndexerStatus;
@@ -18,36 +18,9 @@ use crate::kafka::{Compression, KafkaSettings, TopicCache};
 use crate::replay::outcomes::{ConsumerGroupRules, KafkaGroupOffsets, OutcomeTracker};
 use crate::replay::runner::Replayer;
 use crate::replay::target::TargetRules;
+use crate::topics::TopicSelection;
+use crate::web::{App, AppState};
 use crate::{demo, store, web};
-
-/// Shared application state handed to every request handler.
-pub struct App {
-    /// The SQLite index.
-    pub pool: SqlitePool,
-    /// Live indexer state.
-    pub status: Arc<IndexerStatus>,
-    /// Where Kafka is.
-    pub kafka: KafkaSettings,
-    /// Which topics are DLQ topics.
-    pub topics: TopicSelection,
-    /// How replay targets are chosen.
-    pub replay_rules: TargetRules,
-    /// The cluster's topic names, for checks shown on pages.
-    pub cluster_topics: TopicCache,
-    /// Runs replay jobs.
-    pub replayer: Arc<Replayer>,
-}
-
-/// Cheap-to-clone handle on [`App`].
-#[derive(Clone)]
-pub struct AppState(pub Arc<App>);
-
-impl std::ops::Deref for AppState {
-    type Target = App;
-    fn deref(&self) -> &App {
-        &self.0
-    }
-}
 
 /// A running dashboard: its address, state and tasks. Dropping it does not stop it; call
 /// [`Dashboard::shutdown`].
@@ -125,16 +98,20 @@ impl Dashboard {
                 ))
             })?;
         }
-        let cluster_topics = TopicCache::new(&kafka)?;
         let replayer = Arc::new(Replayer::new(pool.clone(), &kafka)?);
+        let actions = Arc::new(Actions::new(
+            pool.clone(),
+            topics,
+            replay_rules,
+            kafka.replay_compression,
+            Arc::new(TopicCache::new(&kafka)?),
+            replayer.clone(),
+        ));
         let state = AppState(Arc::new(App {
             pool,
             status,
             kafka: kafka.clone(),
-            topics,
-            replay_rules,
-            cluster_topics,
-            replayer: replayer.clone(),
+            actions,
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -179,7 +156,7 @@ impl Dashboard {
         } else {
             tracing::info!(
                 "dlq-dashboard on http://{addr} — indexing {} from {}",
-                state.topics.subscriptions.join(","),
+                state.actions.topics().subscriptions.join(","),
                 kafka.brokers
             );
         }

@@ -213,7 +213,8 @@ async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<Inde
             generation: 0,
             next_offset: r.offset + 1,
         });
-        let outcome = records::insert_batch(pool, batch, last.as_slice(), store::now_ms()).await?;
+        let outcome =
+            records::insert_batch(pool, batch, last.as_slice(), crate::clock::now_ms()).await?;
         // A record skipped as already indexed would make the rate count work not done.
         if outcome.already_indexed > 0 {
             return Err(Error::Conflict(format!(
@@ -329,7 +330,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         None => std::env::temp_dir().join(format!("dlq-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
-    let now = store::now_ms();
+    let now = crate::clock::now_ms();
     let mut rng = StdRng::seed_from_u64(42);
     println!(
         "generating {} records of ~{} B, {:?} layout ...",

@@ -5,10 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Topic names ending in .dlq, -dlq, _dlq, .dlt, -dlt or _dlt, in any case. Written for
-/// librdkafka's own regex engine, which has no case-insensitive flag.
-pub const DEFAULT_DLQ_PATTERN: &str = "^.*[._-]([dD][lL][qQ]|[dD][lL][tT])$";
-
 /// dlq-dashboard: index Kafka dead-letter topics into SQLite and browse, inspect, purge and replay them.
 #[derive(Debug, Parser)]
 #[command(
@@ -228,98 +224,9 @@ pub fn parse_topic_spec(s: &str) -> Result<(String, i32), String> {
     Ok((name.to_string(), partitions))
 }
 
-/// How the indexer chooses topics: exact names plus librdkafka regexes (`^...`).
-#[derive(Debug, Clone)]
-pub struct TopicSelection {
-    /// Exact names and `^` patterns as given to librdkafka's subscribe.
-    pub subscriptions: Vec<String>,
-    patterns: Vec<regex::Regex>,
-    names: Vec<String>,
-}
-
-impl TopicSelection {
-    /// Parse `--dlq-topics`; an empty list means the default pattern.
-    pub fn parse(items: &[String]) -> Result<Self, String> {
-        let items: Vec<String> = items
-            .iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        let items = if items.is_empty() {
-            vec![DEFAULT_DLQ_PATTERN.to_string()]
-        } else {
-            items
-        };
-        let mut patterns = Vec::new();
-        let mut names = Vec::new();
-        for item in &items {
-            if item.starts_with('^') {
-                let re = regex::Regex::new(item).map_err(|e| {
-                    // The regex crate's message spans several lines with a caret diagram;
-                    // its last line names the problem.
-                    let text = e.to_string();
-                    let reason = text
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .trim()
-                        .trim_start_matches("error: ");
-                    format!("--dlq-topics pattern '{item}' is not a valid regex ({reason}).")
-                })?;
-                patterns.push(re);
-            } else if item
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                names.push(item.clone());
-            } else {
-                return Err(format!("--dlq-topics entry '{item}' is not a valid topic name (letters, digits, '.', '_', '-'); start it with ^ for a regex"));
-            }
-        }
-        Ok(Self {
-            subscriptions: items,
-            patterns,
-            names,
-        })
-    }
-
-    /// Whether a topic is one of the DLQ topics this dashboard indexes.
-    pub fn matches(&self, topic: &str) -> bool {
-        self.names.iter().any(|n| n == topic) || self.patterns.iter().any(|p| p.is_match(topic))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_pattern_matches_dlq_suffixes_in_any_case() {
-        let sel = TopicSelection::parse(&[]).unwrap();
-        for t in ["orders.dlq", "orders-DLQ", "a_dlt", "payments.DLT", "x-Dlq"] {
-            assert!(sel.matches(t), "{t} should match");
-        }
-        for t in ["orders", "orders.retry.1", "dlq.orders", "ordersdlq"] {
-            assert!(!sel.matches(t), "{t} should not match");
-        }
-    }
-
-    #[test]
-    fn names_and_patterns_mix() {
-        let sel = TopicSelection::parse(&["billing.dead".into(), "^audit\\..*".into()]).unwrap();
-        assert!(sel.matches("billing.dead"));
-        assert!(sel.matches("audit.x"));
-        assert!(!sel.matches("orders.dlq"));
-        assert_eq!(sel.subscriptions, vec!["billing.dead", "^audit\\..*"]);
-    }
-
-    #[test]
-    fn bad_regex_and_bad_name_are_refused_with_a_sentence() {
-        let err = TopicSelection::parse(&["^(".into()]).unwrap_err();
-        assert!(err.contains("not a valid regex"), "{err}");
-        let err = TopicSelection::parse(&["has space".into()]).unwrap_err();
-        assert!(err.contains("not a valid topic name"), "{err}");
-    }
 
     #[test]
     fn key_value_and_topic_specs_parse() {

@@ -1,10 +1,14 @@
 //! dlq-dashboard: index Kafka dead-letter topics into SQLite and serve pages to list,
 //! inspect, purge and replay failed records.
 
+/// The operations core: selection, preview, confirm, job control, audit.
+pub mod actions;
 /// Startup, background tasks, graceful shutdown.
 pub mod app;
 /// Side-by-side benchmarks (`dlq-dashboard bench`).
 pub mod bench;
+/// Wall-clock time as stored and shown in the API.
+pub mod clock;
 /// Command line and environment configuration.
 pub mod config;
 /// The embedded demo's topics and failure producer.
@@ -23,5 +27,7 @@ pub mod memory;
 pub mod replay;
 /// All SQL.
 pub mod store;
+/// Which topics are DLQ topics.
+pub mod topics;
 /// Pages, JSON API, metrics.
 pub mod web;

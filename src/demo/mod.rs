@@ -10,9 +10,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::error::Result;
 use crate::kafka::mock::EmbeddedCluster;
-use crate::store::now_ms;
 
 /// Topics created on the embedded cluster: (name, partitions). Live topics and retry topics
 /// are there too, so the demo shows where a replay goes.
@@ -320,8 +320,8 @@ async fn send(producer: &FutureProducer, r: &DemoRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TopicSelection;
     use crate::index::normalise::{normalise, RawHeader};
+    use crate::topics::TopicSelection;
 
     #[test]
     fn demo_records_land_on_dlq_topics_and_cover_every_convention() {

@@ -36,11 +36,11 @@ use tokio_util::sync::CancellationToken;
 use super::normalise::RawHeader;
 use super::record::{NewRecord, RecordParts};
 use super::IndexerStatus;
-use crate::config::TopicSelection;
 use crate::kafka::KafkaSettings;
 use crate::store::events::{self, IndexEvent, LOG_RESET, RETENTION_GAP};
 use crate::store::positions::{self, Position};
-use crate::store::{self, records};
+use crate::store::records;
+use crate::topics::TopicSelection;
 
 /// Most records written in one transaction.
 const MAX_BATCH_RECORDS: usize = 5000;
@@ -342,7 +342,7 @@ impl Indexer {
 
     fn take(&self, msg: Result<BorrowedMessage<'_>, KafkaError>, pending: &mut Vec<NewRecord>) {
         match msg {
-            Ok(m) => pending.push(NewRecord::from_parts(parts_of(&m), store::now_ms())),
+            Ok(m) => pending.push(NewRecord::from_parts(parts_of(&m), crate::clock::now_ms())),
             Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
                 self.status.set_error(
                     "A configured DLQ topic does not exist on the cluster (yet); check --dlq-topics.".into(),
@@ -429,7 +429,7 @@ impl Indexer {
                             "Records at offsets {next} to {} of {topic} partition {partition} were deleted by the broker (retention) before the dashboard indexed them.",
                             low - 1
                         ),
-                        detected_at: store::now_ms(),
+                        detected_at: crate::clock::now_ms(),
                     };
                     tracing::warn!(
                         topic,
@@ -553,7 +553,7 @@ impl Indexer {
                 "Offsets of {topic} partition {partition} restarted (the topic was deleted and recreated, or the cluster was wiped). Records indexed before are kept as generation {generation}; new records are indexed as generation {}.",
                 generation + 1
             ),
-            detected_at: store::now_ms(),
+            detected_at: crate::clock::now_ms(),
         };
         tracing::warn!(
             topic,
@@ -617,7 +617,8 @@ impl Indexer {
                 next_offset: n,
             })
             .collect();
-        let outcome = records::insert_batch(&self.pool, batch, &advance, store::now_ms()).await?;
+        let outcome =
+            records::insert_batch(&self.pool, batch, &advance, crate::clock::now_ms()).await?;
         {
             let mut states = lock(&consumer.context().states);
             for p in &advance {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use crate::store::now_ms;
+use crate::clock::now_ms;
 
 /// Live indexer state. Cheap to read; every lock is held for a few field copies only.
 #[derive(Debug, Default)]

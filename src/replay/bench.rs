@@ -25,8 +25,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 use sqlx::SqlitePool;
 
-use super::plan::{self, Selection};
 use super::runner::{producer_config, replay_record};
+use crate::actions::replay as plan;
+use crate::actions::selection::Selection;
 use crate::app::Dashboard;
 use crate::bench::{remove_database_files, rss_mib, synthetic_record};
 use crate::config::{BenchArgs, ServeArgs};
@@ -34,7 +35,8 @@ use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
 use crate::kafka::mock::EmbeddedCluster;
 use crate::kafka::{Compression, KafkaSettings};
-use crate::store::replays::{self, status, SendItem};
+use crate::store::items::{self, SendItem};
+use crate::store::jobs::{self, status};
 use crate::store::{self, records};
 
 /// The retry topics the synthetic records resolve to (`{base}.retry.1`), with partitions.
@@ -143,7 +145,7 @@ const BENCH_GROUP: &str = "bench-service";
 /// As a consumer service that has processed everything would: commit the end of every
 /// target partition under [`BENCH_GROUP`] (without joining, as a plain offset commit), then
 /// time until the job counts every delivered record consumed, as its page would show.
-async fn consumption_seen(dashboard: &Dashboard, job: &replays::Job) -> Result<f64> {
+async fn consumption_seen(dashboard: &Dashboard, job: &jobs::Job) -> Result<f64> {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     let consumer: BaseConsumer = dashboard
         .state
@@ -168,7 +170,7 @@ async fn consumption_seen(dashboard: &Dashboard, job: &replays::Job) -> Result<f
         .map_err(|e| Error::Internal(format!("committing failed: {e}")))??;
     let committed = Instant::now();
     loop {
-        let now = replays::job(&dashboard.state.pool, &job.id)
+        let now = jobs::job(&dashboard.state.pool, &job.id)
             .await?
             .ok_or_else(|| plan::unknown_job(&job.id))?;
         if now.consumed >= now.sent {
@@ -297,7 +299,7 @@ async fn fill(db: &Path, n: usize, args: &BenchArgs) -> Result<()> {
     remove_database_files(db);
     let pool = store::open(db).await?;
     let started = Instant::now();
-    let now = store::now_ms();
+    let now = crate::clock::now_ms();
     let mut rng = StdRng::seed_from_u64(7);
     let mut done = 0;
     while done < n {
@@ -348,13 +350,11 @@ async fn start(bootstrap: &str, db: &Path, compression: Compression) -> Result<D
 
 /// Preview everything in the index (a frozen job in 'preview'); its id.
 async fn preview(dashboard: &Dashboard, n: usize) -> Result<String> {
-    let preview = plan::preview(
-        &dashboard.state,
-        Selection::Filter(MessageFilter::default()),
-        0,
-        "bench",
-    )
-    .await?;
+    let preview = dashboard
+        .state
+        .actions
+        .preview(Selection::Filter(MessageFilter::default()), 0, "bench")
+        .await?;
     if preview.count != n as i64 {
         return Err(Error::Conflict(format!(
             "the bench preview covers {} of {n} messages ({} refused)",
@@ -369,7 +369,7 @@ async fn load_items(pool: &SqlitePool, job_id: &str) -> Result<Vec<SendItem>> {
     let mut items: Vec<SendItem> = Vec::new();
     let mut after = 0;
     loop {
-        let chunk = replays::next_items(pool, job_id, after, 5000).await?;
+        let chunk = items::next_items(pool, job_id, after, 5000).await?;
         let Some(last) = chunk.last() else { break };
         after = last.record_id;
         items.extend(chunk);
@@ -411,7 +411,7 @@ async fn bare_produce(
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(items.len());
     for item in items {
-        let mut record = replay_record(job_id, item, store::now_ms());
+        let mut record = replay_record(job_id, item, crate::clock::now_ms());
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
@@ -448,12 +448,16 @@ async fn bare_produce(
 
 /// Confirm a preview and wait until the job has finished; seconds from confirm to the
 /// finished job (every result recorded), and the job.
-async fn replay(dashboard: &Dashboard, preview_id: &str) -> Result<(f64, replays::Job)> {
+async fn replay(dashboard: &Dashboard, preview_id: &str) -> Result<(f64, jobs::Job)> {
     let pool = &dashboard.state.pool;
     let started = Instant::now();
-    plan::confirm(&dashboard.state, preview_id, None, "bench").await?;
+    dashboard
+        .state
+        .actions
+        .confirm(preview_id, None, "bench")
+        .await?;
     loop {
-        let job = replays::job(pool, preview_id)
+        let job = jobs::job(pool, preview_id)
             .await?
             .ok_or_else(|| plan::unknown_job(preview_id))?;
         if status::is_final(&job.status) {

@@ -4,6 +4,5 @@
 /// `bench --suite replay`: bulk replay rate against a bare produce, and memory during a job.
 pub mod bench;
 pub mod outcomes;
-pub mod plan;
 pub mod runner;
 pub mod target;

@@ -20,9 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::kafka::KafkaSettings;
+use crate::store::jobs::Job;
 use crate::store::outcomes::{self, JobRoute};
-use crate::store::replays::Job;
-use crate::store::{self};
 
 /// How often committed offsets are read while records wait (a commit shows on the job page
 /// within about this long, plus one OffsetFetch).
@@ -341,7 +340,7 @@ impl OutcomeTracker {
 
     /// One round over every job with records waiting to be consumed.
     pub async fn poll(&mut self) -> Result<()> {
-        let since = store::now_ms() - FOLLOW_FOR.as_millis() as i64;
+        let since = crate::clock::now_ms() - FOLLOW_FOR.as_millis() as i64;
         let jobs = outcomes::jobs_awaiting(&self.pool, since).await?;
         self.followed
             .retain(|id, _| jobs.iter().any(|j| &j.id == id));
@@ -388,7 +387,7 @@ impl OutcomeTracker {
                         topic,
                         *p,
                         committed,
-                        store::now_ms(),
+                        crate::clock::now_ms(),
                     )
                     .await?;
                     if n > 0 {

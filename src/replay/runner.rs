@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -16,12 +17,14 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{rate_text, unknown_job};
+use crate::actions::replay::{rate_text, unknown_job, JobControl};
+use crate::actions::JobRunner;
 use crate::error::{Error, Result};
 use crate::index::record::decode_headers;
 use crate::kafka::{Compression, KafkaSettings};
-use crate::store::replays::{self, status, Delivery, Job, SendItem};
-use crate::store::{self, audit};
+use crate::store::audit::{self, NewEntry};
+use crate::store::items::{self, Delivery, SendItem};
+use crate::store::jobs::{self, status, Job};
 
 /// Headers every replayed message carries; copies of them in the original headers (from an
 /// earlier replay) are dropped so each appears once.
@@ -56,31 +59,6 @@ const RESULTS_PER_COMMIT: usize = 4000;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Messages handed to the producer whose delivery reports are not yet collected.
 const MAX_IN_FLIGHT: usize = 5_000;
-
-/// What an operator can do to a job, as named in URLs (`/replays/{id}/pause`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobControl {
-    /// Stop sending for now.
-    Pause,
-    /// Go on after a pause.
-    Resume,
-    /// Stop for good.
-    Cancel,
-}
-
-impl JobControl {
-    /// The action a URL segment names.
-    pub fn parse(action: &str) -> Result<Self> {
-        match action {
-            "pause" => Ok(JobControl::Pause),
-            "resume" => Ok(JobControl::Resume),
-            "cancel" => Ok(JobControl::Cancel),
-            other => Err(Error::NotFound(format!(
-                "A replay job has no action '{other}'; use pause, resume or cancel."
-            ))),
-        }
-    }
-}
 
 /// What the operator wants a running job to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,18 +187,18 @@ impl Replayer {
             .values()
             .flat_map(|a| a.partitions.iter().cloned())
             .collect();
-        let mut candidates = replays::jobs_in(&self.pool, status::RUNNING).await?;
-        candidates.extend(replays::jobs_in(&self.pool, status::QUEUED).await?);
+        let mut candidates = jobs::jobs_in(&self.pool, status::RUNNING).await?;
+        candidates.extend(jobs::jobs_in(&self.pool, status::QUEUED).await?);
         for job in candidates {
             if self.active().contains_key(&job.id) {
                 continue;
             }
-            let partitions = replays::job_partitions(&self.pool, &job.id).await?;
+            let partitions = items::job_partitions(&self.pool, &job.id).await?;
             if partitions.iter().any(|p| busy.contains(p)) {
                 continue;
             }
-            let now = store::now_ms();
-            replays::transition(
+            let now = crate::clock::now_ms();
+            jobs::transition(
                 &self.pool,
                 &job.id,
                 &[status::QUEUED, status::RUNNING],
@@ -268,25 +246,25 @@ impl Replayer {
         outcome: Result<()>,
         handed_through: Option<i64>,
     ) -> Result<()> {
-        let now = store::now_ms();
+        let now = crate::clock::now_ms();
         match (wanted, outcome) {
             (Control::Cancel, _) => {
-                replays::release(&self.pool, &job.id, true, None, now).await?;
+                items::release(&self.pool, &job.id, true, None, now).await?;
             }
             (Control::Pause | Control::Shutdown, _) => {
-                replays::release(&self.pool, &job.id, false, handed_through, now).await?;
+                items::release(&self.pool, &job.id, false, handed_through, now).await?;
             }
             (Control::Run, Err(e)) => {
                 // The job stays 'running' and the scheduler tries again; nothing confirmed
                 // is lost because results are recorded as they arrive.
                 tracing::error!(job = %job.id, error = %e, "replay job stopped; it will be retried");
-                replays::release(&self.pool, &job.id, false, handed_through, now).await?;
+                items::release(&self.pool, &job.id, false, handed_through, now).await?;
             }
             (Control::Run, Ok(())) => {
-                if replays::has_unsent(&self.pool, &job.id).await? {
+                if items::has_unsent(&self.pool, &job.id).await? {
                     return Ok(());
                 }
-                let done = replays::job(&self.pool, &job.id)
+                let done = jobs::job(&self.pool, &job.id)
                     .await?
                     .ok_or_else(|| unknown_job(&job.id))?;
                 let final_status = if done.failed > 0 {
@@ -294,7 +272,7 @@ impl Replayer {
                 } else {
                     status::COMPLETED
                 };
-                if replays::transition(&self.pool, &job.id, &[status::RUNNING], final_status, now)
+                if jobs::transition(&self.pool, &job.id, &[status::RUNNING], final_status, now)
                     .await?
                 {
                     tracing::info!(job = %job.id, sent = done.sent, failed = done.failed, "replay job finished");
@@ -308,12 +286,14 @@ impl Replayer {
                     };
                     audit::append(
                         &self.pool,
-                        now,
-                        "dashboard",
-                        "replay.finish",
-                        Some(&job.id),
-                        &summary,
-                        &counts_json(&done),
+                        &NewEntry {
+                            at: now,
+                            actor: "dashboard",
+                            action: "replay.finish",
+                            job_id: Some(&job.id),
+                            summary: &summary,
+                            detail: &counts_json(&done),
+                        },
                     )
                     .await?;
                 }
@@ -331,7 +311,7 @@ impl Replayer {
         job: &Job,
         control: watch::Receiver<Control>,
     ) -> (Result<()>, Option<i64>) {
-        let floor = match replays::claimed_through(&self.pool, &job.id).await {
+        let floor = match items::claimed_through(&self.pool, &job.id).await {
             Ok(c) => c,
             Err(e) => return (Err(e), None),
         };
@@ -481,18 +461,18 @@ impl Replayer {
         verb: &str,
     ) -> Result<Job> {
         let _t = self.transitions.lock().await;
-        let job = replays::job(&self.pool, id)
+        let job = jobs::job(&self.pool, id)
             .await?
             .filter(|j| j.status != status::PREVIEW)
             .ok_or_else(|| unknown_job(id))?;
-        let now = store::now_ms();
+        let now = crate::clock::now_ms();
         // A job resumed before its sender noticed the pause goes on running in place.
         let to = if signal == Control::Run && self.active().contains_key(id) {
             status::RUNNING
         } else {
             to
         };
-        if !replays::transition(&self.pool, id, from, to, now).await? {
+        if !jobs::transition(&self.pool, id, from, to, now).await? {
             return Err(Error::Conflict(format!(
                 "Replay job {id} is {}, so it cannot be {verb}.",
                 job.status.replace('_', " ")
@@ -504,7 +484,7 @@ impl Replayer {
                 let _ = control.send(signal);
             }
             None if signal == Control::Cancel => {
-                replays::release(&self.pool, id, true, None, now).await?;
+                items::release(&self.pool, id, true, None, now).await?;
             }
             None => {}
         }
@@ -515,26 +495,44 @@ impl Replayer {
             // the answer carry settled counts. A broker that does not answer only delays it.
             let _ = tokio::time::timeout(Duration::from_secs(5), control.closed()).await;
         }
-        let job = replays::job(&self.pool, id)
+        let job = jobs::job(&self.pool, id)
             .await?
             .ok_or_else(|| unknown_job(id))?;
+        let summary = format!(
+            "Replay {id} {verb} with {} sent, {} failed, {} remaining ({}).",
+            job.sent,
+            job.failed,
+            job.remaining(),
+            rate_text(job.rate)
+        );
         audit::append(
             &self.pool,
-            now,
-            actor,
-            action,
-            Some(id),
-            &format!(
-                "Replay {id} {verb} with {} sent, {} failed, {} remaining ({}).",
-                job.sent,
-                job.failed,
-                job.remaining(),
-                rate_text(job.rate)
-            ),
-            &counts_json(&job),
+            &NewEntry {
+                at: now,
+                actor,
+                action,
+                job_id: Some(id),
+                summary: &summary,
+                detail: &counts_json(&job),
+            },
         )
         .await?;
         Ok(job)
+    }
+}
+
+impl JobRunner for Replayer {
+    fn wake(&self) {
+        Replayer::wake(self);
+    }
+
+    fn control<'a>(
+        &'a self,
+        id: &'a str,
+        action: JobControl,
+        actor: &'a str,
+    ) -> BoxFuture<'a, Result<Job>> {
+        Box::pin(self.apply(id, action, actor))
     }
 }
 
@@ -578,7 +576,7 @@ async fn send_one(
     item: &SendItem,
     control: &mut watch::Receiver<Control>,
 ) -> Option<std::result::Result<DeliveryFuture, String>> {
-    let mut record = replay_record(job_id, item, store::now_ms());
+    let mut record = replay_record(job_id, item, crate::clock::now_ms());
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Some(Ok(delivery)),
@@ -608,11 +606,11 @@ async fn feed(
     chunk_size: i64,
     to_sender: mpsc::Sender<Vec<SendItem>>,
 ) -> Result<()> {
-    let mut chunk = replays::next_items(&pool, &job_id, 0, chunk_size).await?;
+    let mut chunk = items::next_items(&pool, &job_id, 0, chunk_size).await?;
     while let Some(last) = chunk.last().map(|i| i.record_id) {
         let (claimed, next) = tokio::join!(
-            replays::claim(&pool, &job_id, last),
-            replays::next_items(&pool, &job_id, last, chunk_size)
+            items::claim(&pool, &job_id, last),
+            items::next_items(&pool, &job_id, last, chunk_size)
         );
         claimed?;
         if to_sender.send(chunk).await.is_err() {
@@ -666,7 +664,7 @@ pub fn replay_headers(job_id: &str, item: &SendItem, now_ms: i64) -> OwnedHeader
             value: h.value.as_deref(),
         });
     }
-    let replayed_at = crate::web::view::iso(now_ms);
+    let replayed_at = crate::clock::iso(now_ms);
     let replay_id = replay_id(job_id, item.record_id);
     let count = (item.replay_count + 1).to_string();
     let source = format!("{}/{}/{}", item.topic, item.partition, item.offset);
@@ -712,7 +710,8 @@ async fn collect(
             // before the job gives up and stops.
             let mut attempt = 0;
             loop {
-                match replays::record_deliveries(&pool, &job_id, &batch, store::now_ms()).await {
+                match items::record_deliveries(&pool, &job_id, &batch, crate::clock::now_ms()).await
+                {
                     Ok(()) => return Ok(()),
                     Err(e) if attempt < 5 => {
                         attempt += 1;

@@ -1,7 +1,7 @@
 //! Replay target resolution: an explicit mapping, else a naming template, with refusals that
 //! name the topic and how to fix it. Pure; the caller says which topics exist.
 
-use crate::config::TopicSelection;
+use crate::topics::TopicSelection;
 
 /// The default template: the DLQ topic's base name plus `.retry.1`.
 pub const DEFAULT_TEMPLATE: &str = "{base}.retry.1";

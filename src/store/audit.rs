@@ -1,6 +1,6 @@
 //! The audit log: who did what, when, to which selection, and how it ended.
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::error::Result;
 
@@ -23,26 +23,36 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// Append an entry.
-pub async fn append(
-    pool: &SqlitePool,
-    at: i64,
-    actor: &str,
-    action: &str,
-    job_id: Option<&str>,
-    summary: &str,
-    detail: &serde_json::Value,
-) -> Result<()> {
+/// An entry to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntry<'a> {
+    /// When, ms.
+    pub at: i64,
+    /// Who.
+    pub actor: &'a str,
+    /// What, e.g. `replay.start`.
+    pub action: &'a str,
+    /// The job it concerns.
+    pub job_id: Option<&'a str>,
+    /// One sentence.
+    pub summary: &'a str,
+    /// Selection and counts at that moment.
+    pub detail: &'a serde_json::Value,
+}
+
+/// Append an entry, in the caller's transaction when given one, so that an action and its
+/// audit entry are committed together.
+pub async fn append<'e>(db: impl SqliteExecutor<'e>, entry: &NewEntry<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor, action, job_id, summary, detail) VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .bind(at)
-    .bind(actor)
-    .bind(action)
-    .bind(job_id)
-    .bind(summary)
-    .bind(detail.to_string())
-    .execute(pool)
+    .bind(entry.at)
+    .bind(entry.actor)
+    .bind(entry.action)
+    .bind(entry.job_id)
+    .bind(entry.summary)
+    .bind(entry.detail.to_string())
+    .execute(db)
     .await?;
     Ok(())
 }

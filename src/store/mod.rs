@@ -3,12 +3,14 @@
 pub mod audit;
 pub mod events;
 pub mod groups;
+pub mod items;
+pub mod jobs;
 pub mod outcomes;
 pub mod positions;
 pub mod raw;
 pub mod records;
-pub mod replays;
 pub mod search;
+pub mod selection;
 pub mod stats;
 pub mod wal;
 
@@ -165,9 +167,4 @@ pub async fn database_size(pool: &SqlitePool) -> Result<i64> {
             .fetch_one(pool)
             .await?;
     Ok(pages * size)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

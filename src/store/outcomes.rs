@@ -4,7 +4,7 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::replays::Job;
+use super::jobs::Job;
 use crate::error::Result;
 use crate::index::normalise::ReplayOrigin;
 
@@ -149,7 +149,7 @@ pub async fn jobs_awaiting(pool: &SqlitePool, since: i64) -> Result<Vec<Job>> {
          WHERE status NOT IN ('preview', 'queued') AND sent > consumed
            AND (finished_at IS NULL OR finished_at >= ?)
          ORDER BY created_at, id",
-        super::replays::JOB_COLUMNS
+        super::jobs::JOB_COLUMNS
     ))
     .bind(since)
     .fetch_all(pool)

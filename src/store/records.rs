@@ -6,9 +6,11 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use super::positions::{self, Position};
 use super::raw::{with_handle, Statement};
 use super::search;
+pub use super::selection::RecordId;
+use super::selection::{push_filter, push_filter_conditions};
 use super::{groups, outcomes, stats};
 use crate::error::Result;
-use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page, StatusFilter};
+use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page};
 use crate::index::normalise::ReplayOrigin;
 use crate::index::record::NewRecord;
 
@@ -275,52 +277,6 @@ pub struct RecordPage {
     pub newer: Option<crate::filter::Cursor>,
 }
 
-/// The whole filter as a WHERE clause, free text as a subquery of the search index (fine for
-/// a count; a listing is driven from the search index instead, see `list`).
-pub(crate) fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
-    qb.push(" WHERE 1=1");
-    push_filter_conditions(qb, f);
-    if let Some(expr) = f.q.as_deref().and_then(fts_expression) {
-        qb.push(" AND id IN (SELECT rowid FROM search.records_fts WHERE records_fts MATCH ")
-            .push_bind(expr)
-            .push(")");
-    }
-}
-
-/// Every filter but free text, as `AND ...` conditions after a WHERE.
-fn push_filter_conditions(qb: &mut QueryBuilder<'_, Sqlite>, f: &MessageFilter) {
-    if let Some(t) = &f.topic {
-        qb.push(" AND topic = ").push_bind(t.clone());
-    }
-    match &f.status {
-        StatusFilter::NotPurged => {
-            qb.push(" AND status <> 'purged'");
-        }
-        StatusFilter::All => {}
-        StatusFilter::Is(s) => {
-            qb.push(" AND status = ").push_bind(s.clone());
-        }
-    }
-    if let Some(v) = &f.error_class {
-        qb.push(" AND error_class = ").push_bind(v.clone());
-    }
-    if let Some(v) = &f.origin_topic {
-        qb.push(" AND origin_topic = ").push_bind(v.clone());
-    }
-    if let Some(v) = &f.key {
-        qb.push(" AND key = ").push_bind(v.as_bytes().to_vec());
-    }
-    if let Some(v) = &f.group {
-        qb.push(" AND fingerprint = ").push_bind(v.clone());
-    }
-    if let Some(v) = f.from {
-        qb.push(" AND ts >= ").push_bind(v);
-    }
-    if let Some(v) = f.to {
-        qb.push(" AND ts < ").push_bind(v);
-    }
-}
-
 /// With free text, the page is driven by the search index, which yields matches newest
 /// indexed first and stops after a page; materialising every match of a common word and
 /// sorting it by time took hundreds of milliseconds on a large index.
@@ -426,20 +382,6 @@ fn push_listing(qb: &mut QueryBuilder<'_, Sqlite>, query: &MessageQuery) {
         });
     }
     qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
-}
-
-/// Where a record is: topic, partition, offset, and the log generation (None: the newest
-/// generation that has a record at that offset).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordId {
-    /// DLQ topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-    /// Generation, when asked for explicitly.
-    pub generation: Option<i64>,
 }
 
 /// One record by its coordinates.

@@ -1,10 +1,10 @@
 //! Cross-site request forgery protection for the page forms.
 //!
-//! Every state-changing form is a POST carrying a token, and [`CsrfForm`] refuses a POST
+//! Every state-changing form is a POST carrying a token, and `extract::CsrfForm` refuses a POST
 //! whose token is missing or wrong, or whose `Origin` (or `Sec-Fetch-Site`) names another
 //! site. The JSON API is guarded differently: it requires `Content-Type: application/json`,
 //! which a browser cannot send across sites without a CORS preflight this server never grants
-//! (see `web::replays::require_json`).
+//! (see `web::extract::require_json`).
 //!
 //! One random token per process is enough here. The dashboard has no accounts, so the threat
 //! is a page on another site making an operator's browser post a form to a dashboard the
@@ -18,12 +18,9 @@
 
 use std::sync::OnceLock;
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
 use rand::Rng;
 
-use super::pages::PageError;
 use crate::error::Error;
 
 /// The name of the hidden form field that carries the token.
@@ -41,12 +38,12 @@ pub fn token() -> &'static str {
 
 /// Compare without stopping at the first difference, so response times do not tell an
 /// attacker how much of a guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The sentence for a form without a valid token.
-const STALE: &str = "This form has expired or did not come from this dashboard (a restart of the dashboard expires open forms); reload the page and try again.";
+pub(crate) const STALE: &str = "This form has expired or did not come from this dashboard (a restart of the dashboard expires open forms); reload the page and try again.";
 
 /// Refuse a request a browser sent on behalf of another site. A missing `Origin` is let
 /// through (older browsers and privacy settings omit it; the token still has to match).
@@ -90,66 +87,6 @@ pub fn check_origin(headers: &HeaderMap, uri_authority: Option<&str>) -> Result<
         Err(Error::Forbidden(format!(
             "This form was sent from another site ({origin}), so it was refused; open the dashboard itself and try again."
         )))
-    }
-}
-
-/// A URL-encoded form that passed the CSRF checks: its fields in order, without the token.
-pub struct CsrfForm(pub Vec<(String, String)>);
-
-impl CsrfForm {
-    /// Every value of a field, in order.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The last value of a field.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl<S: Send + Sync> FromRequest<S> for CsrfForm {
-    type Rejection = PageError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let authority = req.uri().authority().map(|a| a.as_str().to_string());
-        check_origin(req.headers(), authority.as_deref())?;
-        let ctype = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let essence = ctype.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(Error::UnsupportedMediaType(format!(
-                "This address takes the dashboard's own forms (application/x-www-form-urlencoded, it came with '{ctype}'); scripts use the JSON API under /api."
-            ))
-            .into());
-        }
-        let body = Bytes::from_request(req, state).await.map_err(|_| {
-            Error::BadRequest("The form could not be read (it may be too large).".into())
-        })?;
-        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-            .map_err(|_| Error::BadRequest("The form is not valid URL encoding.".into()))?;
-        let mut tokens = fields.iter().filter(|(k, _)| k == FIELD);
-        let valid = match (tokens.next(), tokens.next()) {
-            (Some((_, t)), None) => same(t.as_bytes(), token().as_bytes()),
-            _ => false,
-        };
-        if !valid {
-            return Err(Error::Forbidden(STALE.into()).into());
-        }
-        Ok(CsrfForm(
-            fields.into_iter().filter(|(k, _)| k != FIELD).collect(),
-        ))
     }
 }
 

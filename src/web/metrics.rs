@@ -10,9 +10,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::Result;
 use crate::store;
+use crate::web::AppState;
 
 /// Latency bucket upper bounds, seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -123,7 +123,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         "dlq_dashboard_index_size_bytes {}",
         store::database_size(&state.pool).await?
     );
-    let (jobs, totals) = store::replays::totals(&state.pool).await?;
+    let (jobs, totals) = store::jobs::totals(&state.pool).await?;
     let (sent, failed) = (totals.sent, totals.failed);
     let _ = writeln!(
         out,

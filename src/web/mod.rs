@@ -1,12 +1,18 @@
 //! The web edge: router, JSON API, pages, static assets, metrics, security headers.
 
-pub mod api;
+mod api;
 pub mod csrf;
+mod error;
+mod extract;
+mod frame;
+pub mod links;
 pub mod metrics;
-pub mod pages;
-pub mod replay_pages;
-pub mod replays;
+mod pages;
+mod query;
+mod state;
 pub mod view;
+
+pub use state::{App, AppState};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -15,7 +21,6 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::app::AppState;
 use crate::error::Error;
 
 /// Content security policy: scripts and styles only from our own static files, nothing inline,
@@ -27,13 +32,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(api::router())
-        .merge(replays::router())
-        .merge(replay_pages::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/static/{file}", get(static_file))
-        .fallback(pages::not_found)
+        .fallback(error::not_found)
         .layer(middleware::from_fn(metrics::track))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

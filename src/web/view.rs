@@ -26,14 +26,6 @@ pub fn time(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
-/// RFC 3339 with milliseconds, for the API and `<time datetime>`.
-pub fn iso(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 /// Age in words, `3 min ago`, `2 h ago`; future times read `in 5 s`.
 pub fn relative(ms: i64, now: i64) -> String {
     let secs = (now - ms) / 1000;
@@ -218,6 +210,37 @@ pub fn sparkline(values: &[i64]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A duration in words: `under 1 s`, `42 s`, `3 min 20 s`, `2 h 5 min` (static/app.js has the
+/// same function for live updates).
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "–".into();
+    }
+    if secs < 1.0 {
+        return "under 1 s".into();
+    }
+    let s = secs.ceil() as i64;
+    match s {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Where a replayed message went: `topic`, `topic/partition/offset`, or a dash.
+pub fn target_text(topic: Option<&str>, partition: Option<i32>, offset: Option<i64>) -> String {
+    match (topic, partition, offset) {
+        (Some(t), Some(p), Some(o)) => format!("{t}/{p}/{o}"),
+        (Some(t), _, _) => t.to_string(),
+        _ => "–".into(),
+    }
+}
+
+/// A job's status in words.
+pub(crate) fn status_text(s: &str) -> String {
+    s.replace('_', " ")
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! Replay pages: the preview before a replay, the jobs list, the job page with its controls
-//! and results, and the audit log. The forms here are POSTs guarded by [`CsrfForm`]; every
-//! page works without JavaScript (static/app.js only keeps the job page's numbers live).
+//! Replay pages: the jobs list, a preview to confirm, a job with its live funnel and
+//! results, and the forms that start and steer jobs.
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
@@ -8,20 +7,23 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::csrf::CsrfForm;
-use super::pages::{
-    html, message_path_of, messages_link, path_segment, Frame, PageResult, ReplayAfter,
-};
-use super::replays::{audit_params, result_page, results_query, Actor, ResultsQuery};
-use super::view;
-use crate::app::AppState;
+use super::ReplayAfter;
+use super::{html, PageResult};
+use crate::actions::replay::{self as plan};
+use crate::actions::selection::{MessageRef, Selection};
+use crate::actions::JobControl;
 use crate::error::{Error, Result};
 use crate::filter::encode_pairs;
 use crate::replay::outcomes::{stored_tracking, GroupSource};
-use crate::replay::plan::{self, MessageRef, Selection};
-use crate::replay::runner::JobControl;
-use crate::store::replays::{self, status, Job, RESULT_STATES};
-use crate::store::{self, audit, records};
+use crate::store::items::{self, RESULT_STATES};
+use crate::store::jobs::{self, status, Job};
+use crate::store::records;
+use crate::web::extract::{Actor, CsrfForm};
+use crate::web::frame::Frame;
+use crate::web::links::*;
+use crate::web::query::{results_query, ResultsQuery};
+use crate::web::view::{self, duration, status_text, target_text};
+use crate::web::AppState;
 
 /// Page routes for replays and the audit log.
 pub fn router() -> Router<AppState> {
@@ -32,7 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/replays/{id}/preview", get(preview_page))
         .route("/replays/{id}/start", post(start))
         .route("/replays/{id}/{action}", post(control))
-        .route("/audit", get(audit_page))
 }
 
 /// Results listed per page on the job page.
@@ -41,42 +42,6 @@ const RESULTS_PER_PAGE: i64 = 100;
 const JOBS_LISTED: i64 = 200;
 /// Listed messages of a selection shown on the job and preview pages.
 const SELECTION_SHOWN: usize = 20;
-
-/// A duration in words: `under 1 s`, `42 s`, `3 min 20 s`, `2 h 5 min` (static/app.js has the
-/// same function for live updates).
-pub fn duration(secs: f64) -> String {
-    if !secs.is_finite() {
-        return "–".into();
-    }
-    if secs < 1.0 {
-        return "under 1 s".into();
-    }
-    let s = secs.ceil() as i64;
-    match s {
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
-        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// Where a replayed message went: `topic`, `topic/partition/offset`, or a dash.
-pub fn target_text(topic: Option<&str>, partition: Option<i32>, offset: Option<i64>) -> String {
-    match (topic, partition, offset) {
-        (Some(t), Some(p), Some(o)) => format!("{t}/{p}/{o}"),
-        (Some(t), _, _) => t.to_string(),
-        _ => "–".into(),
-    }
-}
-
-/// A job's status in words.
-fn status_text(s: &str) -> String {
-    s.replace('_', " ")
-}
-
-/// The link of a job page.
-fn job_link(id: &str) -> String {
-    format!("/replays/{}", path_segment(id))
-}
 
 /// A message reference from a form value `topic/partition/offset[?generation=N]`.
 fn parse_message_ref(value: &str) -> Result<MessageRef> {
@@ -174,7 +139,7 @@ async fn create_preview(
 ) -> PageResult {
     let selection = selection_from_form(&form)?;
     let rate = form_rate(&form)?.unwrap_or(plan::DEFAULT_RATE);
-    let preview = plan::preview(&state, selection, rate, &actor).await?;
+    let preview = state.actions.preview(selection, rate, &actor).await?;
     // Post/redirect/get: reloading the preview page neither asks to resend the form nor
     // freezes a second preview.
     Ok(Redirect::to(&format!("{}/preview", job_link(&preview.preview_id))).into_response())
@@ -300,13 +265,13 @@ impl CompressionView {
 
 /// `GET /replays/{id}/preview`: what confirming would do.
 async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
-    let Some(job) = replays::job(&state.pool, &id).await? else {
+    let Some(job) = jobs::job(&state.pool, &id).await? else {
         return Err(expired_preview(&id).into());
     };
     if job.status != status::PREVIEW {
         return Ok(Redirect::to(&job_link(&id)).into_response());
     }
-    let preview = plan::preview_of(&state, &id).await?;
+    let preview = state.actions.preview_of(&id).await?;
     let reset = records::current_generations(&state.pool).await?;
     let refused = preview
         .refused
@@ -359,12 +324,12 @@ async fn start(
     form: CsrfForm,
 ) -> PageResult {
     let rate = form_rate(&form)?;
-    match plan::confirm(&state, &id, rate, &actor).await {
+    match state.actions.confirm(&id, rate, &actor).await {
         Ok(job) => Ok(Redirect::to(&job_link(&job.id)).into_response()),
         Err(Error::NotFound(_)) => Err(expired_preview(&id).into()),
         // Pressed twice (or by two people): the job runs once; show it.
         Err(Error::Conflict(_))
-            if replays::job(&state.pool, &id)
+            if jobs::job(&state.pool, &id)
                 .await?
                 .is_some_and(|j| j.status != status::PREVIEW) =>
         {
@@ -382,7 +347,7 @@ async fn control(
     _form: CsrfForm,
 ) -> PageResult {
     let action = JobControl::parse(&action)?;
-    let job = state.replayer.apply(&id, action, &actor).await?;
+    let job = state.actions.control(&id, action, &actor).await?;
     Ok(Redirect::to(&job_link(&job.id)).into_response())
 }
 
@@ -502,7 +467,7 @@ impl JobFigures {
             actor: job.actor.clone(),
             created: view::relative(job.created_at, now),
             created_exact: view::time(job.created_at),
-            created_iso: view::iso(job.created_at),
+            created_iso: crate::clock::iso(job.created_at),
             compression: CompressionView::of(job.compression),
             started: job.started_at.map(view::time),
             finished: job.finished_at.map(view::time),
@@ -520,8 +485,8 @@ struct JobsPage {
 
 /// `GET /replays`: jobs, newest first.
 async fn jobs_page(State(state): State<AppState>) -> PageResult {
-    let now = store::now_ms();
-    let jobs: Vec<JobFigures> = replays::jobs(&state.pool, JOBS_LISTED)
+    let now = crate::clock::now_ms();
+    let jobs: Vec<JobFigures> = jobs::jobs(&state.pool, JOBS_LISTED)
         .await?
         .iter()
         .map(|j| JobFigures::new(j, now))
@@ -574,7 +539,7 @@ async fn job_page(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
-    let Some(job) = replays::job(&state.pool, &id).await? else {
+    let Some(job) = jobs::job(&state.pool, &id).await? else {
         return Err(plan::unknown_job(&id).into());
     };
     if job.status == status::PREVIEW {
@@ -582,8 +547,9 @@ async fn job_page(
     }
     let ResultsQuery { only, cursor, .. } = results_query(query.as_deref(), false, 0)?;
     let paged = cursor.is_some();
-    let now = store::now_ms();
-    let (items, next) = result_page(&state, &id, only, cursor, RESULTS_PER_PAGE).await?;
+    let now = crate::clock::now_ms();
+    let (items, next) =
+        items::result_page(&state.pool, &id, only, cursor, RESULTS_PER_PAGE).await?;
     let reset = records::current_generations(&state.pool).await?;
     let link = job_link(&id);
     let with = |pairs: &[(&str, String)]| {
@@ -593,7 +559,7 @@ async fn job_page(
             format!("{link}?{}", encode_pairs(pairs))
         }
     };
-    let counts = replays::item_counts(&state.pool, &id).await?;
+    let counts = items::item_counts(&state.pool, &id).await?;
     let states = RESULT_STATES
         .iter()
         .filter_map(|s| {
@@ -647,55 +613,6 @@ async fn job_page(
         all_link: link.clone(),
         more_link,
         paged,
-    })
-}
-
-struct AuditRow {
-    at: String,
-    at_exact: String,
-    at_iso: String,
-    actor: String,
-    action: String,
-    job: Option<(String, String)>,
-    summary: String,
-}
-
-#[derive(Template)]
-#[template(path = "pages/audit.html")]
-struct AuditPage {
-    frame: Frame,
-    rows: Vec<AuditRow>,
-    older_link: Option<String>,
-    paged: bool,
-}
-
-/// `GET /audit`: who did what, newest first, with an "Older" keyset link.
-async fn audit_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> PageResult {
-    let (before, limit) = audit_params(query.as_deref())?;
-    let now = store::now_ms();
-    let mut entries = audit::list(&state.pool, before, limit + 1).await?;
-    let older_link = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| format!("/audit?before={}", e.id))
-    } else {
-        None
-    };
-    html(AuditPage {
-        frame: Frame::build(&state, "audit").await,
-        rows: entries
-            .into_iter()
-            .map(|e| AuditRow {
-                at: view::relative(e.at, now),
-                at_exact: view::time(e.at),
-                at_iso: view::iso(e.at),
-                actor: e.actor,
-                action: e.action,
-                job: e.job_id.map(|id| (job_link(&id), id)),
-                summary: e.summary,
-            })
-            .collect(),
-        older_link,
-        paged: before.is_some(),
     })
 }
 

@@ -1,25 +1,26 @@
-//! Replay jobs and the audit log in the JSON API: preview, start, follow, pause, resume,
-//! cancel. The pages call the same functions.
+//! `/api/replays`: preview, confirm and steer replay jobs, and read their results.
 
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::view::iso;
-use crate::app::AppState;
+use crate::actions::replay::{self as plan};
+use crate::actions::selection::{MessageRef, Selection};
+use crate::actions::JobControl;
+use crate::clock::iso;
 use crate::error::{Error, Result};
 use crate::replay::outcomes::{stored_tracking, GroupTracking};
-use crate::replay::plan::{self, MessageRef, Selection};
-use crate::replay::runner::JobControl;
-use crate::store::audit::{self, AuditEntry};
-use crate::store::replays::{self, ItemResult, Job, ReturnedRecord, RESULT_STATES};
+use crate::store::items::{self, ItemResult, ReturnedRecord};
+use crate::store::jobs::{self, Job};
+use crate::web::extract::{require_json, Actor};
+use crate::web::query::results_query;
+use crate::web::AppState;
 
 /// Routes under /api for replays and the audit log.
 pub fn router() -> Router<AppState> {
@@ -28,47 +29,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/replays/{id}", get(one))
         .route("/api/replays/{id}/results", get(results))
         .route("/api/replays/{id}/{action}", post(control))
-        .route("/api/audit", get(list_audit))
-}
-
-/// Who is asking. There are no accounts yet, so it is the client's address; with
-/// authentication it becomes the user.
-pub struct Actor(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Actor {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &S,
-    ) -> std::result::Result<Self, Self::Rejection> {
-        let addr = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        Ok(Actor(match addr {
-            Some(ip) => format!("anonymous ({ip})"),
-            None => "anonymous".into(),
-        }))
-    }
-}
-
-/// A JSON POST must say it is JSON: a browser cannot send that content type across sites
-/// without a CORS preflight, which this server never grants, so it also guards against
-/// cross-site requests.
-pub fn require_json(headers: &HeaderMap) -> Result<()> {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = ctype.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(Error::UnsupportedMediaType(format!(
-            "Send this request with Content-Type: application/json (it came with '{ctype}')."
-        )))
-    }
 }
 
 /// A job in the API.
@@ -118,7 +78,7 @@ impl JobJson {
             created_at: iso(job.created_at),
             started_at: job.started_at.map(iso),
             finished_at: job.finished_at.map(iso),
-            eta_seconds: (!replays::status::is_final(&job.status) && job.rate > 0)
+            eta_seconds: (!jobs::status::is_final(&job.status) && job.rate > 0)
                 .then(|| plan::estimated_seconds(remaining, job.rate)),
             replay: plan::SendSettings::of(job),
             consumed: job.consumed,
@@ -170,7 +130,7 @@ async fn create(
             ));
         };
         let asked = fields.get("rate").is_some().then_some(rate);
-        let job = plan::confirm(&state, id, asked, &actor).await?;
+        let job = state.actions.confirm(id, asked, &actor).await?;
         return Ok(started(&job));
     }
     let selection = match (fields.get("messages"), fields.get("filter")) {
@@ -199,11 +159,14 @@ async fn create(
             ))
         }
     };
-    let preview = plan::preview(&state, selection, rate, &actor).await?;
+    let preview = state.actions.preview(selection, rate, &actor).await?;
     if dry_run {
         return Ok(Json(preview).into_response());
     }
-    let job = plan::confirm(&state, &preview.preview_id, None, &actor).await?;
+    let job = state
+        .actions
+        .confirm(&preview.preview_id, None, &actor)
+        .await?;
     Ok(started(&job))
 }
 
@@ -223,7 +186,7 @@ fn started(job: &Job) -> Response {
 
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
     Ok(Json(
-        replays::jobs(&state.pool, 500)
+        jobs::jobs(&state.pool, 500)
             .await?
             .iter()
             .map(JobJson::new)
@@ -233,9 +196,9 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
 
 /// A confirmed job or a 404 naming it.
 pub async fn find_job(state: &AppState, id: &str) -> Result<Job> {
-    replays::job(&state.pool, id)
+    jobs::job(&state.pool, id)
         .await?
-        .filter(|j| j.status != replays::status::PREVIEW)
+        .filter(|j| j.status != jobs::status::PREVIEW)
         .ok_or_else(|| plan::unknown_job(id))
 }
 
@@ -323,115 +286,6 @@ struct ResultsPage {
     next_cursor: Option<String>,
 }
 
-/// A page of a job's results, failures first: `state` limits them to one state; the
-/// cursor is `STATE:RECORD_ID` of the last row seen.
-pub async fn result_page(
-    state: &AppState,
-    id: &str,
-    only: Option<&str>,
-    cursor: Option<(String, i64)>,
-    limit: i64,
-) -> Result<(Vec<ItemResult>, Option<String>)> {
-    let states: Vec<&str> = match only {
-        Some(s) => vec![s],
-        None => RESULT_STATES.to_vec(),
-    };
-    let (mut from_state, mut after) = match &cursor {
-        Some((s, a)) => (states.iter().position(|x| x == s).unwrap_or(0), *a),
-        None => (0, 0),
-    };
-    let mut out: Vec<ItemResult> = Vec::new();
-    while from_state < states.len() && (out.len() as i64) <= limit {
-        let want = limit + 1 - out.len() as i64;
-        out.extend(replays::items(&state.pool, id, states[from_state], after, want).await?);
-        from_state += 1;
-        after = 0;
-    }
-    let next = if out.len() as i64 > limit {
-        out.truncate(limit as usize);
-        out.last().map(|r| format!("{}:{}", r.state, r.record_id))
-    } else {
-        None
-    };
-    Ok((out, next))
-}
-
-/// The query of a results listing: `state`, `cursor` and (in the API) `limit`.
-pub struct ResultsQuery {
-    /// Only this state.
-    pub only: Option<&'static str>,
-    /// After this (state, record id).
-    pub cursor: Option<(String, i64)>,
-    /// Page size.
-    pub limit: i64,
-}
-
-/// A `limit` parameter: 1 to 1000.
-fn limit_param(v: &str) -> Result<i64> {
-    v.parse::<i64>()
-        .ok()
-        .filter(|l| (1..=1000).contains(l))
-        .ok_or_else(|| {
-            Error::BadRequest(format!(
-                "Parameter 'limit' is '{v}'; use a whole number from 1 to 1000."
-            ))
-        })
-}
-
-/// Parse a results query; `with_limit` says whether `limit` is accepted.
-pub fn results_query(
-    query: Option<&str>,
-    with_limit: bool,
-    default_limit: i64,
-) -> Result<ResultsQuery> {
-    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
-    let mut out = ResultsQuery {
-        only: None,
-        cursor: None,
-        limit: default_limit,
-    };
-    for (k, v) in &params {
-        match k.as_str() {
-            "state" | "cursor" if v.is_empty() => {}
-            "state" => {
-                out.only = Some(
-                    RESULT_STATES
-                        .iter()
-                        .find(|s| **s == v.as_str())
-                        .copied()
-                        .ok_or_else(|| {
-                            Error::BadRequest(format!(
-                                "Parameter 'state' is '{v}'; use one of {}.",
-                                RESULT_STATES.join(", ")
-                            ))
-                        })?,
-                )
-            }
-            "cursor" => {
-                out.cursor = Some(
-                    v.split_once(':')
-                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
-                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
-                        .ok_or_else(|| {
-                            Error::BadRequest(
-                                "Parameter 'cursor' is not one this dashboard issued; follow next_cursor or the \"More results\" link.".into(),
-                            )
-                        })?,
-                )
-            }
-            "limit" if with_limit => out.limit = limit_param(v)?,
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "Unknown parameter '{other}'; known ones are state, cursor{}.",
-                    if with_limit { ", limit" } else { "" }
-                )))
-            }
-        }
-    }
-    Ok(out)
-}
-
 async fn results(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -439,10 +293,11 @@ async fn results(
 ) -> Result<Json<ResultsPage>> {
     find_job(&state, &id).await?;
     let q = results_query(query.as_deref(), true, 100)?;
-    let (rows, next_cursor) = result_page(&state, &id, q.only, q.cursor, q.limit).await?;
+    let (rows, next_cursor) =
+        items::result_page(&state.pool, &id, q.only, q.cursor, q.limit).await?;
     Ok(Json(ResultsPage {
         results: rows.iter().map(ResultJson::new).collect(),
-        counts: replays::item_counts(&state.pool, &id).await?,
+        counts: items::item_counts(&state.pool, &id).await?,
         next_cursor,
     }))
 }
@@ -472,84 +327,6 @@ async fn control(
     let action = JobControl::parse(&action)?;
     control_body(&headers, &body)?;
     Ok(Json(JobJson::new(
-        &state.replayer.apply(&id, action, &actor).await?,
+        &state.actions.control(&id, action, &actor).await?,
     )?))
-}
-
-/// One audit entry in the API.
-#[derive(Serialize)]
-pub struct AuditJson {
-    id: i64,
-    at: String,
-    actor: String,
-    action: String,
-    job_id: Option<String>,
-    summary: String,
-    detail: serde_json::Value,
-}
-
-impl AuditJson {
-    /// The API form of an entry.
-    pub fn new(e: AuditEntry) -> Self {
-        AuditJson {
-            id: e.id,
-            at: iso(e.at),
-            actor: e.actor,
-            action: e.action,
-            job_id: e.job_id,
-            summary: e.summary,
-            detail: serde_json::from_str(&e.detail).unwrap_or_default(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct AuditPage {
-    entries: Vec<AuditJson>,
-    next_cursor: Option<String>,
-}
-
-/// Parse `before` and `limit` for the audit list.
-pub fn audit_params(query: Option<&str>) -> Result<(Option<i64>, i64)> {
-    let params: BTreeMap<String, String> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
-    let mut before = None;
-    let mut limit = 100;
-    for (k, v) in params {
-        match k.as_str() {
-            "cursor" | "before" if v.is_empty() => {}
-            "cursor" | "before" => {
-                before = Some(v.parse::<i64>().map_err(|_| {
-                    Error::BadRequest(format!(
-                        "Parameter '{k}' is not a cursor this dashboard issued; follow next_cursor."
-                    ))
-                })?)
-            }
-            "limit" => limit = limit_param(&v)?,
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "Unknown parameter '{other}'; known ones are cursor, limit."
-                )))
-            }
-        }
-    }
-    Ok((before, limit))
-}
-
-async fn list_audit(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<AuditPage>> {
-    let (before, limit) = audit_params(query.as_deref())?;
-    let mut entries = audit::list(&state.pool, before, limit + 1).await?;
-    let next_cursor = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| e.id.to_string())
-    } else {
-        None
-    };
-    Ok(Json(AuditPage {
-        entries: entries.into_iter().map(AuditJson::new).collect(),
-        next_cursor,
-    }))
 }

@@ -1,0 +1,39 @@
+//! `/api/groups`: failure groups with their replay outcomes.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::clock::iso;
+use crate::error::Result;
+use crate::store::groups;
+use crate::web::AppState;
+
+/// This resource's routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/groups", get(list_groups))
+}
+
+#[derive(Serialize)]
+struct GroupJson {
+    #[serde(flatten)]
+    group: groups::FailureGroup,
+    first_seen: String,
+    last_seen: String,
+    hourly: Vec<i64>,
+}
+
+async fn list_groups(State(state): State<AppState>) -> Result<Json<Vec<GroupJson>>> {
+    let now = crate::clock::now_ms();
+    let mut out = Vec::new();
+    for g in groups::list(&state.pool, 500).await? {
+        out.push(GroupJson {
+            hourly: groups::hourly(&state.pool, &g.fingerprint, now).await?,
+            first_seen: iso(g.first_seen),
+            last_seen: iso(g.last_seen),
+            group: g,
+        });
+    }
+    Ok(Json(out))
+}

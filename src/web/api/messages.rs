@@ -1,0 +1,247 @@
+//! `/api/messages`: listings, one message with its replays, and the raw payload.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Serialize;
+
+use crate::actions::replay::TargetCheck;
+use crate::clock::iso;
+use crate::error::Result;
+use crate::filter::MessageQuery;
+use crate::index::record::decode_headers;
+use crate::store::records::RecordSummary;
+use crate::store::{self, records};
+use crate::web::extract::{find_record, not_indexed, record_id};
+use crate::web::AppState;
+
+/// This resource's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/messages", get(messages))
+        .route("/api/messages/{topic}/{partition}/{offset}", get(message))
+        .route("/api/messages/{topic}/{partition}/{offset}/raw", get(raw))
+}
+
+/// Origin coordinates of a record.
+#[derive(Serialize)]
+pub struct OriginJson {
+    topic: Option<String>,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    timestamp: Option<String>,
+    consumer_group: Option<String>,
+}
+
+/// Error fields of a record.
+#[derive(Serialize)]
+pub struct ErrorJson {
+    class: Option<String>,
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stacktrace: Option<Option<String>>,
+}
+
+/// One record in listings.
+#[derive(Serialize)]
+pub struct MessageJson {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    generation: i64,
+    timestamp: String,
+    key: Option<String>,
+    key_base64: Option<String>,
+    status: String,
+    replay_count: i64,
+    value_size: i64,
+    origin: OriginJson,
+    error: ErrorJson,
+    convention: String,
+    group: String,
+    /// Replays of this record, or of its lineage, that came back to a DLQ.
+    failed_again_after_replays: i64,
+    /// Whether it failed again after two or more replays.
+    replay_loop: bool,
+}
+
+impl MessageJson {
+    fn from_summary(r: RecordSummary) -> Self {
+        MessageJson {
+            timestamp: iso(r.ts),
+            key: r
+                .key
+                .as_deref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_string),
+            key_base64: r.key.as_deref().map(|k| BASE64.encode(k)),
+            origin: OriginJson {
+                topic: r.origin_topic,
+                partition: r.origin_partition,
+                offset: r.origin_offset,
+                timestamp: r.origin_timestamp.map(iso),
+                consumer_group: r.consumer_group,
+            },
+            error: ErrorJson {
+                class: r.error_class,
+                message: r.error_message,
+                stacktrace: None,
+            },
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            generation: r.generation,
+            status: r.status,
+            replay_count: r.replay_count,
+            value_size: r.value_size,
+            convention: r.convention,
+            group: r.fingerprint,
+            failed_again_after_replays: r.failed_again_count,
+            replay_loop: r.failed_again_count >= store::outcomes::LOOP_REPLAYS,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MessagePageJson {
+    messages: Vec<MessageJson>,
+    next_cursor: Option<String>,
+    /// With `q` only: how many of the newest records are not searchable yet (0 when search
+    /// results are complete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_pending: Option<i64>,
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<MessagePageJson>> {
+    let query = MessageQuery::parse(query.as_deref().unwrap_or(""))?;
+    let page = records::list(&state.pool, &query).await?;
+    let search_pending = match query.filter.q {
+        Some(_) => Some(store::search::progress(&state.pool).await?.pending()),
+        None => None,
+    };
+    Ok(Json(MessagePageJson {
+        search_pending,
+        next_cursor: page.older.map(|c| c.encode()),
+        messages: page
+            .rows
+            .into_iter()
+            .map(MessageJson::from_summary)
+            .collect(),
+    }))
+}
+
+/// One header in the message detail.
+#[derive(Serialize)]
+struct HeaderJson {
+    name: String,
+    value: Option<String>,
+    value_base64: Option<String>,
+}
+
+/// The full record in `GET /api/messages/{topic}/{partition}/{offset}`.
+#[derive(Serialize)]
+struct MessageDetailJson {
+    #[serde(flatten)]
+    summary: MessageJson,
+    value: Option<String>,
+    value_base64: Option<String>,
+    headers: Vec<HeaderJson>,
+    attempts: Option<i64>,
+    problems: Vec<String>,
+    timestamp_type: Option<String>,
+    indexed_at: String,
+    replay: TargetCheck,
+    /// Every replay of this message, newest first.
+    replays: Vec<super::replays::ResultJson>,
+}
+
+async fn message(
+    State(state): State<AppState>,
+    Path((topic, partition, offset)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<MessageDetailJson>> {
+    let d = find_record(
+        &state,
+        &record_id(&topic, &partition, &offset, query.as_deref())?,
+    )
+    .await?;
+    let headers = decode_headers(&d.headers)
+        .into_iter()
+        .map(|h| HeaderJson {
+            value: h
+                .value
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string),
+            value_base64: h.value.as_deref().map(|v| BASE64.encode(v)),
+            name: h.name,
+        })
+        .collect();
+    let replay = state.actions.target_for(&d.summary).await;
+    let replays = store::items::history(&state.pool, d.summary.id)
+        .await?
+        .iter()
+        .map(super::replays::ResultJson::new)
+        .collect();
+    let mut summary = MessageJson::from_summary(d.summary);
+    summary.error.message = d.full_error_message;
+    summary.error.stacktrace = Some(d.stacktrace);
+    Ok(Json(MessageDetailJson {
+        summary,
+        value: d
+            .value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string),
+        value_base64: d.value.as_deref().map(|v| BASE64.encode(v)),
+        headers,
+        attempts: d.attempts,
+        problems: d
+            .problems
+            .map(|p| p.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+        timestamp_type: d.timestamp_type,
+        indexed_at: iso(d.indexed_at),
+        replay,
+        replays,
+    }))
+}
+
+/// `GET .../raw`: the value bytes exactly as stored, as a download.
+pub async fn raw(
+    State(state): State<AppState>,
+    Path((topic, partition, offset)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let id = record_id(&topic, &partition, &offset, query.as_deref())?;
+    let value = records::value(&state.pool, &id)
+        .await?
+        .ok_or_else(|| not_indexed(&id))?;
+    let (p, o) = (id.partition, id.offset);
+    let safe_topic: String = topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{safe_topic}-{p}-{o}.bin\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        value.unwrap_or_default(),
+    )
+        .into_response())
+}

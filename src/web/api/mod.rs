@@ -1,0 +1,24 @@
+//! The JSON API, one module per resource. Errors answer as JSON with the same sentences
+//! the pages show.
+
+use axum::Router;
+
+use crate::web::AppState;
+
+mod audit;
+mod cluster;
+mod groups;
+mod messages;
+mod replays;
+mod topics;
+
+/// Every API route.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(topics::router())
+        .merge(messages::router())
+        .merge(groups::router())
+        .merge(cluster::router())
+        .merge(replays::router())
+        .merge(audit::router())
+}

@@ -1,0 +1,181 @@
+//! What handlers take from a request beyond the state: who is asking, a form that passed
+//! the CSRF check, a JSON body that says it is JSON, and the record a path names.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+
+use crate::error::{Error, Result};
+use crate::store::records::{self, RecordDetail, RecordId};
+use crate::web::csrf::{check_origin, same, token, FIELD, STALE};
+use crate::web::error::PageError;
+use crate::web::AppState;
+
+/// Who is asking. There are no accounts yet, so it is the client's address; with
+/// authentication it becomes the user.
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(Actor(match addr {
+            Some(ip) => format!("anonymous ({ip})"),
+            None => "anonymous".into(),
+        }))
+    }
+}
+
+/// A JSON POST must say it is JSON: a browser cannot send that content type across sites
+/// without a CORS preflight, which this server never grants, so it also guards against
+/// cross-site requests.
+pub fn require_json(headers: &HeaderMap) -> Result<()> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "Send this request with Content-Type: application/json (it came with '{ctype}')."
+        )))
+    }
+}
+
+/// Parse `{partition}` and `{offset}` path segments with a sentence on failure.
+pub fn coordinates(partition: &str, offset: &str) -> Result<(i32, i64)> {
+    let partition = partition
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Partition '{partition}' is not a partition number."
+            ))
+        })?;
+    let offset = offset
+        .parse::<i64>()
+        .ok()
+        .filter(|o| *o >= 0)
+        .ok_or_else(|| Error::BadRequest(format!("Offset '{offset}' is not an offset.")))?;
+    Ok((partition, offset))
+}
+
+/// The record a URL names: path coordinates plus an optional `?generation=N`.
+pub fn record_id(
+    topic: &str,
+    partition: &str,
+    offset: &str,
+    query: Option<&str>,
+) -> Result<RecordId> {
+    let (partition, offset) = coordinates(partition, offset)?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut generation = None;
+    for (k, v) in params {
+        if k != "generation" {
+            return Err(Error::BadRequest(format!(
+                "Unknown parameter '{k}'; a message address takes only 'generation'."
+            )));
+        }
+        generation = Some(v.parse::<i64>().ok().filter(|g| *g >= 0).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Parameter 'generation' is '{v}'; use a whole number from 0."
+            ))
+        })?);
+    }
+    Ok(RecordId {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        generation,
+    })
+}
+
+/// Fetch one record or a 404 naming it.
+pub async fn find_record(state: &AppState, id: &RecordId) -> Result<RecordDetail> {
+    records::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_indexed(id))
+}
+
+pub fn not_indexed(id: &RecordId) -> Error {
+    let generation = id
+        .generation
+        .map(|g| format!(" (generation {g})"))
+        .unwrap_or_default();
+    Error::NotFound(format!(
+        "No indexed message at {} partition {} offset {}{generation}.",
+        id.topic, id.partition, id.offset
+    ))
+}
+
+/// A URL-encoded form that passed the CSRF checks: its fields in order, without the token.
+pub struct CsrfForm(pub Vec<(String, String)>);
+
+impl CsrfForm {
+    /// Every value of a field, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The last value of a field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for CsrfForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        check_origin(req.headers(), authority.as_deref())?;
+        let ctype = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let essence = ctype.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(Error::UnsupportedMediaType(format!(
+                "This address takes the dashboard's own forms (application/x-www-form-urlencoded, it came with '{ctype}'); scripts use the JSON API under /api."
+            ))
+            .into());
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|_| {
+            Error::BadRequest("The form could not be read (it may be too large).".into())
+        })?;
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| Error::BadRequest("The form is not valid URL encoding.".into()))?;
+        let mut tokens = fields.iter().filter(|(k, _)| k == FIELD);
+        let valid = match (tokens.next(), tokens.next()) {
+            (Some((_, t)), None) => same(t.as_bytes(), token().as_bytes()),
+            _ => false,
+        };
+        if !valid {
+            return Err(Error::Forbidden(STALE.into()).into());
+        }
+        Ok(CsrfForm(
+            fields.into_iter().filter(|(k, _)| k != FIELD).collect(),
+        ))
+    }
+}

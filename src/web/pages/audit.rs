@@ -1,0 +1,68 @@
+//! The audit log: who did what, when.
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
+use axum::Router;
+
+use super::{html, PageResult};
+use crate::store::audit;
+use crate::web::frame::Frame;
+use crate::web::links::*;
+use crate::web::query::audit_params;
+use crate::web::view;
+use crate::web::AppState;
+
+/// This resource's routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/audit", get(audit_page))
+}
+
+struct AuditRow {
+    at: String,
+    at_exact: String,
+    at_iso: String,
+    actor: String,
+    action: String,
+    job: Option<(String, String)>,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/audit.html")]
+struct AuditPage {
+    frame: Frame,
+    rows: Vec<AuditRow>,
+    older_link: Option<String>,
+    paged: bool,
+}
+
+/// `GET /audit`: who did what, newest first, with an "Older" keyset link.
+async fn audit_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> PageResult {
+    let (before, limit) = audit_params(query.as_deref())?;
+    let now = crate::clock::now_ms();
+    let mut entries = audit::list(&state.pool, before, limit + 1).await?;
+    let older_link = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| format!("/audit?before={}", e.id))
+    } else {
+        None
+    };
+    html(AuditPage {
+        frame: Frame::build(&state, "audit").await,
+        rows: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                at: view::relative(e.at, now),
+                at_exact: view::time(e.at),
+                at_iso: crate::clock::iso(e.at),
+                actor: e.actor,
+                action: e.action,
+                job: e.job_id.map(|id| (job_link(&id), id)),
+                summary: e.summary,
+            })
+            .collect(),
+        older_link,
+        paged: before.is_some(),
+    })
+}

@@ -1,0 +1,36 @@
+//! Server-rendered pages (askama), one module per resource. Every page works without
+//! JavaScript.
+
+use askama::Template;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Router;
+
+use crate::error::Error;
+use crate::web::error::PageError;
+use crate::web::AppState;
+
+mod audit;
+mod groups;
+mod messages;
+mod overview;
+mod replays;
+
+pub(crate) use messages::ReplayAfter;
+
+/// Every page route.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(overview::router())
+        .merge(messages::router())
+        .merge(groups::router())
+        .merge(replays::router())
+        .merge(audit::router())
+}
+
+/// What a page handler returns.
+pub(crate) type PageResult = Result<Response, PageError>;
+
+/// Render a page.
+pub(crate) fn html(t: impl Template) -> PageResult {
+    Ok(Html(t.render().map_err(Error::Render)?).into_response())
+}

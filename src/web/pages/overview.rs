@@ -1,0 +1,125 @@
+//! The overview: every DLQ topic with its unresolved count, age and trend, and the log
+//! events (resets, moves) the indexer met.
+
+use askama::Template;
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+
+use super::{html, PageResult};
+use crate::store::{self, stats};
+use crate::web::frame::Frame;
+use crate::web::links::*;
+use crate::web::view;
+use crate::web::AppState;
+
+/// This resource's routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/", get(overview))
+}
+
+struct ErrorClassLink {
+    short: String,
+    full: String,
+    count: String,
+    link: String,
+}
+
+struct TopicCard {
+    topic: String,
+    link: String,
+    partitions: i64,
+    total: String,
+    unresolved: String,
+    has_unresolved: bool,
+    oldest_unresolved_age: Option<String>,
+    oldest_unresolved_exact: String,
+    newest: Option<String>,
+    newest_exact: String,
+    sparkline: String,
+    inflow_24h: String,
+    by_status: Vec<(String, String)>,
+    top_errors: Vec<ErrorClassLink>,
+    notices: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/overview.html")]
+struct OverviewPage {
+    frame: Frame,
+    cards: Vec<TopicCard>,
+    total_unresolved: String,
+    total_messages: String,
+    topic_count: usize,
+    looking_for: String,
+    default_pattern: bool,
+    indexed_since_start: String,
+    /// Records on the brokers not indexed yet, across assigned partitions.
+    behind: String,
+}
+
+async fn overview(State(state): State<AppState>) -> PageResult {
+    let now = crate::clock::now_ms();
+    let snapshot = state.status.snapshot();
+    let overviews = stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, now).await?;
+    let events = store::events::recent(&state.pool, None, 200).await?;
+    let mut total_unresolved = 0;
+    let mut total_messages = 0;
+    let cards = overviews
+        .into_iter()
+        .map(|o| {
+            total_unresolved += o.unresolved();
+            total_messages += o.messages;
+            TopicCard {
+                link: messages_link(&[("topic", o.topic.clone())]),
+                partitions: o.partitions,
+                total: view::count(o.messages),
+                unresolved: view::count(o.unresolved()),
+                has_unresolved: o.unresolved() > 0,
+                oldest_unresolved_age: o.oldest_unresolved.map(|t| view::age(t, now)),
+                oldest_unresolved_exact: o.oldest_unresolved.map(view::time).unwrap_or_default(),
+                newest: o.newest.map(|t| view::relative(t, now)),
+                newest_exact: o.newest.map(view::time).unwrap_or_default(),
+                sparkline: view::sparkline(&o.hourly),
+                inflow_24h: view::count(o.hourly.iter().sum()),
+                by_status: o
+                    .by_status
+                    .iter()
+                    .map(|(s, n)| (s.clone(), view::count(*n)))
+                    .collect(),
+                top_errors: o
+                    .top_errors
+                    .iter()
+                    .map(|(class, n)| ErrorClassLink {
+                        short: view::short_class(class).to_string(),
+                        full: class.clone(),
+                        count: view::count(*n),
+                        link: messages_link(&[
+                            ("topic", o.topic.clone()),
+                            ("error_class", class.clone()),
+                        ]),
+                    })
+                    .collect(),
+                notices: events
+                    .iter()
+                    .filter(|e| e.topic == o.topic)
+                    .take(3)
+                    .map(|e| format!("{} (noticed {})", e.message, view::time(e.detected_at)))
+                    .collect(),
+                topic: o.topic,
+            }
+        })
+        .collect::<Vec<_>>();
+    html(OverviewPage {
+        frame: Frame::build(&state, "overview").await,
+        topic_count: cards.len(),
+        cards,
+        total_unresolved: view::count(total_unresolved),
+        total_messages: view::count(total_messages),
+        looking_for: state.actions.topics().subscriptions.join(", "),
+        default_pattern: state.actions.topics().subscriptions
+            == [crate::topics::DEFAULT_DLQ_PATTERN],
+        indexed_since_start: view::count(snapshot.indexed as i64),
+        behind: view::count(snapshot.lag.iter().map(|(_, _, lag)| lag).sum()),
+    })
+}

@@ -1,0 +1,33 @@
+//! What every request handler shares: the index, the indexer's live state, where Kafka is,
+//! and the operations core. Built by `app`, which starts the tasks behind it.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::actions::Actions;
+use crate::index::IndexerStatus;
+use crate::kafka::KafkaSettings;
+
+/// Shared application state handed to every request handler.
+pub struct App {
+    /// The SQLite index.
+    pub pool: SqlitePool,
+    /// Live indexer state.
+    pub status: Arc<IndexerStatus>,
+    /// Where Kafka is.
+    pub kafka: KafkaSettings,
+    /// Previews, confirmations and job control.
+    pub actions: Arc<Actions>,
+}
+
+/// Cheap-to-clone handle on [`App`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
