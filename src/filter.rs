@@ -7,9 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-
-/// Lifecycle status of an indexed record.
-pub const STATUSES: [&str; 5] = ["new", "replaying", "replayed", "replay_failed", "purged"];
+use crate::states::RecordStatus;
 
 /// Which statuses a listing shows.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -21,7 +19,7 @@ pub enum StatusFilter {
     /// Every status, purged included.
     All,
     /// Exactly one status.
-    Is(String),
+    Is(RecordStatus),
 }
 
 /// A position in a newest-first listing: the (ts, id) of a boundary row.
@@ -141,13 +139,15 @@ impl MessageQuery {
         let status = match take("status").as_deref() {
             None => StatusFilter::NotPurged,
             Some("all") => StatusFilter::All,
-            Some(s) if STATUSES.contains(&s) => StatusFilter::Is(s.to_string()),
-            Some(s) => {
-                return Err(Error::BadRequest(format!(
-                    "Parameter 'status' is '{s}'; use one of {}, or all.",
-                    STATUSES.join(", ")
-                )))
-            }
+            Some(s) => match RecordStatus::parse(s) {
+                Some(status) => StatusFilter::Is(status),
+                None => {
+                    return Err(Error::BadRequest(format!(
+                        "Parameter 'status' is '{s}'; use one of {}, or all.",
+                        RecordStatus::choices()
+                    )))
+                }
+            },
         };
         let from = take("from").map(|v| parse_time(&v, "from")).transpose()?;
         let to = take("to").map(|v| parse_time(&v, "to")).transpose()?;
@@ -232,7 +232,7 @@ impl MessageFilter {
         match &self.status {
             StatusFilter::NotPurged => {}
             StatusFilter::All => out.push(("status", "all".into())),
-            StatusFilter::Is(s) => out.push(("status", s.clone())),
+            StatusFilter::Is(s) => out.push(("status", s.to_string())),
         }
         out
     }
@@ -352,7 +352,7 @@ mod tests {
         .unwrap();
         let f = &q.filter;
         assert_eq!(f.topic.as_deref(), Some("orders.dlq"));
-        assert_eq!(f.status, StatusFilter::Is("replay_failed".into()));
+        assert_eq!(f.status, StatusFilter::Is(RecordStatus::ReplayFailed));
         assert_eq!(f.error_class.as_deref(), Some("java.lang.NPE"));
         assert_eq!(f.key.as_deref(), Some("k 1"));
         assert_eq!(f.from, Some(1_767_225_600_000));

@@ -25,6 +25,8 @@ pub mod kafka;
 pub mod memory;
 /// Replay: targets, previews, jobs, and what became of each replayed record.
 pub mod replay;
+/// Lifecycle states of records, jobs and items.
+pub mod states;
 /// All SQL.
 pub mod store;
 /// Which topics are DLQ topics.

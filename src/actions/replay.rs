@@ -13,6 +13,7 @@ use super::Actions;
 use crate::error::{Error, Result};
 use crate::kafka::Compression;
 use crate::replay::target::{ReplaySource, Resolution};
+use crate::states::JobStatus;
 use crate::store::audit::{self, NewEntry};
 use crate::store::items;
 use crate::store::jobs::{self, NewJob, Route};
@@ -269,10 +270,10 @@ impl Actions {
         let job = jobs::job(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_job(id))?;
-        if job.status != jobs::status::PREVIEW {
+        if job.status != JobStatus::Preview {
             return Err(Error::Conflict(format!(
                 "Replay job {id} was already confirmed (it is {}).",
-                job.status.replace('_', " ")
+                job.status.words()
             )));
         }
         if job.total == 0 {
@@ -284,14 +285,7 @@ impl Actions {
             jobs::set_rate(&mut *tx, id, rate).await?;
         }
         let now = crate::clock::now_ms();
-        jobs::transition(
-            &mut *tx,
-            id,
-            &[jobs::status::PREVIEW],
-            jobs::status::QUEUED,
-            now,
-        )
-        .await?;
+        jobs::transition(&mut *tx, id, &[JobStatus::Preview], JobStatus::Queued, now).await?;
         let job = jobs::job(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_job(id))?;
@@ -312,7 +306,7 @@ impl Actions {
                 job_id: Some(id),
                 summary: &summary,
                 detail: &serde_json::json!({
-                    "selection": serde_json::from_str::<serde_json::Value>(&job.selection).unwrap_or_default(),
+                    "selection": job.selection.0,
                     "total": job.total,
                     "refused": job.refused,
                     "targets": targets,

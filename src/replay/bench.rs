@@ -36,7 +36,7 @@ use crate::filter::MessageFilter;
 use crate::kafka::mock::EmbeddedCluster;
 use crate::kafka::{Compression, KafkaSettings};
 use crate::store::items::{self, SendItem};
-use crate::store::jobs::{self, status};
+use crate::store::jobs;
 use crate::store::{self, records};
 
 /// The retry topics the synthetic records resolve to (`{base}.retry.1`), with partitions.
@@ -460,7 +460,7 @@ async fn replay(dashboard: &Dashboard, preview_id: &str) -> Result<(f64, jobs::J
         let job = jobs::job(pool, preview_id)
             .await?
             .ok_or_else(|| plan::unknown_job(preview_id))?;
-        if status::is_final(&job.status) {
+        if job.status.is_final() {
             return Ok((started.elapsed().as_secs_f64(), job));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

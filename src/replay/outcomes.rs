@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::kafka::KafkaSettings;
 use crate::store::jobs::Job;
 use crate::store::outcomes::{self, JobRoute};
+pub use crate::store::outcomes::{GroupSource, GroupTracking};
 
 /// How often committed offsets are read while records wait (a commit shows on the job page
 /// within about this long, plus one OffsetFetch).
@@ -64,36 +65,6 @@ impl ConsumerGroupRules {
     fn group_of(&self, dlq_topic: &str) -> Option<&str> {
         self.0.get(dlq_topic).map(String::as_str)
     }
-}
-
-/// How a group was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GroupSource {
-    /// `--replay-consumer-group`.
-    Flag,
-    /// The records' consumer-group header.
-    Headers,
-    /// The broker's group list: groups with commits on the target topic.
-    Broker,
-}
-
-/// How one target topic's consumption is followed: `consumer_groups[]` in the job JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupTracking {
-    /// The target (retry) topic.
-    pub target_topic: String,
-    /// The DLQ topics whose records went there.
-    pub dlq_topics: Vec<String>,
-    /// The groups followed; a record is consumed once every one has committed past it.
-    /// Empty when consumption is not tracked.
-    pub groups: Vec<String>,
-    /// How the groups were found.
-    pub source: Option<GroupSource>,
-    /// Whether consumption is followed.
-    pub tracked: bool,
-    /// A sentence for the operator when something is missing.
-    pub note: Option<String>,
 }
 
 /// What the tracker learned from Kafka about a target topic's candidate groups.
@@ -460,10 +431,8 @@ impl OutcomeTracker {
             }
             tracking.push(choose_groups(target, &here, &self.rules, &evidence));
         }
-        let json = serde_json::to_string(&tracking)
-            .map_err(|e| Error::Internal(format!("tracking JSON: {e}")))?;
-        if json != job.consumer_groups {
-            outcomes::set_consumer_groups(&self.pool, &job.id, &json).await?;
+        if tracking != job.consumer_groups.0 {
+            outcomes::set_consumer_groups(&self.pool, &job.id, &tracking).await?;
         }
         self.followed.insert(
             job.id.clone(),
@@ -523,12 +492,7 @@ impl OutcomeTracker {
 /// The tracking stored with a job; a job from before tracking existed has none. Stored JSON
 /// that does not parse is an error, not an empty list.
 pub fn stored_tracking(job: &Job) -> Result<Vec<GroupTracking>> {
-    serde_json::from_str(&job.consumer_groups).map_err(|e| {
-        Error::Internal(format!(
-            "the stored consumer groups of replay job {} do not parse ({e})",
-            job.id
-        ))
-    })
+    Ok(job.consumer_groups.0.clone())
 }
 
 #[cfg(test)]

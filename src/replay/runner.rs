@@ -22,9 +22,10 @@ use crate::actions::JobRunner;
 use crate::error::{Error, Result};
 use crate::index::record::decode_headers;
 use crate::kafka::{Compression, KafkaSettings};
+use crate::states::JobStatus;
 use crate::store::audit::{self, NewEntry};
 use crate::store::items::{self, Delivery, SendItem};
-use crate::store::jobs::{self, status, Job};
+use crate::store::jobs::{self, Job};
 
 /// Headers every replayed message carries; copies of them in the original headers (from an
 /// earlier replay) are dropped so each appears once.
@@ -187,8 +188,8 @@ impl Replayer {
             .values()
             .flat_map(|a| a.partitions.iter().cloned())
             .collect();
-        let mut candidates = jobs::jobs_in(&self.pool, status::RUNNING).await?;
-        candidates.extend(jobs::jobs_in(&self.pool, status::QUEUED).await?);
+        let mut candidates = jobs::jobs_in(&self.pool, JobStatus::Running).await?;
+        candidates.extend(jobs::jobs_in(&self.pool, JobStatus::Queued).await?);
         for job in candidates {
             if self.active().contains_key(&job.id) {
                 continue;
@@ -201,8 +202,8 @@ impl Replayer {
             jobs::transition(
                 &self.pool,
                 &job.id,
-                &[status::QUEUED, status::RUNNING],
-                status::RUNNING,
+                &[JobStatus::Queued, JobStatus::Running],
+                JobStatus::Running,
                 now,
             )
             .await?;
@@ -268,12 +269,18 @@ impl Replayer {
                     .await?
                     .ok_or_else(|| unknown_job(&job.id))?;
                 let final_status = if done.failed > 0 {
-                    status::COMPLETED_WITH_FAILURES
+                    JobStatus::CompletedWithFailures
                 } else {
-                    status::COMPLETED
+                    JobStatus::Completed
                 };
-                if jobs::transition(&self.pool, &job.id, &[status::RUNNING], final_status, now)
-                    .await?
+                if jobs::transition(
+                    &self.pool,
+                    &job.id,
+                    &[JobStatus::Running],
+                    final_status,
+                    now,
+                )
+                .await?
                 {
                     tracing::info!(job = %job.id, sent = done.sent, failed = done.failed, "replay job finished");
                     let summary = if done.failed > 0 {
@@ -407,8 +414,8 @@ impl Replayer {
         self.control(
             id,
             actor,
-            &[status::QUEUED, status::RUNNING],
-            status::PAUSED,
+            &[JobStatus::Queued, JobStatus::Running],
+            JobStatus::Paused,
             Control::Pause,
             "replay.pause",
             "paused",
@@ -422,8 +429,8 @@ impl Replayer {
             .control(
                 id,
                 actor,
-                &[status::PAUSED],
-                status::QUEUED,
+                &[JobStatus::Paused],
+                JobStatus::Queued,
                 Control::Run,
                 "replay.resume",
                 "resumed",
@@ -439,8 +446,8 @@ impl Replayer {
             .control(
                 id,
                 actor,
-                &[status::QUEUED, status::RUNNING, status::PAUSED],
-                status::CANCELLED,
+                &[JobStatus::Queued, JobStatus::Running, JobStatus::Paused],
+                JobStatus::Cancelled,
                 Control::Cancel,
                 "replay.cancel",
                 "cancelled",
@@ -454,8 +461,8 @@ impl Replayer {
         &self,
         id: &str,
         actor: &str,
-        from: &[&str],
-        to: &str,
+        from: &[JobStatus],
+        to: JobStatus,
         signal: Control,
         action: &str,
         verb: &str,
@@ -463,19 +470,19 @@ impl Replayer {
         let _t = self.transitions.lock().await;
         let job = jobs::job(&self.pool, id)
             .await?
-            .filter(|j| j.status != status::PREVIEW)
+            .filter(|j| j.status != JobStatus::Preview)
             .ok_or_else(|| unknown_job(id))?;
         let now = crate::clock::now_ms();
         // A job resumed before its sender noticed the pause goes on running in place.
         let to = if signal == Control::Run && self.active().contains_key(id) {
-            status::RUNNING
+            JobStatus::Running
         } else {
             to
         };
         if !jobs::transition(&self.pool, id, from, to, now).await? {
             return Err(Error::Conflict(format!(
                 "Replay job {id} is {}, so it cannot be {verb}.",
-                job.status.replace('_', " ")
+                job.status.words()
             )));
         }
         let running = self.active().get(id).map(|a| a.control.clone());

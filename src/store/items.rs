@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 
 use super::raw::{with_handle, Statement};
 use crate::error::Result;
+use crate::states::ItemState;
 
 /// The DLQ partitions a job's unsent items are on, as "topic\0partition" keys.
 pub async fn job_partitions(pool: &SqlitePool, id: &str) -> Result<Vec<(String, i32)>> {
@@ -340,8 +341,8 @@ pub struct ItemResult {
     pub offset: i64,
     /// Generation of the DLQ partition's log.
     pub generation: i64,
-    /// pending | sending | sent | failed | refused | cancelled.
-    pub state: String,
+    /// Where the item stands.
+    pub state: ItemState,
     /// Target topic.
     pub target_topic: Option<String>,
     /// Target partition when delivered.
@@ -397,21 +398,11 @@ const ITEM_COLUMNS: &str = "i.job_id, r.topic, r.partition, r.\"offset\", r.gene
 /// The joins `ITEM_COLUMNS` reads from (`back` is the DLQ record a replay came back as).
 const ITEM_FROM: &str = "replay_items i JOIN records r ON r.id = i.record_id JOIN replay_jobs j ON j.id = i.job_id LEFT JOIN records back ON back.id = i.failed_again_id";
 
-/// Order of states in a results list: failures first, then refusals, then the rest.
-pub const RESULT_STATES: [&str; 6] = [
-    "failed",
-    "refused",
-    "sending",
-    "pending",
-    "cancelled",
-    "sent",
-];
-
 /// A page of a job's items in `state` after record id `after`.
 pub async fn items(
     pool: &SqlitePool,
     job_id: &str,
-    state: &str,
+    state: ItemState,
     after: i64,
     limit: i64,
 ) -> Result<Vec<ItemResult>> {
@@ -430,9 +421,9 @@ pub async fn items(
 
 /// The stored state behind a state as results name it: `sending` is a pending item at or
 /// below the job's claim cursor.
-fn stored_state(state: &str) -> &str {
-    if state == "sending" {
-        "pending"
+fn stored_state(state: ItemState) -> ItemState {
+    if state == ItemState::Sending {
+        ItemState::Pending
     } else {
         state
     }
@@ -440,10 +431,10 @@ fn stored_state(state: &str) -> &str {
 
 /// The condition selecting items in a state as results name it (one `?` for the stored
 /// state).
-fn stored_state_condition(state: &str) -> &'static str {
+fn stored_state_condition(state: ItemState) -> &'static str {
     match state {
-        "sending" => "i.state = ? AND i.record_id <= j.claimed_through",
-        "pending" => "i.state = ? AND i.record_id > j.claimed_through",
+        ItemState::Sending => "i.state = ? AND i.record_id <= j.claimed_through",
+        ItemState::Pending => "i.state = ? AND i.record_id > j.claimed_through",
         _ => "i.state = ?",
     }
 }
@@ -474,7 +465,7 @@ pub async fn history(pool: &SqlitePool, record_id: i64) -> Result<Vec<ItemResult
 
 /// Refused items of a job, first `limit`.
 pub async fn refusals(pool: &SqlitePool, job_id: &str, limit: i64) -> Result<Vec<ItemResult>> {
-    items(pool, job_id, "refused", 0, limit).await
+    items(pool, job_id, ItemState::Refused, 0, limit).await
 }
 
 /// A page of a job's results, failures first: `state` limits them to one state; the
@@ -482,13 +473,13 @@ pub async fn refusals(pool: &SqlitePool, job_id: &str, limit: i64) -> Result<Vec
 pub async fn result_page(
     pool: &SqlitePool,
     id: &str,
-    only: Option<&str>,
-    cursor: Option<(String, i64)>,
+    only: Option<ItemState>,
+    cursor: Option<(ItemState, i64)>,
     limit: i64,
 ) -> Result<(Vec<ItemResult>, Option<String>)> {
-    let states: Vec<&str> = match only {
+    let states: Vec<ItemState> = match only {
         Some(s) => vec![s],
-        None => RESULT_STATES.to_vec(),
+        None => ItemState::ALL.to_vec(),
     };
     let (mut from_state, mut after) = match &cursor {
         Some((s, a)) => (states.iter().position(|x| x == s).unwrap_or(0), *a),

@@ -3,35 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
 
+use super::outcomes::GroupTracking;
 pub use super::selection::Source;
 use super::selection::{push_source, RecordId};
 use crate::error::Result;
 use crate::kafka::Compression;
-
-/// Job statuses, as stored and as the API shows them.
-pub mod status {
-    /// Frozen selection waiting for the operator's confirmation; never listed.
-    pub const PREVIEW: &str = "preview";
-    /// Confirmed, waiting for its partitions to be free of other running jobs.
-    pub const QUEUED: &str = "queued";
-    /// Sending.
-    pub const RUNNING: &str = "running";
-    /// Stopped by the operator; resumes where it stopped.
-    pub const PAUSED: &str = "paused";
-    /// Stopped for good by the operator; what was sent stays sent.
-    pub const CANCELLED: &str = "cancelled";
-    /// Every message sent.
-    pub const COMPLETED: &str = "completed";
-    /// Finished, with at least one failed delivery.
-    pub const COMPLETED_WITH_FAILURES: &str = "completed_with_failures";
-
-    /// Whether a job in this status will not change any more.
-    pub fn is_final(s: &str) -> bool {
-        [CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES].contains(&s)
-    }
-}
+use crate::states::{ItemState, JobStatus};
 
 /// The newest record row id: a selection is bounded by it, so it is frozen at preview time.
 pub async fn max_record_id(pool: &SqlitePool) -> Result<i64> {
@@ -166,7 +146,7 @@ pub async fn create_preview(
     let (mut total, mut refused) = (0, 0);
     for (target, state, n) in counts {
         match target {
-            Some(t) if state == "pending" => {
+            Some(t) if state == ItemState::Pending.as_str() => {
                 total += n;
                 *targets.entry(t).or_default() += n;
             }
@@ -210,12 +190,12 @@ pub async fn record_ids(pool: &SqlitePool, ids: &[RecordId]) -> Result<Vec<Optio
 pub struct Job {
     /// Job id.
     pub id: String,
-    /// Status (see [`status`]).
-    pub status: String,
+    /// Status.
+    pub status: JobStatus,
     /// Who started it.
     pub actor: String,
-    /// Selection JSON.
-    pub selection: String,
+    /// The selection as asked for (`Selection::to_json`).
+    pub selection: Json<serde_json::Value>,
     /// Messages per second, 0 = unlimited.
     pub rate: i64,
     /// The codec its records are sent with.
@@ -230,8 +210,8 @@ pub struct Job {
     pub refused: i64,
     /// Not sent because the job was cancelled.
     pub cancelled: i64,
-    /// JSON {topic: n}.
-    pub targets: String,
+    /// Messages per target topic.
+    pub targets: Json<BTreeMap<String, i64>>,
     /// Created, ms.
     pub created_at: i64,
     /// First started, ms.
@@ -245,7 +225,7 @@ pub struct Job {
     /// Delivered and probably back in a DLQ: matched by key and value, without the header.
     pub failed_again_probably: i64,
     /// How consumption is followed, per target topic (JSON, see `replay::outcomes`).
-    pub consumer_groups: String,
+    pub consumer_groups: Json<Vec<GroupTracking>>,
 }
 
 impl Job {
@@ -261,7 +241,7 @@ impl Job {
 
     /// Target topics with their message counts.
     pub fn target_counts(&self) -> BTreeMap<String, i64> {
-        serde_json::from_str(&self.targets).unwrap_or_default()
+        self.targets.0.clone()
     }
 }
 
@@ -288,7 +268,7 @@ pub async fn jobs(pool: &SqlitePool, limit: i64) -> Result<Vec<Job>> {
 }
 
 /// Jobs in a status, oldest first.
-pub async fn jobs_in(pool: &SqlitePool, status: &str) -> Result<Vec<Job>> {
+pub async fn jobs_in(pool: &SqlitePool, status: JobStatus) -> Result<Vec<Job>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM replay_jobs WHERE status = ? ORDER BY created_at, id"
     ))
@@ -301,8 +281,8 @@ pub async fn jobs_in(pool: &SqlitePool, status: &str) -> Result<Vec<Job>> {
 pub async fn transition<'e>(
     db: impl SqliteExecutor<'e>,
     id: &str,
-    from: &[&str],
-    to: &str,
+    from: &[JobStatus],
+    to: JobStatus,
     now: i64,
 ) -> Result<bool> {
     let from_json = serde_json::to_string(from).unwrap_or_else(|_| "[]".into());

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page};
 use crate::index::normalise::ReplayOrigin;
 use crate::index::record::NewRecord;
+use crate::states::RecordStatus;
 
 /// The columns of `records` the indexer writes, in `bind_record`'s order.
 const RECORD_COLUMNS: &str = "topic, partition, generation, \"offset\", ts, timestamp_type, indexed_at, key, value_size, convention, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, error_message, attempts, problems, fingerprint, status, lineage_replays, failed_again_count";
@@ -64,7 +65,7 @@ fn bind_record<'a>(s: &mut Statement<'a>, r: &'a NewRecord) -> Result<()> {
     let problems = (!n.problems.is_empty()).then(|| n.problems.join("\n"));
     s.text_copy(19, problems.as_deref())?;
     s.text(20, Some(&r.fingerprint))?;
-    s.text(21, Some("new"))?;
+    s.text(21, Some(RecordStatus::New.as_str()))?;
     // Every replay of a lineage that is back in a DLQ failed again.
     s.int(22, r.lineage_replays())?;
     s.int(23, r.lineage_replays())?;
@@ -213,7 +214,7 @@ pub struct RecordSummary {
     /// Key bytes.
     pub key: Option<Vec<u8>>,
     /// Lifecycle status.
-    pub status: String,
+    pub status: RecordStatus,
     /// Origin topic from the headers.
     pub origin_topic: Option<String>,
     /// Origin partition.

@@ -42,7 +42,7 @@ pub(super) fn push_filter_conditions(qb: &mut QueryBuilder<'_, Sqlite>, f: &Mess
         }
         StatusFilter::All => {}
         StatusFilter::Is(s) => {
-            qb.push(" AND status = ").push_bind(s.clone());
+            qb.push(" AND status = ").push_bind(*s);
         }
     }
     if let Some(v) = &f.error_class {

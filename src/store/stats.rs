@@ -11,6 +11,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use super::raw::{Param, Statement};
 use crate::error::Result;
 use crate::index::record::NewRecord;
+use crate::states::RecordStatus;
 
 /// One hour in ms.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -43,7 +44,9 @@ pub(crate) unsafe fn count_new_records(
         add_counts(
             db,
             ADD_STATUS_COUNT_SQL,
-            by_topic.into_iter().map(|(topic, n)| ((topic, "new"), n)),
+            by_topic
+                .into_iter()
+                .map(|(topic, n)| ((topic, RecordStatus::New.as_str()), n)),
         )?;
         add_counts(
             db,
@@ -128,8 +131,10 @@ pub struct TopicOverview {
 impl TopicOverview {
     /// Records that still need attention (new or failed replays).
     pub fn unresolved(&self) -> i64 {
-        self.by_status.get("new").copied().unwrap_or(0)
-            + self.by_status.get("replay_failed").copied().unwrap_or(0)
+        [RecordStatus::New, RecordStatus::ReplayFailed]
+            .iter()
+            .map(|s| self.by_status.get(s.as_str()).copied().unwrap_or(0))
+            .sum::<i64>()
     }
 }
 

@@ -1,8 +1,14 @@
-//! Errors at the web edge: JSON for the API, a page in the real frame for the pages.
+//! Errors at the web edge. The API answers them as JSON (`impl IntoResponse for Error`); the
+//! pages answer them as a page in the real frame: connection status, counts and the CSRF
+//! token, like every other page.
+//!
+//! A handler's error carries no state, so [`PageError`] only marks its response with what
+//! went wrong, and the [`framed`] middleware, which has the state, renders the page.
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::error::Error;
@@ -18,9 +24,16 @@ impl From<Error> for PageError {
     }
 }
 
+/// What a failed page says, left on its response for [`framed`] to render.
+#[derive(Debug, Clone)]
+struct PageProblem {
+    title: &'static str,
+    message: String,
+}
+
 #[derive(Template)]
 #[template(path = "pages/error.html")]
-pub(crate) struct ErrorPage {
+struct ErrorPage {
     frame: Frame,
     code: u16,
     title: String,
@@ -41,40 +54,46 @@ impl IntoResponse for PageError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "That request cannot be read",
             _ => "Something went wrong",
         };
-        let page = ErrorPage {
-            frame: Frame {
-                active: "",
-                connected: true,
-                status_text: String::new(),
-                status_detail: None,
-                embedded: false,
-                brokers: String::new(),
-                unresolved: String::new(),
-                groups: String::new(),
-                active_jobs: String::new(),
-                csrf: "",
-            },
-            code: status.as_u16(),
-            title: title.into(),
-            message: self.0.public_message(),
-        };
-        match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(_) => (status, self.0.public_message()).into_response(),
-        }
+        let message = self.0.public_message();
+        // The plain sentence stands in until the middleware renders the page around it.
+        let mut response = (status, message.clone()).into_response();
+        response
+            .extensions_mut()
+            .insert(PageProblem { title, message });
+        response
     }
+}
+
+/// Render every page error in the frame of a normal page.
+pub async fn framed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some(problem) = response.extensions().get::<PageProblem>().cloned() else {
+        return response;
+    };
+    let status = response.status();
+    render(&state, status, problem.title, problem.message).await
 }
 
 /// The 404 page for any unknown path.
 pub async fn not_found(State(state): State<AppState>) -> Response {
+    render(
+        &state,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no page at this address. The overview lists every DLQ topic.".into(),
+    )
+    .await
+}
+
+async fn render(state: &AppState, status: StatusCode, title: &str, message: String) -> Response {
     let page = ErrorPage {
-        frame: Frame::build(&state, "").await,
-        code: 404,
-        title: "Not found".into(),
-        message: "There is no page at this address. The overview lists every DLQ topic.".into(),
+        frame: Frame::build(state, "").await,
+        code: status.as_u16(),
+        title: title.into(),
+        message,
     };
     match page.render() {
-        Ok(h) => (StatusCode::NOT_FOUND, Html(h)).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "Not found").into_response(),
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, page.message).into_response(),
     }
 }

@@ -1,6 +1,7 @@
 //! The frame around every page: top bar, connection status, navigation counts, and the
 //! CSRF token its forms carry.
 
+use crate::states::RecordStatus;
 use crate::store::{self, groups, stats};
 use crate::web::view;
 use crate::web::AppState;
@@ -43,7 +44,11 @@ impl Frame {
         let counts = stats::status_counts(&state.pool).await.unwrap_or_default();
         let unresolved: i64 = counts
             .iter()
-            .filter(|(_, status, _)| status == "new" || status == "replay_failed")
+            .filter(|(_, status, _)| {
+                [RecordStatus::New, RecordStatus::ReplayFailed]
+                    .iter()
+                    .any(|s| s.as_str() == status)
+            })
             .map(|(_, _, n)| n)
             .sum();
         let groups = groups::count(&state.pool).await.unwrap_or(0);

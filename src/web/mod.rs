@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 
 use crate::error::Error;
 
@@ -30,7 +31,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The whole application: pages, API, health, metrics, static files.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(pages::router())
+        .merge(pages::router().layer(middleware::from_fn_with_state(state.clone(), error::framed)))
         .merge(api::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -38,6 +39,12 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(static_file))
         .fallback(error::not_found)
         .layer(middleware::from_fn(metrics::track))
+        // Each request runs in a span (method, URI) at info level, so that an error logged
+        // while serving it says which request it was.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+        )
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::store::items::RESULT_STATES;
+use crate::states::ItemState;
 
 /// The query of a results listing: `state`, `cursor` and (in the API) `limit`.
 pub struct ResultsQuery {
     /// Only this state.
-    pub only: Option<&'static str>,
+    pub only: Option<ItemState>,
     /// After this (state, record id).
-    pub cursor: Option<(String, i64)>,
+    pub cursor: Option<(ItemState, i64)>,
     /// Page size.
     pub limit: i64,
 }
@@ -44,24 +44,17 @@ pub fn results_query(
         match k.as_str() {
             "state" | "cursor" if v.is_empty() => {}
             "state" => {
-                out.only = Some(
-                    RESULT_STATES
-                        .iter()
-                        .find(|s| **s == v.as_str())
-                        .copied()
-                        .ok_or_else(|| {
-                            Error::BadRequest(format!(
-                                "Parameter 'state' is '{v}'; use one of {}.",
-                                RESULT_STATES.join(", ")
-                            ))
-                        })?,
-                )
+                out.only = Some(ItemState::parse(v).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "Parameter 'state' is '{v}'; use one of {}.",
+                        ItemState::choices()
+                    ))
+                })?)
             }
             "cursor" => {
                 out.cursor = Some(
                     v.split_once(':')
-                        .and_then(|(s, a)| Some((s.to_string(), a.parse::<i64>().ok()?)))
-                        .filter(|(s, _)| RESULT_STATES.contains(&s.as_str()))
+                        .and_then(|(s, a)| Some((ItemState::parse(s)?, a.parse::<i64>().ok()?)))
                         .ok_or_else(|| {
                             Error::BadRequest(
                                 "Parameter 'cursor' is not one this dashboard issued; follow next_cursor or the \"More results\" link.".into(),

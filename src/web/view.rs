@@ -238,11 +238,6 @@ pub fn target_text(topic: Option<&str>, partition: Option<i32>, offset: Option<i
     }
 }
 
-/// A job's status in words.
-pub(crate) fn status_text(s: &str) -> String {
-    s.replace('_', " ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

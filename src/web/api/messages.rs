@@ -14,6 +14,7 @@ use crate::clock::iso;
 use crate::error::Result;
 use crate::filter::MessageQuery;
 use crate::index::record::decode_headers;
+use crate::states::RecordStatus;
 use crate::store::records::RecordSummary;
 use crate::store::{self, records};
 use crate::web::extract::{find_record, not_indexed, record_id};
@@ -56,7 +57,7 @@ pub struct MessageJson {
     timestamp: String,
     key: Option<String>,
     key_base64: Option<String>,
-    status: String,
+    status: RecordStatus,
     replay_count: i64,
     value_size: i64,
     origin: OriginJson,

@@ -16,6 +16,8 @@ use crate::actions::JobControl;
 use crate::clock::iso;
 use crate::error::{Error, Result};
 use crate::replay::outcomes::{stored_tracking, GroupTracking};
+use crate::states::ItemState;
+use crate::states::JobStatus;
 use crate::store::items::{self, ItemResult, ReturnedRecord};
 use crate::store::jobs::{self, Job};
 use crate::web::extract::{require_json, Actor};
@@ -35,7 +37,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Serialize)]
 pub struct JobJson {
     id: String,
-    status: String,
+    status: JobStatus,
     total: i64,
     sent: i64,
     failed: i64,
@@ -64,7 +66,7 @@ impl JobJson {
         let remaining = job.remaining();
         Ok(JobJson {
             id: job.id.clone(),
-            status: job.status.clone(),
+            status: job.status,
             total: job.total,
             sent: job.sent,
             failed: job.failed,
@@ -74,11 +76,11 @@ impl JobJson {
             rate: job.rate,
             targets: job.target_counts(),
             actor: job.actor.clone(),
-            selection: serde_json::from_str(&job.selection).unwrap_or_default(),
+            selection: job.selection.0.clone(),
             created_at: iso(job.created_at),
             started_at: job.started_at.map(iso),
             finished_at: job.finished_at.map(iso),
-            eta_seconds: (!jobs::status::is_final(&job.status) && job.rate > 0)
+            eta_seconds: (!job.status.is_final() && job.rate > 0)
                 .then(|| plan::estimated_seconds(remaining, job.rate)),
             replay: plan::SendSettings::of(job),
             consumed: job.consumed,
@@ -198,7 +200,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
 pub async fn find_job(state: &AppState, id: &str) -> Result<Job> {
     jobs::job(&state.pool, id)
         .await?
-        .filter(|j| j.status != jobs::status::PREVIEW)
+        .filter(|j| j.status != JobStatus::Preview)
         .ok_or_else(|| plan::unknown_job(id))
 }
 
@@ -215,7 +217,7 @@ pub struct ResultJson {
     partition: i32,
     offset: i64,
     generation: i64,
-    state: String,
+    state: ItemState,
     target_topic: Option<String>,
     target_partition: Option<i32>,
     target_offset: Option<i64>,
@@ -265,7 +267,7 @@ impl ResultJson {
             partition: r.partition,
             offset: r.offset,
             generation: r.generation,
-            state: r.state.clone(),
+            state: r.state,
             target_topic: r.target_topic.clone(),
             target_partition: r.target_partition,
             target_offset: r.target_offset,

@@ -8,9 +8,10 @@ use axum::Router;
 
 use super::{html, PageResult};
 use crate::actions::replay::TargetCheck;
-use crate::filter::{encode_pairs, MessageQuery, StatusFilter, STATUSES};
+use crate::filter::{encode_pairs, MessageQuery, StatusFilter};
 use crate::index::normalise::Convention;
 use crate::index::record::decode_headers;
+use crate::states::{ItemState, RecordStatus};
 use crate::store::{self, records, search, stats};
 use crate::web::extract::{find_record, record_id};
 use crate::web::frame::Frame;
@@ -39,7 +40,7 @@ struct MessageRow {
     message: String,
     payload_preview: String,
     origin: String,
-    status: String,
+    status: RecordStatus,
     replay_count: i64,
     /// Replays of it or its lineage that came back to a DLQ.
     failed_again: i64,
@@ -151,7 +152,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
                 .map(payload_preview)
                 .unwrap_or_default(),
             origin: r.origin_topic.clone().unwrap_or_default(),
-            status: r.status.clone(),
+            status: r.status,
             replay_count: r.replay_count,
             failed_again: r.failed_again_count,
             replay_loop: r.failed_again_count >= store::outcomes::LOOP_REPLAYS,
@@ -168,13 +169,13 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
     html(MessagesPage {
         frame: Frame::build(&state, "messages").await,
         topics,
-        statuses: STATUSES.to_vec(),
+        statuses: RecordStatus::ALL.iter().map(|s| s.as_str()).collect(),
         error_classes: records::distinct_error_classes(&state.pool).await?,
         f_topic: f.topic.clone().unwrap_or_default(),
         f_status: match &f.status {
             StatusFilter::NotPurged => String::new(),
             StatusFilter::All => "all".into(),
-            StatusFilter::Is(s) => s.clone(),
+            StatusFilter::Is(s) => s.to_string(),
         },
         f_error_class: f.error_class.clone().unwrap_or_default(),
         f_origin_topic: f.origin_topic.clone().unwrap_or_default(),
@@ -226,7 +227,7 @@ struct MessagePage {
     topic_link: String,
     partition: i32,
     offset: i64,
-    status: String,
+    status: RecordStatus,
     replay_count: i64,
     time_exact: String,
     time_relative: String,
@@ -267,7 +268,7 @@ struct HistoryRow {
     when_iso: String,
     when_exact: String,
     actor: String,
-    state: String,
+    state: ItemState,
     target: String,
     reason: String,
     after: ReplayAfter,
@@ -308,9 +309,9 @@ impl ReplayAfter {
             )),
             _ => None,
         };
-        let text = match (item.state.as_str(), item.consumed_at) {
+        let text = match (item.state, item.consumed_at) {
             (_, Some(at)) => format!("consumed {}", view::relative(at, now)),
-            ("sent", None) => "waiting to be consumed".to_string(),
+            (ItemState::Sent, None) => "waiting to be consumed".to_string(),
             _ => String::new(),
         };
         ReplayAfter {
@@ -383,7 +384,7 @@ async fn message(
         topic: s.topic.clone(),
         partition: s.partition,
         offset: s.offset,
-        status: s.status.clone(),
+        status: s.status,
         replay_count: s.replay_count,
         time_exact: view::time(s.ts),
         time_relative: view::relative(s.ts, now),

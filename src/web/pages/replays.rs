@@ -15,14 +15,16 @@ use crate::actions::JobControl;
 use crate::error::{Error, Result};
 use crate::filter::encode_pairs;
 use crate::replay::outcomes::{stored_tracking, GroupSource};
-use crate::store::items::{self, RESULT_STATES};
-use crate::store::jobs::{self, status, Job};
+use crate::states::ItemState;
+use crate::states::JobStatus;
+use crate::store::items;
+use crate::store::jobs::{self, Job};
 use crate::store::records;
 use crate::web::extract::{Actor, CsrfForm};
 use crate::web::frame::Frame;
 use crate::web::links::*;
 use crate::web::query::{results_query, ResultsQuery};
-use crate::web::view::{self, duration, status_text, target_text};
+use crate::web::view::{self, duration, target_text};
 use crate::web::AppState;
 
 /// Page routes for replays and the audit log.
@@ -157,8 +159,7 @@ struct SelectionView {
     messages_more: usize,
 }
 
-fn selection_view(selection_json: &str) -> SelectionView {
-    let value: serde_json::Value = serde_json::from_str(selection_json).unwrap_or_default();
+fn selection_view(value: &serde_json::Value) -> SelectionView {
     let mut view = SelectionView {
         filter: None,
         filter_link: String::new(),
@@ -268,7 +269,7 @@ async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> 
     let Some(job) = jobs::job(&state.pool, &id).await? else {
         return Err(expired_preview(&id).into());
     };
-    if job.status != status::PREVIEW {
+    if job.status != JobStatus::Preview {
         return Ok(Redirect::to(&job_link(&id)).into_response());
     }
     let preview = state.actions.preview_of(&id).await?;
@@ -331,7 +332,7 @@ async fn start(
         Err(Error::Conflict(_))
             if jobs::job(&state.pool, &id)
                 .await?
-                .is_some_and(|j| j.status != status::PREVIEW) =>
+                .is_some_and(|j| j.status != JobStatus::Preview) =>
         {
             Ok(Redirect::to(&job_link(&id)).into_response())
         }
@@ -356,7 +357,7 @@ async fn control(
 struct JobFigures {
     id: String,
     link: String,
-    status: String,
+    status: JobStatus,
     status_text: String,
     is_final: bool,
     total: String,
@@ -422,8 +423,8 @@ impl JobFigures {
     fn new(job: &Job, now: i64) -> Result<Self> {
         let remaining = job.remaining();
         let done = job.total - remaining;
-        let is_final = status::is_final(&job.status);
-        let eta = if !is_final && job.status != status::PAUSED && job.rate > 0 {
+        let is_final = job.status.is_final();
+        let eta = if !is_final && job.status != JobStatus::Paused && job.rate > 0 {
             duration(plan::estimated_seconds(remaining, job.rate))
         } else {
             "–".into()
@@ -441,8 +442,8 @@ impl JobFigures {
             sent_n: job.sent,
             id: job.id.clone(),
             link: job_link(&job.id),
-            status: job.status.clone(),
-            status_text: status_text(&job.status),
+            status: job.status,
+            status_text: job.status.words(),
             is_final,
             total: view::count(job.total),
             sent: view::count(job.sent),
@@ -499,7 +500,7 @@ async fn jobs_page(State(state): State<AppState>) -> PageResult {
 }
 
 struct ResultRow {
-    state: String,
+    state: ItemState,
     label: String,
     link: String,
     target: String,
@@ -510,7 +511,7 @@ struct ResultRow {
 }
 
 struct StateLink {
-    state: &'static str,
+    state: ItemState,
     count: String,
     link: String,
     current: bool,
@@ -527,7 +528,7 @@ struct JobPageView {
     can_cancel: bool,
     results: Vec<ResultRow>,
     states: Vec<StateLink>,
-    only: Option<&'static str>,
+    only: Option<ItemState>,
     all_link: String,
     more_link: Option<String>,
     paged: bool,
@@ -542,7 +543,7 @@ async fn job_page(
     let Some(job) = jobs::job(&state.pool, &id).await? else {
         return Err(plan::unknown_job(&id).into());
     };
-    if job.status == status::PREVIEW {
+    if job.status == JobStatus::Preview {
         return Ok(Redirect::to(&format!("{}/preview", job_link(&id))).into_response());
     }
     let ResultsQuery { only, cursor, .. } = results_query(query.as_deref(), false, 0)?;
@@ -560,14 +561,14 @@ async fn job_page(
         }
     };
     let counts = items::item_counts(&state.pool, &id).await?;
-    let states = RESULT_STATES
+    let states = ItemState::ALL
         .iter()
-        .filter_map(|s| {
-            counts.get(*s).map(|n| StateLink {
+        .filter_map(|&s| {
+            counts.get(s.as_str()).map(|n| StateLink {
                 state: s,
                 count: view::count(*n),
                 link: with(&[("state", s.to_string())]),
-                current: only == Some(*s),
+                current: only == Some(s),
             })
         })
         .collect();
@@ -575,7 +576,7 @@ async fn job_page(
         .iter()
         .map(|r| ResultRow {
             after: ReplayAfter::of(r, now, &reset),
-            state: r.state.clone(),
+            state: r.state,
             label: format!("{}/{}/{}", r.topic, r.partition, r.offset),
             link: format!(
                 "/messages/{}",
@@ -599,12 +600,12 @@ async fn job_page(
         pairs.push(("cursor", c));
         with(&pairs)
     });
-    let s = job.status.as_str();
+    let s = job.status;
     html(JobPageView {
         frame: Frame::build(&state, "replays").await,
-        can_pause: [status::QUEUED, status::RUNNING].contains(&s),
-        can_resume: s == status::PAUSED,
-        can_cancel: [status::QUEUED, status::RUNNING, status::PAUSED].contains(&s),
+        can_pause: [JobStatus::Queued, JobStatus::Running].contains(&s),
+        can_resume: s == JobStatus::Paused,
+        can_cancel: [JobStatus::Queued, JobStatus::Running, JobStatus::Paused].contains(&s),
         selection: selection_view(&job.selection),
         job: JobFigures::new(&job, now)?,
         results,
