@@ -12,7 +12,6 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 #[derive(Debug, Clone)]
 pub struct Received {
     /// The record's timestamp (create time), ms.
-    #[allow(dead_code)] // only the in-process pacing test reads it
     pub timestamp: Option<i64>,
     pub partition: i32,
     pub offset: i64,
@@ -40,7 +39,6 @@ pub enum ReadUntil {
     End { at_least: usize },
     /// Exactly this many records, without waiting for the end (tansu never answers a fetch
     /// at the end of a log, so the end is never reported there).
-    #[allow(dead_code)] // only the end-to-end tests read up to a count
     Count(usize),
 }
 

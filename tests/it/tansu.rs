@@ -11,7 +11,10 @@
 //! - Stopping and starting tansu on the same port with memory storage wipes the cluster:
 //!   topics are gone and offsets restart, which the dashboard must notice.
 
-use crate::harness::{create_topics, produce, producer, wait_for, DashboardProcess, Tansu};
+use crate::harness::process::{
+    create_topics, produce, producer, DashboardProcess, Tansu, DEADLINE,
+};
+use crate::poll::wait_for_blocking;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_and_browse_on_tansu() {
@@ -71,7 +74,7 @@ async fn tansu_stopped_then_restarted_empty_is_survived_and_noticed() {
 
     // The broker process goes away: pages keep serving, readiness fails.
     tansu.down();
-    wait_for("readyz to fail", || {
+    wait_for_blocking("readyz to fail", DEADLINE, || {
         (dashboard.get("/readyz")?.0 == 503).then_some(())
     });
     let (status, html) = dashboard.get("/messages").unwrap();

@@ -1,6 +1,7 @@
-//! End-to-end harness: the real binary as a child process, brokers in other processes
-//! (`dlq-dashboard dev-cluster`, and tansu, an independent Kafka-compatible broker), records
-//! produced by a plain librdkafka producer, and the SQLite file inspected directly.
+//! The child-process harness: the real binary as a child process, brokers in other
+//! processes (`dlq-dashboard dev-cluster`, and tansu, an independent Kafka-compatible
+//! broker), records produced by a plain librdkafka producer, requests over HTTP, and the
+//! SQLite file inspected directly.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,13 +14,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-/// How long any wait may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(120);
+use crate::poll::wait_for_blocking;
 
-/// Poll `check` until it returns Some; fail with `what` at the deadline.
-pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    crate::poll::poll_until(what, DEADLINE, check)
-}
+/// How long any wait on a child process may take before the test fails: more than in
+/// process, for binaries starting and stopping, 50k records indexed across crashes, and
+/// tansu's first consumer group join (about 23 s).
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dlq-dashboard"));
@@ -194,7 +194,7 @@ impl Tansu {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_for("tansu to listen", || {
+        wait_for_blocking("tansu to listen", DEADLINE, || {
             std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
         });
     }
@@ -345,7 +345,7 @@ impl DashboardProcess {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.port = wait_for("the port file", || {
+        self.port = wait_for_blocking("the port file", DEADLINE, || {
             std::fs::read_to_string(&port_file)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
@@ -368,7 +368,9 @@ impl DashboardProcess {
 
     /// Wait until /readyz says ready.
     pub fn wait_ready(&self) {
-        wait_for("readyz", || (self.get("/readyz")?.0 == 200).then_some(()));
+        wait_for_blocking("readyz", DEADLINE, || {
+            (self.get("/readyz")?.0 == 200).then_some(())
+        });
     }
 
     /// GET over a real socket: status and body.
@@ -395,7 +397,7 @@ impl DashboardProcess {
     }
 
     pub fn wait_indexed(&self, n: i64) {
-        wait_for(&format!("{n} records indexed"), || {
+        wait_for_blocking(&format!("{n} records indexed"), DEADLINE, || {
             (self.get("/api/topics").is_some() && self.indexed() >= n).then_some(())
         });
     }
@@ -560,7 +562,7 @@ impl DashboardProcess {
 
     /// Wait until a replay job reaches a final status; returns its JSON.
     pub fn wait_replay_finished(&self, id: &str) -> serde_json::Value {
-        wait_for(&format!("replay {id} to finish"), || {
+        wait_for_blocking(&format!("replay {id} to finish"), DEADLINE, || {
             self.get(&format!("/api/replays/{id}"))?;
             let job = self.replay(id);
             ["completed", "completed_with_failures", "cancelled"]
