@@ -4,8 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::process::DEADLINE;
-use crate::http::http_get;
+use crate::harness::process::{http_get, DEADLINE};
 use crate::poll::wait_for_blocking;
 
 fn bin() -> Command {

@@ -7,10 +7,9 @@
 //!   implementation), with crashes and outages, and a consumer service written with KafkaJS.
 //!
 //! One binary means one link of the crate and its dependencies instead of one per binary,
-//! and one place for the helpers both kinds of test share ([`http`], [`poll`], [`topic`]).
+//! and one place for the helpers both kinds of test share ([`poll`], [`topic`]).
 
 mod harness;
-mod http;
 mod poll;
 mod topic;
 

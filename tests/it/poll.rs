@@ -71,8 +71,9 @@ pub fn wait_for_blocking<T>(
 }
 
 /// Run blocking code, telling a tokio runtime first if this is one of its worker threads
-/// (`block_in_place`): the other tasks move to another thread instead of stalling behind
-/// it. Only a multi-threaded runtime can do that; the tests that block all run on one.
+/// (`block_in_place`): the other tasks move to another thread instead of stalling, and
+/// reqwest's blocking client, which refuses to run on a runtime thread, runs there. Only a
+/// multi-threaded runtime can do that; the tests that block all run on one.
 pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::task::block_in_place(f)
