@@ -11,8 +11,6 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 /// One record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// The record's timestamp (create time), ms.
-    pub timestamp: Option<i64>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -89,7 +87,6 @@ pub async fn read_topic(
                 Some(Ok(m)) => {
                     at_end.remove(&m.partition());
                     out.push(Received {
-                        timestamp: m.timestamp().to_millis(),
                         partition: m.partition(),
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
