@@ -14,6 +14,7 @@ mod poll;
 mod topic;
 
 // In process.
+mod api_snapshots;
 mod browse;
 mod conventions;
 mod hostile;
