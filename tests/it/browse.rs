@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::harness::{escaped, serve_args, Kafka, TestDashboard};
+use crate::harness::in_process::{escaped, serve_args, Kafka, TestDashboard};
 
 async fn seed(kafka: &Kafka) {
     for i in 0..120 {

@@ -4,9 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::DEADLINE;
-use crate::http::http_get;
-use crate::poll::poll_until;
+use crate::harness::process::{http_get, DEADLINE};
+use crate::poll::wait_for_blocking;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dlq-dashboard"));
@@ -135,13 +134,13 @@ fn the_default_run_serves_the_embedded_demo() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let port: u16 = poll_until("the port file", DEADLINE, || {
+    let port: u16 = wait_for_blocking("the port file", DEADLINE, || {
         std::fs::read_to_string(&port_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
     });
     // Real failed records in several conventions within seconds.
-    let conventions = poll_until("demo records in six conventions", DEADLINE, || {
+    let conventions = wait_for_blocking("demo records in six conventions", DEADLINE, || {
         let (200, body) = http_get(port, "/api/messages?limit=1000")? else {
             return None;
         };
@@ -177,7 +176,7 @@ fn the_default_run_serves_the_embedded_demo() {
     // SIGTERM stops it gracefully.
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = poll_until("a graceful stop on SIGTERM", DEADLINE, || {
+    let status = wait_for_blocking("a graceful stop on SIGTERM", DEADLINE, || {
         child.try_wait().unwrap()
     });
     assert!(status.success(), "graceful exit, got {status}");

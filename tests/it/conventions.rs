@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Kafka, TestDashboard};
+use crate::harness::in_process::{Kafka, TestDashboard};
 
 /// Header name and value pairs.
 type HeaderList<'a> = Vec<(&'a str, Vec<u8>)>;

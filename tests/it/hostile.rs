@@ -1,7 +1,7 @@
 //! Records a DLQ really receives: no key, no value, binary, invalid UTF-8, garbage headers,
 //! a 10 MiB value, and markup. All are indexed and every page renders them safely.
 
-use crate::harness::{escaped, Kafka, TestDashboard};
+use crate::harness::in_process::{escaped, Kafka, TestDashboard};
 
 /// Key, value and headers of one record.
 type Hostile<'a> = (

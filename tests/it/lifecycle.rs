@@ -1,6 +1,6 @@
 //! Exactly-once indexing across restarts: positions live in SQLite with the rows.
 
-use crate::harness::{serve_args, Kafka, TestDashboard};
+use crate::harness::in_process::{serve_args, Kafka, TestDashboard};
 
 const TOPIC: &str = "life.dlq";
 

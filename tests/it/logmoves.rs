@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::harness::{serve_args, Kafka, TestDashboard};
+use crate::harness::in_process::{serve_args, Kafka, TestDashboard};
 
 const TOPIC: &str = "moves.dlq";
 

@@ -1,22 +1,35 @@
-//! Integration tests: the real dashboard against a real in-process Kafka (librdkafka's mock
-//! cluster) and a real SQLite file.
+//! Integration tests, in one binary with one harness:
+//!
+//! - in process ([`harness::in_process`]): the real dashboard against a real in-process
+//!   Kafka (librdkafka's mock cluster) and a real SQLite file, requests through its router;
+//! - in child processes ([`harness::process`]): the real binary against brokers in other
+//!   processes (librdkafka's mock cluster via `dev-cluster`, and tansu, a second Kafka
+//!   implementation), with crashes and outages, and a consumer service written with KafkaJS.
+//!
+//! One binary means one link of the crate and its dependencies instead of one per binary,
+//! and one place for the helpers both kinds of test share ([`poll`], [`topic`]).
 
-mod browse;
-mod cli;
-mod conventions;
 mod harness;
+mod poll;
+mod topic;
+
+// In process.
+mod api_snapshots;
+mod browse;
+mod conventions;
 mod hostile;
-#[path = "../common/http.rs"]
-mod http;
 mod lifecycle;
 mod logmoves;
 mod outage;
 mod outcomes;
-#[path = "../common/poll.rs"]
-mod poll;
 mod replay;
 mod replay_pages;
 mod replay_target;
 mod store;
-#[path = "../common/topic.rs"]
-mod topic;
+
+// The binary in its own process.
+mod cli;
+mod faults;
+mod kafkajs;
+mod replay_process;
+mod tansu;

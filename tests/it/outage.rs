@@ -3,7 +3,8 @@
 
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::harness::{wait_for, Kafka, TestDashboard};
+use crate::harness::in_process::{Kafka, TestDashboard, DEADLINE};
+use crate::poll::wait_for;
 
 const TOPIC: &str = "outage.dlq";
 
@@ -15,13 +16,13 @@ async fn broker_outage_is_reported_and_indexing_resumes() {
         .await;
     let d = TestDashboard::start(&kafka).await;
     d.wait_indexed(1).await;
-    wait_for("ready", || async {
+    wait_for("ready", DEADLINE, || async {
         (d.get("/readyz").await.0 == 200).then_some(())
     })
     .await;
 
     kafka.cluster.all_brokers_down().unwrap();
-    wait_for("readyz to fail", || async {
+    wait_for("readyz to fail", DEADLINE, || async {
         (d.get("/readyz").await.0 == 503).then_some(())
     })
     .await;
@@ -45,7 +46,7 @@ async fn broker_outage_is_reported_and_indexing_resumes() {
         .send(TOPIC, Some(0), Some(b"after"), Some(b"2"), &[])
         .await;
     d.wait_indexed(2).await;
-    wait_for("readyz to pass again", || async {
+    wait_for("readyz to pass again", DEADLINE, || async {
         (d.get("/readyz").await.0 == 200).then_some(())
     })
     .await;

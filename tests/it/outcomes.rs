@@ -11,7 +11,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use crate::harness::{escaped, wait_for, Kafka, Outgoing, TestDashboard, DEADLINE};
+use crate::harness::in_process::{escaped, Kafka, Outgoing, TestDashboard, DEADLINE};
+use crate::poll::wait_for;
 
 fn failed(i: usize, group: Option<&str>) -> Outgoing {
     let mut headers = vec![
@@ -36,10 +37,14 @@ async fn replay_all(d: &TestDashboard, filter: Value) -> Value {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    wait_for(&format!("replay job {id} to complete"), || async {
-        let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
-        (job["status"] == "completed").then_some(job)
-    })
+    wait_for(
+        &format!("replay job {id} to complete"),
+        DEADLINE,
+        || async {
+            let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
+            (job["status"] == "completed").then_some(job)
+        },
+    )
     .await
 }
 
@@ -49,7 +54,7 @@ async fn job_where(
     what: &str,
     test: impl Fn(&Value) -> bool,
 ) -> Value {
-    wait_for(what, || async {
+    wait_for(what, DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
         test(&job).then_some(job)
     })
@@ -200,7 +205,7 @@ async fn dead_letter_again(
     n: usize,
     skip: usize,
 ) -> Vec<crate::topic::Received> {
-    let got = crate::harness::read_topic(&kafka.bootstrap(), from, skip + n).await;
+    let got = crate::harness::in_process::read_topic(&kafka.bootstrap(), from, skip + n).await;
     let again: Vec<crate::topic::Received> = got.into_iter().skip(skip).take(n).collect();
     let outgoing: Vec<Outgoing> = again
         .iter()
@@ -409,7 +414,8 @@ async fn a_record_back_without_its_replay_id_is_matched_by_key_and_payload_as_pr
 
     // A framework that drops headers: the same key and value come back with new headers
     // only; and an unrelated failure with the same key but another payload.
-    let replayed = crate::harness::read_topic(&kafka.bootstrap(), "orders.retry.1", 2).await;
+    let replayed =
+        crate::harness::in_process::read_topic(&kafka.bootstrap(), "orders.retry.1", 2).await;
     let mut back: Vec<Outgoing> = replayed
         .iter()
         .map(|r| {
@@ -469,7 +475,7 @@ async fn the_consumer_group_flag_names_the_group_when_the_headers_name_none() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let args = dlq_dashboard::config::ServeArgs {
         replay_consumer_groups: vec!["orders.dlq=retry-worker".into()],
-        ..crate::harness::serve_args(&kafka.bootstrap(), &dir.path().join("index.db"))
+        ..crate::harness::in_process::serve_args(&kafka.bootstrap(), &dir.path().join("index.db"))
     };
     let d = TestDashboard::start_with(args, dir).await;
     d.wait_indexed(6).await;

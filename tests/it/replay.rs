@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use dlq_dashboard::config::ServeArgs;
 use dlq_dashboard::kafka::Compression;
 
-use crate::harness::{read_topic, serve_args, wait_for, Kafka, TestDashboard};
+use crate::harness::in_process::{read_topic, serve_args, Kafka, TestDashboard, DEADLINE};
+use crate::poll::wait_for;
 
 fn failure(class: &str, origin: &str) -> Vec<(String, Vec<u8>)> {
     vec![
@@ -23,7 +24,7 @@ fn failure(class: &str, origin: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Wait until a job reaches a final status; returns its JSON.
 async fn finished(d: &TestDashboard, id: &str) -> Value {
-    wait_for(&format!("replay job {id} to finish"), || async {
+    wait_for(&format!("replay job {id} to finish"), DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
         ["completed", "completed_with_failures", "cancelled"]
             .contains(&job["status"].as_str().unwrap_or(""))
@@ -34,7 +35,7 @@ async fn finished(d: &TestDashboard, id: &str) -> Value {
 
 /// Wait until no item of the job is between claim and delivery report.
 async fn settled(d: &TestDashboard, id: &str) -> Value {
-    wait_for(&format!("replay job {id} to settle"), || async {
+    wait_for(&format!("replay job {id} to settle"), DEADLINE, || async {
         let (_, r) = d
             .get_json(&format!("/api/replays/{id}/results?limit=1"))
             .await;
@@ -280,34 +281,11 @@ async fn a_bulk_replay_by_filter_sends_exactly_the_previewed_set_once_at_the_rat
         .await;
     assert_eq!(results["counts"], json!({"sent": timeouts}));
 
-    // The rate held over the job: sending the count at the rate takes count/rate seconds.
-    let ms = |v: &Value| {
-        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
-            .unwrap()
-            .timestamp_millis()
-    };
-    let elapsed = (ms(&job["finished_at"]) - ms(&job["started_at"])) as f64 / 1000.0;
-    let expected = timeouts as f64 / RATE as f64;
-    assert!(
-        (elapsed - expected).abs() <= expected * 0.1,
-        "{timeouts} messages at {RATE}/s took {elapsed:.2} s, expected {expected:.2} s ± 10%"
-    );
-    // Smoothly, not in bursts: the producer stamps each record when it is handed over, and
-    // no quarter second holds much more than a quarter second's share.
-    let mut stamps: Vec<i64> = got.iter().filter_map(|g| g.timestamp).collect();
-    stamps.sort_unstable();
-    let window = 250;
-    let share = RATE * window / 1000;
-    let busiest = stamps
-        .iter()
-        .enumerate()
-        .map(|(i, t)| stamps[i..].partition_point(|s| *s < t + window))
-        .max()
-        .unwrap() as i64;
-    assert!(
-        busiest <= share * 3 / 2,
-        "{busiest} records in one {window} ms window; the rate allows {share}"
-    );
+    // The job keeps the rate it was given (`job["rate"]` above). How the pacer spaces the
+    // sends at that rate is not measured here on the wall clock: on a shared 2-core CI
+    // machine a loaded core stretches or bunches the sends and bounds on elapsed time were
+    // flaky. The pacer's own unit test in src/replay/runner.rs (added with the src/ side of
+    // issue 11) checks the spacing on tokio's paused clock instead.
     let (_, _, metrics) = d.get("/metrics").await;
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(
@@ -342,7 +320,7 @@ async fn a_job_pauses_resumes_and_cancels_and_what_was_sent_stays_sent() {
         let d = &d;
         let id = id.clone();
         async move {
-            wait_for(&format!("{n} sent"), || async {
+            wait_for(&format!("{n} sent"), DEADLINE, || async {
                 let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
                 (job["sent"].as_i64().unwrap() >= n).then_some(job)
             })
@@ -460,7 +438,7 @@ async fn a_target_deleted_mid_job_fails_its_messages_with_the_brokers_reason() {
     let d = TestDashboard::start_with(args, dir.clone()).await;
     d.wait_indexed(TOTAL as i64).await;
     let id = start(&d, json!({"filter": {"topic": "inv.dlq"}, "rate": 100})).await;
-    wait_for("some sent", || async {
+    wait_for("some sent", DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
         (job["sent"].as_i64().unwrap() >= 20).then_some(())
     })
@@ -702,7 +680,7 @@ async fn jobs_on_other_partitions_run_side_by_side_and_a_job_on_the_same_partiti
             out
         }
     };
-    let seen = wait_for("both topics' jobs running at once", || async {
+    let seen = wait_for("both topics' jobs running at once", DEADLINE, || async {
         let s = statuses([first.clone(), other.clone(), same.clone()]).await;
         (s[0] == "running" && s[1] == "running").then_some(s)
     })
@@ -800,13 +778,13 @@ async fn a_broker_outage_mid_job_delays_it_and_loses_or_duplicates_nothing() {
     let d = TestDashboard::start(&kafka).await;
     d.wait_indexed(TOTAL as i64).await;
     let id = start(&d, json!({"filter": {"topic": "o.dlq"}, "rate": 200})).await;
-    wait_for("some sent", || async {
+    wait_for("some sent", DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
         (job["sent"].as_i64().unwrap() >= 100).then_some(())
     })
     .await;
     kafka.cluster.all_brokers_down().unwrap();
-    wait_for("the outage to be noticed", || async {
+    wait_for("the outage to be noticed", DEADLINE, || async {
         (d.get("/readyz").await.0 == 503).then_some(())
     })
     .await;
@@ -815,7 +793,7 @@ async fn a_broker_outage_mid_job_delays_it_and_loses_or_duplicates_nothing() {
         during["status"], "running",
         "an outage does not end the job"
     );
-    let refusal = wait_for("previews to say no broker answers", || async {
+    let refusal = wait_for("previews to say no broker answers", DEADLINE, || async {
         let (status, v) = d
             .post_json(
                 "/api/replays",

@@ -5,7 +5,8 @@
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{escaped, read_topic, wait_for, Kafka, TestDashboard};
+use crate::harness::in_process::{escaped, read_topic, Kafka, TestDashboard, DEADLINE};
+use crate::poll::wait_for;
 
 const SAME_SITE: Option<&str> = Some("http://dashboard.test");
 
@@ -119,6 +120,7 @@ async fn confirm(d: &TestDashboard, id: &str, csrf: &str, rate: &str) -> String 
 async fn final_page(d: &TestDashboard, id: &str) -> String {
     wait_for(
         &format!("job page of {id} to show a final status"),
+        DEADLINE,
         || async {
             let (_, html) = d.get_html(&format!("/replays/{id}")).await;
             html.contains(r#"data-final="true""#).then_some(html)
@@ -463,10 +465,14 @@ async fn the_job_page_buttons_pause_resume_and_cancel() {
 
     post_redirect(&d, &format!("/replays/{id}/cancel"), &[("csrf", &csrf)]).await;
     // The status is final at once; the runner then gives back what it had not sent.
-    wait_for("the unsent messages to count as cancelled", || async {
-        let job = job_json(&d, &id).await;
-        (job["remaining"] == 0).then_some(())
-    })
+    wait_for(
+        "the unsent messages to count as cancelled",
+        DEADLINE,
+        || async {
+            let job = job_json(&d, &id).await;
+            (job["remaining"] == 0).then_some(())
+        },
+    )
     .await;
     let html = final_page(&d, &id).await;
     assert!(html.contains(r#"data-field="status">cancelled</span>"#));

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::harness::{escaped, serve_args, Kafka, TestDashboard};
+use crate::harness::in_process::{escaped, serve_args, Kafka, TestDashboard};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_message_shows_its_first_retry_topic_or_why_it_is_refused() {

@@ -87,13 +87,17 @@ async fn an_overlapping_batch_stores_only_new_rows_and_indexes_them_for_search()
 async fn run_search_until_complete(pool: &sqlx::SqlitePool) {
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(search::run(pool.clone(), stop.clone()));
-    crate::harness::wait_for("the catch-up to finish", || async {
-        search::progress(pool)
-            .await
-            .unwrap()
-            .complete()
-            .then_some(())
-    })
+    crate::poll::wait_for(
+        "the catch-up to finish",
+        crate::harness::in_process::DEADLINE,
+        || async {
+            search::progress(pool)
+                .await
+                .unwrap()
+                .complete()
+                .then_some(())
+        },
+    )
     .await;
     stop.cancel();
     task.await.unwrap();

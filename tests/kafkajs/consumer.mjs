@@ -1,6 +1,6 @@
 // A consumer service written with KafkaJS, as a Node.js team would write one: a consumer
 // group on its retry topic that processes each record, then commits its offset (at least
-// once). The end-to-end test (tests/e2e/kafkajs.rs) replays records from the dashboard to
+// once). The end-to-end test (tests/it/kafkajs.rs) replays records from the dashboard to
 // the topic and checks that this service processed every one.
 //
 //   node consumer.mjs BROKERS TOPIC GROUP EXPECTED

@@ -1,5 +1,5 @@
 // A KafkaJS idempotent producer, as a Node.js service writes to its topics. The end-to-end
-// test (tests/e2e/kafkajs.rs) points it at `dlq-dashboard dev-cluster`: an idempotent
+// test (tests/it/kafkajs.rs) points it at `dlq-dashboard dev-cluster`: an idempotent
 // producer goes to the cluster's controller first, which the mock cluster once named
 // without it being a broker.
 //

@@ -11,9 +11,6 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 /// One record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// The record's timestamp (create time), ms.
-    #[allow(dead_code)] // only the in-process pacing test reads it
-    pub timestamp: Option<i64>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -40,7 +37,6 @@ pub enum ReadUntil {
     End { at_least: usize },
     /// Exactly this many records, without waiting for the end (tansu never answers a fetch
     /// at the end of a log, so the end is never reported there).
-    #[allow(dead_code)] // only the end-to-end tests read up to a count
     Count(usize),
 }
 
@@ -91,7 +87,6 @@ pub async fn read_topic(
                 Some(Ok(m)) => {
                     at_end.remove(&m.partition());
                     out.push(Received {
-                        timestamp: m.timestamp().to_millis(),
                         partition: m.partition(),
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),

@@ -6,10 +6,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{json, Value};
 
-use crate::harness::{
-    create_topics, produce_with_headers, producer, read_topic, replay_items_in, wait_for,
-    DashboardProcess, DevCluster, ReadUntil, Tansu,
+use crate::harness::process::{
+    create_topics, produce_with_headers, producer, read_topic, replay_items_in, DashboardProcess,
+    DevCluster, ReadUntil, Tansu, DEADLINE,
 };
+use crate::poll::wait_for_blocking;
 
 /// The headers every DLQ record carries here, in this order.
 pub(crate) const DLQ_HEADERS: [(&str, &str); 3] = [
@@ -62,12 +63,16 @@ async fn a_replay_killed_mid_job_resumes_and_sends_every_message_once_but_those_
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut kills: Vec<(i64, usize)> = Vec::new();
     for threshold in [N as i64 / 4, N as i64 * 3 / 5] {
-        let job = wait_for(&format!("replay {id} to send {threshold}"), || {
-            let job = job_now(&dashboard, &id)?;
-            let finished = ["completed", "completed_with_failures", "cancelled"]
-                .contains(&job["status"].as_str()?);
-            (job["sent"].as_i64()? >= threshold || finished).then_some(job)
-        });
+        let job = wait_for_blocking(
+            &format!("replay {id} to send {threshold}"),
+            DEADLINE,
+            || {
+                let job = job_now(&dashboard, &id)?;
+                let finished = ["completed", "completed_with_failures", "cancelled"]
+                    .contains(&job["status"].as_str()?);
+                (job["sent"].as_i64()? >= threshold || finished).then_some(job)
+            },
+        );
         if job["status"] != "running" {
             // Finished before this kill could land; one kill mid-job is still asserted below.
             break;

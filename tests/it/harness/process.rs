@@ -1,10 +1,12 @@
-//! End-to-end harness: the real binary as a child process, brokers in other processes
-//! (`dlq-dashboard dev-cluster`, and tansu, an independent Kafka-compatible broker), records
-//! produced by a plain librdkafka producer, and the SQLite file inspected directly.
+//! The child-process harness: the real binary as a child process, brokers in other
+//! processes (`dlq-dashboard dev-cluster`, and tansu, an independent Kafka-compatible
+//! broker), records produced by a plain librdkafka producer, requests over HTTP, and the
+//! SQLite file inspected directly.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -13,13 +15,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-/// How long any wait may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(120);
+use crate::poll::{off_runtime, wait_for_blocking};
 
-/// Poll `check` until it returns Some; fail with `what` at the deadline.
-pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    crate::poll::poll_until(what, DEADLINE, check)
-}
+/// How long any wait on a child process may take before the test fails: more than in
+/// process, for binaries starting and stopping, 50k records indexed across crashes, and
+/// tansu's first consumer group join (about 23 s).
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dlq-dashboard"));
@@ -194,7 +195,7 @@ impl Tansu {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_for("tansu to listen", || {
+        wait_for_blocking("tansu to listen", DEADLINE, || {
             std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
         });
     }
@@ -278,6 +279,44 @@ pub async fn produce(producer: &FutureProducer, topic: &str, prefix: &str, n: us
     }
 }
 
+/// How long a GET may take to answer before it counts as no answer.
+const GET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a POST may take to answer before the test fails.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP client for dashboards in child processes, one for the whole test binary
+/// (reqwest's blocking client runs a thread of its own). It keeps no idle connections, so
+/// that every request opens a fresh one, as to a killed and restarted dashboard it must.
+/// Call it only inside [`off_runtime`].
+fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client")
+    })
+}
+
+fn url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+/// GET `path` from the dashboard listening on 127.0.0.1:`port`: status and body text;
+/// None when nothing answers (not listening yet, killed, or silent for [`GET_TIMEOUT`]),
+/// which the tests that wait for a restarted dashboard rely on.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    off_runtime(|| {
+        let response = client()
+            .get(url(port, path))
+            .timeout(GET_TIMEOUT)
+            .send()
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().ok()?))
+    })
+}
+
 /// The dashboard binary as a child process.
 pub struct DashboardProcess {
     child: Option<Child>,
@@ -345,7 +384,7 @@ impl DashboardProcess {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.port = wait_for("the port file", || {
+        self.port = wait_for_blocking("the port file", DEADLINE, || {
             std::fs::read_to_string(&port_file)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
@@ -368,12 +407,14 @@ impl DashboardProcess {
 
     /// Wait until /readyz says ready.
     pub fn wait_ready(&self) {
-        wait_for("readyz", || (self.get("/readyz")?.0 == 200).then_some(()));
+        wait_for_blocking("readyz", DEADLINE, || {
+            (self.get("/readyz")?.0 == 200).then_some(())
+        });
     }
 
-    /// GET over a real socket: status and body.
+    /// GET over HTTP: status and body; None when nothing answers.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        crate::http::http_get(self.port, path)
+        http_get(self.port, path)
     }
 
     pub fn get_json(&self, path: &str) -> serde_json::Value {
@@ -395,7 +436,7 @@ impl DashboardProcess {
     }
 
     pub fn wait_indexed(&self, n: i64) {
-        wait_for(&format!("{n} records indexed"), || {
+        wait_for_blocking(&format!("{n} records indexed"), DEADLINE, || {
             (self.get("/api/topics").is_some() && self.indexed() >= n).then_some(())
         });
     }
@@ -509,41 +550,33 @@ pub async fn read_topic(
 }
 
 impl DashboardProcess {
-    /// POST a JSON body over a real socket (with Content-Type: application/json, as the
-    /// API requires): status and parsed body.
+    /// POST a JSON body over HTTP (reqwest sends Content-Type: application/json, as the API
+    /// requires): status and parsed body.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        use std::io::Read;
-        let body = body.to_string();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status: u16 = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("POST {path}: no status in {text:?}"));
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("POST {path}: no body in {text:?}"));
-        assert!(
-            !head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked"),
-            "POST {path}: a chunked answer (JSON answers carry a length)"
-        );
-        let json = serde_json::from_str(body)
-            .unwrap_or_else(|e| panic!("POST {path}: {status} {body:?} is not JSON ({e})"));
-        (status, json)
+        off_runtime(|| {
+            let response = client()
+                .post(url(self.port, path))
+                .json(body)
+                .timeout(POST_TIMEOUT)
+                .send()
+                .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+            let status = response.status().as_u16();
+            let chunked = response
+                .headers()
+                .get_all(reqwest::header::TRANSFER_ENCODING)
+                .iter()
+                .any(|v| v.to_str().unwrap_or("").contains("chunked"));
+            assert!(
+                !chunked,
+                "POST {path}: a chunked answer (JSON answers carry a length)"
+            );
+            let body = response
+                .text()
+                .unwrap_or_else(|e| panic!("POST {path}: {status}, no body ({e})"));
+            let json = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("POST {path}: {status} {body:?} is not JSON ({e})"));
+            (status, json)
+        })
     }
 
     /// Start a replay job through the API; returns its id.
@@ -560,7 +593,7 @@ impl DashboardProcess {
 
     /// Wait until a replay job reaches a final status; returns its JSON.
     pub fn wait_replay_finished(&self, id: &str) -> serde_json::Value {
-        wait_for(&format!("replay {id} to finish"), || {
+        wait_for_blocking(&format!("replay {id} to finish"), DEADLINE, || {
             self.get(&format!("/api/replays/{id}"))?;
             let job = self.replay(id);
             ["completed", "completed_with_failures", "cancelled"]

@@ -9,8 +9,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::harness::{produce_with_headers, producer, DashboardProcess, DevCluster, DEADLINE};
-use crate::replay::{all_results, DLQ_HEADERS};
+use crate::harness::process::{
+    produce_with_headers, producer, DashboardProcess, DevCluster, DEADLINE,
+};
+use crate::replay_process::{all_results, DLQ_HEADERS};
 
 const N: usize = 300;
 
@@ -171,10 +173,10 @@ fn a_kafkajs_idempotent_producer_writes_to_the_dev_cluster() {
         assert_eq!(exit, Some(0), "with {brokers} brokers: {lines:?}");
         assert_eq!(lines.last(), Some(&json!({"sent": 50})));
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let got = rt.block_on(crate::harness::read_topic(
+        let got = rt.block_on(crate::harness::process::read_topic(
             &cluster.bootstrap,
             "orders",
-            crate::harness::ReadUntil::End { at_least: 50 },
+            crate::harness::process::ReadUntil::End { at_least: 50 },
             &[],
         ));
         assert_eq!(got.len(), 50, "with {brokers} brokers");

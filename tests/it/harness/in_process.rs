@@ -1,10 +1,10 @@
-//! Test harness: a real in-process Kafka (librdkafka's mock cluster), a real SQLite file in
-//! a temporary folder, the real dashboard, and requests through its router.
+//! The in-process harness: a real in-process Kafka (librdkafka's mock cluster), a real
+//! SQLite file in a temporary folder, the real dashboard, and requests through its router.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -17,24 +17,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tower::ServiceExt;
 
-/// How long any wait may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+use crate::poll::wait_for;
 
-/// Poll `check` until it returns Some, failing the test with `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// How long any wait on the dashboard in process may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A Kafka cluster with a producer that shares no code with the dashboard's clients.
 pub struct Kafka {
@@ -227,7 +213,7 @@ impl TestDashboard {
 
     /// Wait until the index holds at least `n` records.
     pub async fn wait_indexed(&self, n: i64) -> i64 {
-        wait_for(&format!("{n} records indexed"), || async {
+        wait_for(&format!("{n} records indexed"), DEADLINE, || async {
             let have = self.indexed().await;
             (have >= n).then_some(have)
         })
@@ -237,7 +223,7 @@ impl TestDashboard {
     /// Wait until every indexed record is searchable (the search index is filled behind the
     /// indexer).
     pub async fn wait_searchable(&self) {
-        wait_for("the search index to catch up", || async {
+        wait_for("the search index to catch up", DEADLINE, || async {
             let p = dlq_dashboard::store::search::progress(&self.d().state.pool)
                 .await
                 .unwrap();

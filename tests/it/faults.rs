@@ -1,6 +1,9 @@
 //! Faults against the real binary: a crash mid-indexing and a broker outage.
 
-use crate::harness::{index_counts, produce, producer, wait_for, DashboardProcess, DevCluster};
+use crate::harness::process::{
+    index_counts, produce, producer, DashboardProcess, DevCluster, DEADLINE,
+};
+use crate::poll::wait_for_blocking;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_indexing_50k_records_loses_and_duplicates_nothing() {
@@ -22,7 +25,7 @@ async fn sigkill_while_indexing_50k_records_loses_and_duplicates_nothing() {
     );
     // Kill it as soon as indexing has visibly started, then again later, so that at least
     // one crash lands in the middle of the work.
-    let first = wait_for("indexing to start", || {
+    let first = wait_for_blocking("indexing to start", DEADLINE, || {
         let n = dashboard
             .get("/api/topics")
             .map(|_| dashboard.indexed())
@@ -33,7 +36,7 @@ async fn sigkill_while_indexing_50k_records_loses_and_duplicates_nothing() {
     let (after_kill, _) = index_counts(&db).await;
     assert!(after_kill >= first, "committed batches survive a crash");
     dashboard.restart();
-    wait_for("more indexing", || {
+    wait_for_blocking("more indexing", DEADLINE, || {
         (dashboard.get("/api/topics").is_some() && dashboard.indexed() > after_kill).then_some(())
     });
     dashboard.kill();
@@ -60,7 +63,7 @@ async fn a_broker_outage_is_shown_and_indexing_resumes() {
     dashboard.wait_indexed(10);
 
     cluster.command("down");
-    wait_for("readyz to fail", || {
+    wait_for_blocking("readyz to fail", DEADLINE, || {
         (dashboard.get("/readyz")?.0 == 503).then_some(())
     });
     let (status, html) = dashboard.get("/messages").unwrap();

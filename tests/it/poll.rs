@@ -1,0 +1,83 @@
+//! Waiting on a condition with a deadline, never on a fixed sleep: the one place that owns
+//! the interval between checks, the deadline and the message a test fails with.
+//!
+//! Async tests wait with [`wait_for`], so that the runtime keeps serving the dashboard in
+//! the same process meanwhile; code that talks to child processes through blocking calls
+//! waits with [`wait_for_blocking`]. Both run on [`Deadline`].
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long to wait between two checks.
+pub const INTERVAL: Duration = Duration::from_millis(50);
+
+/// A wait in progress: what is waited for, and until when.
+struct Deadline<'a> {
+    what: &'a str,
+    started: Instant,
+    limit: Duration,
+}
+
+impl<'a> Deadline<'a> {
+    fn start(what: &'a str, limit: Duration) -> Self {
+        Deadline {
+            what,
+            started: Instant::now(),
+            limit,
+        }
+    }
+
+    /// After a check that found nothing: fail the test once the deadline has passed, else
+    /// how long to pause before the next check.
+    fn pause(&self) -> Duration {
+        assert!(
+            self.started.elapsed() < self.limit,
+            "timed out waiting for {}",
+            self.what
+        );
+        INTERVAL
+    }
+}
+
+/// Poll `check` until it returns Some; fail the test with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let wait = Deadline::start(what, deadline);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(wait.pause()).await;
+    }
+}
+
+/// [`wait_for`] for a blocking `check`, called from a plain thread or (the end-to-end
+/// tests) from a multi-threaded runtime's worker, where [`off_runtime`] lets it block.
+pub fn wait_for_blocking<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let wait = Deadline::start(what, deadline);
+    off_runtime(|| loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        std::thread::sleep(wait.pause());
+    })
+}
+
+/// Run blocking code, telling a tokio runtime first if this is one of its worker threads
+/// (`block_in_place`): the other tasks move to another thread instead of stalling, and
+/// reqwest's blocking client, which refuses to run on a runtime thread, runs there. Only a
+/// multi-threaded runtime can do that; the tests that block all run on one.
+pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
