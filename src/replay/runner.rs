@@ -860,18 +860,28 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Spaces sends evenly at a rate: message n goes at start + n / rate. After a stall (a full
-/// producer queue, a slow disk) it does not catch up in a burst; it restarts the schedule.
+/// Spaces sends evenly at a rate: message n goes at start + n / rate (a tokio interval,
+/// whose missed ticks fire at once, so that sleeps coarser than one message's slot still
+/// average out to the rate). After a stall (a full producer queue, a slow disk) it does not
+/// catch up in a burst: the schedule restarts.
 struct Pacer {
-    interval: Option<Duration>,
-    next: Option<Instant>,
+    interval: Option<tokio::time::Interval>,
+    last: Option<Instant>,
 }
+
+/// A gap between two sends longer than this is a stall, after which the schedule restarts.
+const STALL: Duration = Duration::from_millis(100);
 
 impl Pacer {
     fn new(rate: i64) -> Self {
         Pacer {
-            interval: (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64)),
-            next: None,
+            interval: (rate > 0).then(|| {
+                let mut interval =
+                    tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                interval
+            }),
+            last: None,
         }
     }
 
@@ -880,21 +890,17 @@ impl Pacer {
         if *control.borrow() != Control::Run {
             return false;
         }
-        let Some(interval) = self.interval else {
+        let Some(interval) = self.interval.as_mut() else {
             return true;
         };
-        let now = Instant::now();
-        let slot = match self.next {
-            Some(next) if next + Duration::from_millis(100) > now => next,
-            _ => now,
-        };
-        self.next = Some(slot + interval);
-        if slot > now {
-            tokio::select! {
-                _ = tokio::time::sleep_until(slot) => {}
-                _ = control.changed() => {}
-            }
+        if self.last.is_some_and(|last| last.elapsed() > STALL) {
+            interval.reset_immediately();
         }
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = control.changed() => {}
+        }
+        self.last = Some(Instant::now());
         *control.borrow() == Control::Run
     }
 }
@@ -909,5 +915,60 @@ mod tests {
         assert_eq!(chunk_size(500), 500);
         assert_eq!(chunk_size(5), 100, "never fewer than 100 per transaction");
         assert_eq!(chunk_size(1_000_000), MAX_CHUNK);
+    }
+
+    /// Waits `n` slots and returns the (paused, so exact) time they took.
+    async fn paced(
+        pacer: &mut Pacer,
+        control: &mut watch::Receiver<Control>,
+        n: usize,
+    ) -> Duration {
+        let started = Instant::now();
+        for _ in 0..n {
+            assert!(pacer.wait(control).await);
+        }
+        started.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_keeps_the_rate_and_does_not_burst_after_a_stall() {
+        let (_control, mut receiver) = watch::channel(Control::Run);
+        let mut pacer = Pacer::new(10);
+        // The first message goes at once, then one every 100 ms.
+        assert_eq!(
+            paced(&mut pacer, &mut receiver, 11).await,
+            Duration::from_secs(1)
+        );
+        // A stall of 5 s: the next messages are spaced again, not sent in a catch-up burst.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            paced(&mut pacer, &mut receiver, 4).await,
+            Duration::from_millis(300)
+        );
+        // At 100/s, a send 50 ms late (short of a stall) is made up: the five slots it
+        // missed go at once, so the average rate holds with sleeps coarser than a slot.
+        let mut fast = Pacer::new(100);
+        assert!(fast.wait(&mut receiver).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            paced(&mut fast, &mut receiver, 6).await,
+            Duration::from_millis(10)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unlimited_pacer_never_waits_and_a_pause_wakes_a_waiting_one() {
+        let (control, mut receiver) = watch::channel(Control::Run);
+        let mut unlimited = Pacer::new(0);
+        assert_eq!(
+            paced(&mut unlimited, &mut receiver, 1000).await,
+            Duration::ZERO
+        );
+        let mut slow = Pacer::new(1);
+        assert!(slow.wait(&mut receiver).await, "the first slot is now");
+        let waiting = tokio::spawn(async move { slow.wait(&mut receiver).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        control.send(Control::Pause).unwrap();
+        assert!(!waiting.await.unwrap(), "told to stop while waiting");
     }
 }
