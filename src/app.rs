@@ -81,6 +81,7 @@ impl Dashboard {
             pool: pool.clone(),
             status: status.clone(),
             probe: Default::default(),
+            verified: Default::default(),
         };
         let consumer = indexer.connect().await?;
         let listener = TcpListener::bind(args.listen).await.map_err(|e| {
@@ -125,9 +126,15 @@ impl Dashboard {
             )
             .run(shutdown.clone()),
         );
-        tasks.spawn(store::search::run(state.pool.clone(), shutdown.clone()));
-        tasks.spawn(store::wal::run(state.pool.clone(), shutdown.clone()));
-        tasks.spawn(store::wal::run_on(
+        tasks.spawn(crate::index::search::run(
+            state.pool.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::checkpoints::run(
+            state.pool.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::checkpoints::run_on(
             store::search::connect_options(&store::search::path_of(&state.pool)),
             shutdown.clone(),
         ));

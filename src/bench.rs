@@ -199,9 +199,9 @@ struct IndexTimes {
 
 async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<IndexTimes> {
     let stop = CancellationToken::new();
-    let search_task = tokio::spawn(search::run(pool.clone(), stop.clone()));
-    let wal_task = tokio::spawn(store::wal::run(pool.clone(), stop.clone()));
-    let search_wal_task = tokio::spawn(store::wal::run_on(
+    let search_task = tokio::spawn(crate::index::search::run(pool.clone(), stop.clone()));
+    let wal_task = tokio::spawn(crate::checkpoints::run(pool.clone(), stop.clone()));
+    let search_wal_task = tokio::spawn(crate::checkpoints::run_on(
         search::connect_options(&search::path_of(pool)),
         stop.clone(),
     ));
@@ -298,7 +298,7 @@ async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::Sql
     // The bare table gets the same background checkpoints as the index: only the schema and
     // the work per row differ.
     let stop = CancellationToken::new();
-    let wal_task = tokio::spawn(store::wal::run(bare_pool.clone(), stop.clone()));
+    let wal_task = tokio::spawn(crate::checkpoints::run(bare_pool.clone(), stop.clone()));
     let bare_secs = bare_insert(&bare_pool, rows).await?;
     stop.cancel();
     let _ = wal_task.await;

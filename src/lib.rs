@@ -1,5 +1,5 @@
 //! dlq-dashboard: index Kafka dead-letter topics into SQLite and serve pages to list,
-//! inspect, purge and replay failed records.
+//! inspect and replay failed records.
 
 /// The operations core: selection, preview, confirm, job control, audit.
 pub mod actions;
@@ -7,6 +7,8 @@ pub mod actions;
 pub mod app;
 /// Side-by-side benchmarks (`dlq-dashboard bench`).
 pub mod bench;
+/// Background WAL checkpoints of the index files.
+pub mod checkpoints;
 /// Wall-clock time as stored and shown in the API.
 pub mod clock;
 /// Command line and environment configuration.

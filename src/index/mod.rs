@@ -4,6 +4,7 @@
 pub mod consumer;
 pub mod normalise;
 pub mod record;
+pub mod search;
 pub mod status;
 
 pub use status::IndexerStatus;

@@ -1,26 +1,17 @@
 //! Failure groups: records sharing error class, origin topic and masked error message.
 
 use std::collections::HashMap;
-use std::ptr::NonNull;
-
-use libsqlite3_sys as ffi;
 
 use sqlx::SqlitePool;
 
-use super::raw::Statement;
+use super::raw::Handle;
 use super::stats::{self, HOUR_MS};
 use crate::error::Result;
 use crate::index::record::NewRecord;
 
 /// Fold freshly inserted records into their groups and hourly group counts, in the
 /// transaction of the connection `db` (stepped through the C API, as the rows are).
-///
-/// # Safety
-/// As for [`Statement::prepare`].
-pub(crate) unsafe fn count_new_records(
-    db: NonNull<ffi::sqlite3>,
-    rows: &[&NewRecord],
-) -> Result<()> {
+pub(crate) fn count_new_records(db: &Handle<'_>, rows: &[&NewRecord]) -> Result<()> {
     struct Acc<'a> {
         first: &'a NewRecord,
         count: i64,
@@ -46,16 +37,10 @@ pub(crate) unsafe fn count_new_records(
             .entry((&r.fingerprint, r.ts.div_euclid(HOUR_MS)))
             .or_default() += 1;
     }
-    // SAFETY: as the caller promises.
-    let mut group = unsafe {
-        Statement::prepare(
-            db,
-            "INSERT INTO failure_groups (fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen, looping)
+    let mut group = db.prepare("INSERT INTO failure_groups (fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen, looping)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (fingerprint) DO UPDATE SET count = count + excluded.count, looping = looping + excluded.looping,
-                first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
-        )
-    }?;
+                first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",)?;
     for (fingerprint, acc) in groups {
         let n = &acc.first.normalised;
         group.text(1, Some(fingerprint))?;
@@ -73,15 +58,12 @@ pub(crate) unsafe fn count_new_records(
         group.int(9, acc.looping)?;
         group.execute()?;
     }
-    // SAFETY: as the caller promises.
-    unsafe {
-        stats::add_counts(
-            db,
-            "INSERT INTO group_hourly (fingerprint, hour, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT (fingerprint, hour) DO UPDATE SET count = count + excluded.count",
-            hourly,
-        )
-    }
+    stats::add_counts(
+        db,
+        "INSERT INTO group_hourly (fingerprint, hour, count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (fingerprint, hour) DO UPDATE SET count = count + excluded.count",
+        hourly,
+    )
 }
 
 /// One failure group.

@@ -2,12 +2,10 @@
 //! recorded with their delivery result and outcome.
 
 use std::collections::BTreeMap;
-use std::ptr::NonNull;
 
-use libsqlite3_sys::sqlite3;
 use sqlx::SqlitePool;
 
-use super::raw::{with_handle, Statement};
+use super::raw::{with_handle, Handle, STATEMENTS_PER_HOLD};
 use crate::error::Result;
 use crate::states::ItemState;
 
@@ -54,56 +52,59 @@ pub async fn next_items(
     limit: i64,
 ) -> Result<Vec<SendItem>> {
     let mut conn = pool.acquire().await?;
-    // Stepped here rather than on sqlx's worker thread: this read runs beside each claim,
-    // and a bulk replay waits for whichever of the two ends last.
-    with_handle(&mut conn, |db| {
-    // SAFETY: `with_handle` keeps sqlx off the connection; the statement is dropped before
-    // it returns.
-    let mut rows = unsafe {
-        Statement::prepare(
-            db,
-            "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.lineage_replays + r.replay_count
-             FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
-             WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state = 'pending'
-             ORDER BY i.record_id LIMIT ?3",
-        )
-    }?;
-    rows.text(1, Some(job_id))?;
-    rows.int(2, after)?;
-    rows.int(3, limit)?;
     let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-    let mut items = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
-    while rows.next_row()? {
-        items.push(SendItem {
-            record_id: rows.column_int(0),
-            target_topic: text(rows.column_bytes(1)),
-            topic: text(rows.column_bytes(2)),
-            partition: rows.column_int(3) as i32,
-            offset: rows.column_int(4),
-            key: rows.column_bytes(5).map(<[u8]>::to_vec),
-            value: rows.column_bytes(6).map(<[u8]>::to_vec),
-            headers: text(rows.column_bytes(7)),
-            replay_count: rows.column_int(8),
-        });
+    let mut items: Vec<SendItem> =
+        Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(10_000));
+    // Stepped here rather than on sqlx's worker thread: this read runs beside each claim,
+    // and a bulk replay waits for whichever of the two ends last. Read in holds of the
+    // handle's bound, each after the last record id read so far.
+    loop {
+        let from = items.last().map_or(after, |i| i.record_id);
+        let want = (limit - items.len() as i64).min(STATEMENTS_PER_HOLD as i64);
+        if want <= 0 {
+            break;
+        }
+        let read = with_handle(&mut conn, |db| {
+            let mut rows = db.prepare(
+                "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.lineage_replays + r.replay_count
+                 FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
+                 WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state = 'pending'
+                 ORDER BY i.record_id LIMIT ?3",
+            )?;
+            rows.text(1, Some(job_id))?;
+            rows.int(2, from)?;
+            rows.int(3, want)?;
+            let before = items.len();
+            while let Some(row) = rows.next_row()? {
+                items.push(SendItem {
+                    record_id: row.int(0),
+                    target_topic: text(row.bytes(1)),
+                    topic: text(row.bytes(2)),
+                    partition: row.int(3) as i32,
+                    offset: row.int(4),
+                    key: row.bytes(5).map(<[u8]>::to_vec),
+                    value: row.bytes(6).map(<[u8]>::to_vec),
+                    headers: text(row.bytes(7)),
+                    replay_count: row.int(8),
+                });
+            }
+            Ok(items.len() - before)
+        })
+        .await?;
+        if (read as i64) < want {
+            break;
+        }
+        tokio::task::yield_now().await;
     }
     Ok(items)
-    })
-    .await
 }
 
 /// Make this connection's temporary table `name` exist and be empty.
-///
-/// # Safety
-/// As for [`Statement::prepare`].
-unsafe fn empty_temp_table(db: NonNull<sqlite3>, name: &str, columns: &str) -> Result<()> {
-    // SAFETY: as the caller promises.
-    unsafe {
-        Statement::run(
-            db,
-            &format!("CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})"),
-        )?;
-        Statement::run(db, &format!("DELETE FROM {name}"))?;
-    }
+fn empty_temp_table(db: &Handle<'_>, name: &str, columns: &str) -> Result<()> {
+    db.run(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})"
+    ))?;
+    db.run(&format!("DELETE FROM {name}"))?;
     Ok(())
 }
 
@@ -156,35 +157,36 @@ pub async fn record_deliveries(
     }
     let (_turn, mut tx) = super::begin_write(pool).await?;
     let (mut sent, mut failed) = (0_i64, 0_i64);
-    // As in `claim`: one block on this task, no round trips while the turn is held.
+    // The turn is held from here to the commit: statements are stepped on this task, with
+    // no round trips, and a yield after each hold of the handle.
+    // The batch goes into a keyed temporary table first, with each record's topic
+    // and status before this outcome, so that every update below is driven by the
+    // batch's ids (a join the planner might turn around would scan the job or the
+    // whole index per batch) and the counters are adjusted without reading the
+    // records again. The updates join the batch once per row (UPDATE ... FROM)
+    // rather than looking it up once per column; the `IN (SELECT id ...)` beside the
+    // join keeps the planner driving from the batch (without it, it scans `records`).
     with_handle(&mut tx, |db| {
-        // SAFETY: `with_handle` keeps sqlx off the connection; the statements are dropped
-        // before it returns.
-        unsafe {
-            // The batch goes into a keyed temporary table first, with each record's topic
-            // and status before this outcome, so that every update below is driven by the
-            // batch's ids (a join the planner might turn around would scan the job or the
-            // whole index per batch) and the counters are adjusted without reading the
-            // records again. The updates join the batch once per row (UPDATE ... FROM)
-            // rather than looking it up once per column; the `IN (SELECT id ...)` beside the
-            // join keeps the planner driving from the batch (without it, it scans `records`).
-            empty_temp_table(
-                db,
-                "delivered",
-                "id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
-                 topic TEXT NOT NULL, status TEXT NOT NULL, fingerprint TEXT NOT NULL",
-            )?;
+        empty_temp_table(
+            db,
+            "delivered",
+            "id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
+             topic TEXT NOT NULL, status TEXT NOT NULL, fingerprint TEXT NOT NULL",
+        )
+    })
+    .await?;
+    for chunk in deliveries.chunks(STATEMENTS_PER_HOLD) {
+        with_handle(&mut tx, |db| {
             // Only items still unsent count: a report for an item the job no longer owns
             // (never expected) changes nothing.
-            let mut add = Statement::prepare(
-                db,
+            let mut add = db.prepare(
                 "INSERT OR REPLACE INTO delivered (id, n, p, o, e, topic, status, fingerprint)
                  SELECT r.id, ?2, ?3, ?4, ?5, r.topic, r.status, r.fingerprint
                  FROM replay_items i JOIN records r ON r.id = i.record_id
                  WHERE i.job_id = ?6 AND i.record_id = ?1 AND i.state = 'pending'",
             )?;
             add.text(6, Some(job_id))?;
-            for d in deliveries {
+            for d in chunk {
                 add.int(1, d.record_id)?;
                 add.int(2, d.replay_count)?;
                 add.opt_int(3, d.partition.map(i64::from))?;
@@ -192,61 +194,54 @@ pub async fn record_deliveries(
                 add.text(5, d.error.as_deref())?;
                 add.execute()?;
             }
-            let mut counts = Statement::prepare(
-                db,
-                "SELECT COALESCE(SUM(e IS NULL), 0), COALESCE(SUM(e IS NOT NULL), 0) FROM delivered",
-            )?;
-            if counts.next_row()? {
-                (sent, failed) = (counts.column_int(0), counts.column_int(1));
-            }
-            drop(counts);
-            let mut items = Statement::prepare(
-                db,
-                "UPDATE replay_items SET
-                   state = CASE WHEN d.e IS NULL THEN 'sent' ELSE 'failed' END,
-                   reason = d.e, replay_count = d.n, target_partition = d.p, target_offset = d.o,
-                   finished_at = ?1
-                 FROM delivered AS d
-                 WHERE replay_items.job_id = ?2 AND replay_items.record_id IN (SELECT id FROM delivered)
-                   AND replay_items.record_id = d.id",
-            )?;
-            items.int(1, now)?;
-            items.text(2, Some(job_id))?;
-            items.execute()?;
-            // A record's replay count counts delivered replays; its status is its latest
-            // outcome.
-            Statement::run(
-                db,
-                "UPDATE records SET
-                   status = CASE WHEN d.e IS NULL THEN 'replayed' ELSE 'replay_failed' END,
-                   replay_count = replay_count + (d.e IS NULL)
-                 FROM delivered AS d
-                 WHERE records.id IN (SELECT id FROM delivered) AND records.id = d.id",
-            )?;
-            Statement::run(
-                db,
-                "INSERT INTO topic_status_counts (topic, status, count)
-                 SELECT topic, status, -COUNT(*) FROM delivered GROUP BY topic, status
-                 UNION ALL
-                 SELECT topic, CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END, COUNT(*)
-                 FROM delivered GROUP BY 1, 2
-                 ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
-            )?;
-            Statement::run(
-                db,
-                "UPDATE failure_groups SET replayed = replayed + c.n
-                 FROM (SELECT fingerprint, COUNT(*) AS n FROM delivered WHERE e IS NULL GROUP BY fingerprint) AS c
-                 WHERE failure_groups.fingerprint = c.fingerprint",
-            )?;
-            let mut job = Statement::prepare(
-                db,
-                "UPDATE replay_jobs SET sent = sent + ?1, failed = failed + ?2 WHERE id = ?3",
-            )?;
-            job.int(1, sent)?;
-            job.int(2, failed)?;
-            job.text(3, Some(job_id))?;
-            job.execute()?;
+            Ok(())
+        })
+        .await?;
+        tokio::task::yield_now().await;
+    }
+    with_handle(&mut tx, |db| {
+        let mut counts = db.prepare("SELECT COALESCE(SUM(e IS NULL), 0), COALESCE(SUM(e IS NOT NULL), 0) FROM delivered",
+        )?;
+        if let Some(row) = counts.next_row()? {
+            (sent, failed) = (row.int(0), row.int(1));
         }
+        drop(counts);
+        let mut items = db.prepare("UPDATE replay_items SET
+               state = CASE WHEN d.e IS NULL THEN 'sent' ELSE 'failed' END,
+               reason = d.e, replay_count = d.n, target_partition = d.p, target_offset = d.o,
+               finished_at = ?1
+             FROM delivered AS d
+             WHERE replay_items.job_id = ?2 AND replay_items.record_id IN (SELECT id FROM delivered)
+               AND replay_items.record_id = d.id",
+        )?;
+        items.int(1, now)?;
+        items.text(2, Some(job_id))?;
+        items.execute()?;
+        // A record's replay count counts delivered replays; its status is its latest
+        // outcome.
+        db.run("UPDATE records SET
+               status = CASE WHEN d.e IS NULL THEN 'replayed' ELSE 'replay_failed' END,
+               replay_count = replay_count + (d.e IS NULL)
+             FROM delivered AS d
+             WHERE records.id IN (SELECT id FROM delivered) AND records.id = d.id",
+        )?;
+        db.run("INSERT INTO topic_status_counts (topic, status, count)
+             SELECT topic, status, -COUNT(*) FROM delivered GROUP BY topic, status
+             UNION ALL
+             SELECT topic, CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END, COUNT(*)
+             FROM delivered GROUP BY 1, 2
+             ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
+        )?;
+        db.run("UPDATE failure_groups SET replayed = replayed + c.n
+             FROM (SELECT fingerprint, COUNT(*) AS n FROM delivered WHERE e IS NULL GROUP BY fingerprint) AS c
+             WHERE failure_groups.fingerprint = c.fingerprint",
+        )?;
+        let mut job = db.prepare("UPDATE replay_jobs SET sent = sent + ?1, failed = failed + ?2 WHERE id = ?3",
+        )?;
+        job.int(1, sent)?;
+        job.int(2, failed)?;
+        job.text(3, Some(job_id))?;
+        job.execute()?;
         Ok(())
     })
     .await?;

@@ -103,7 +103,7 @@ pub(crate) fn file_options(path: &Path) -> SqliteConnectOptions {
         // file when large: in memory, the sort behind a million-record replay preview
         // grew the process by more than 100 MiB.
         .pragma("temp_store", "file")
-        // Checkpoints run on their own connection (`wal::run`, `wal::run_on`), alongside the
+        // Checkpoints run on their own connection (`checkpoints::run`, `checkpoints::run_on`), alongside the
         // writers; this threshold (~160 MB of log) only bounds the log of a process that
         // does not run it.
         .pragma("wal_autocheckpoint", "40000")

@@ -8,7 +8,9 @@
 //!
 //! Everything here runs inside [`with_handle`], which holds `SqliteConnection::lock_handle`
 //! so that sqlx does not use the connection at the same time, and inside the caller's
-//! transaction.
+//! transaction. The types make misuse a compile error: a [`Statement`] borrows the
+//! [`Handle`] it was prepared on, and columns are read from the [`Row`] that stepping
+//! returned. This is the one module with `unsafe` in the store.
 
 use std::borrow::Cow;
 use std::ffi::{c_int, CStr};
@@ -90,15 +92,73 @@ fn failure(db: NonNull<ffi::sqlite3>, code: c_int) -> Error {
     })))
 }
 
+/// The SQLite connection under a sqlx connection, held exclusively: sqlx cannot use the
+/// connection while a `Handle` exists, and every statement prepared on it borrows it, so no
+/// statement outlives the hold. Only [`with_handle`] makes one.
+pub struct Handle<'c> {
+    db: NonNull<ffi::sqlite3>,
+    _conn: PhantomData<&'c mut SqliteConnection>,
+}
+
+/// Statements stepped per hold of the handle at most: a long loop gives the connection (and
+/// its tokio worker) back between holds, so that no request waits behind thousands of
+/// statements. Every loop over rows in this module's callers holds it this long.
+pub const STATEMENTS_PER_HOLD: usize = 500;
+
 /// Run `f` on the SQLite handle under `conn`, with sqlx kept off the connection until `f`
-/// returns: the exclusive use [`Statement::prepare`] asks for, as long as the statements
-/// `f` prepares are dropped inside it.
+/// returns. The statements `f` prepares borrow the handle, so they are finalized inside it.
 pub async fn with_handle<R>(
     conn: &mut SqliteConnection,
-    f: impl FnOnce(NonNull<ffi::sqlite3>) -> Result<R>,
+    f: impl FnOnce(&Handle<'_>) -> Result<R>,
 ) -> Result<R> {
-    let mut handle = conn.lock_handle().await?;
-    f(handle.as_raw_handle())
+    let mut locked = conn.lock_handle().await?;
+    let handle = Handle {
+        db: locked.as_raw_handle(),
+        _conn: PhantomData,
+    };
+    f(&handle)
+}
+
+impl Handle<'_> {
+    /// Prepare one SQL statement.
+    pub fn prepare<'a>(&'a self, sql: &str) -> Result<Statement<'a>> {
+        let mut stmt: *mut ffi::sqlite3_stmt = ptr::null_mut();
+        let len = c_int::try_from(sql.len())
+            .map_err(|_| Error::Io(std::io::Error::other("SQL text too long")))?;
+        // SAFETY: the connection is open and held exclusively (see `Handle`); sql is valid
+        // for len bytes, and SQLite copies what it keeps.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(
+                self.db.as_ptr(),
+                sql.as_ptr().cast(),
+                len,
+                &mut stmt,
+                ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(failure(self.db, rc));
+        }
+        let stmt = NonNull::new(stmt)
+            .ok_or_else(|| Error::Io(std::io::Error::other("empty SQL statement")))?;
+        Ok(Statement {
+            db: self.db,
+            stmt,
+            _borrows: PhantomData,
+        })
+    }
+
+    /// Prepare and run one statement that takes no parameters and returns no rows; returns
+    /// how many rows it changed.
+    pub fn run(&self, sql: &str) -> Result<u64> {
+        self.prepare(sql)?.execute()
+    }
+
+    /// The row id of the last row inserted on this connection.
+    pub fn last_insert_rowid(&self) -> i64 {
+        // SAFETY: the connection is open.
+        unsafe { ffi::sqlite3_last_insert_rowid(self.db.as_ptr()) }
+    }
 }
 
 /// A value that binds to one statement parameter.
@@ -119,9 +179,10 @@ impl<'a> Param<'a> for &'a str {
     }
 }
 
-/// A prepared statement whose bound text and blobs borrow from data living at least `'a`:
-/// they are bound without a copy (SQLITE_STATIC), which is sound only because the borrow
-/// outlives the statement, whose drop finalizes it.
+/// A prepared statement on a [`Handle`], whose bound text and blobs borrow from data living
+/// at least `'a`: they are bound without a copy (SQLITE_STATIC), which is sound only because
+/// the borrow outlives the statement, whose drop finalizes it. `'a` is also within the
+/// handle's hold, so the statement cannot outlive it.
 pub struct Statement<'a> {
     db: NonNull<ffi::sqlite3>,
     stmt: NonNull<ffi::sqlite3_stmt>,
@@ -129,46 +190,6 @@ pub struct Statement<'a> {
 }
 
 impl<'a> Statement<'a> {
-    /// Prepare one SQL statement on an open connection the caller holds exclusively.
-    ///
-    /// # Safety
-    /// `db` must be an open connection that nothing else uses until this statement is dropped.
-    pub unsafe fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> Result<Self> {
-        let mut stmt: *mut ffi::sqlite3_stmt = ptr::null_mut();
-        let len = c_int::try_from(sql.len())
-            .map_err(|_| Error::Io(std::io::Error::other("SQL text too long")))?;
-        // SAFETY: sql is valid for len bytes; SQLite copies what it keeps.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                db.as_ptr(),
-                sql.as_ptr().cast(),
-                len,
-                &mut stmt,
-                ptr::null_mut(),
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(failure(db, rc));
-        }
-        let stmt = NonNull::new(stmt)
-            .ok_or_else(|| Error::Io(std::io::Error::other("empty SQL statement")))?;
-        Ok(Statement {
-            db,
-            stmt,
-            _borrows: PhantomData,
-        })
-    }
-
-    /// Prepare and run one statement that takes no parameters and returns no rows; returns
-    /// how many rows it changed.
-    ///
-    /// # Safety
-    /// As for [`Statement::prepare`].
-    pub unsafe fn run(db: NonNull<ffi::sqlite3>, sql: &str) -> Result<u64> {
-        // SAFETY: as the caller promises.
-        unsafe { Statement::prepare(db, sql) }?.execute()
-    }
-
     fn check(&self, rc: c_int) -> Result<()> {
         if rc == ffi::SQLITE_OK {
             Ok(())
@@ -263,35 +284,50 @@ impl<'a> Statement<'a> {
         result
     }
 
-    /// Step a query: true with a row to read through the `column_*` methods, false (and
-    /// ready to run again) once it has no more rows.
-    pub fn next_row(&mut self) -> Result<bool> {
+    /// Step a query: the next row, or None (and ready to run again) once there are no more.
+    /// The row borrows the statement, so it is read before the statement moves on.
+    pub fn next_row(&mut self) -> Result<Option<Row<'_>>> {
         // SAFETY: the statement is live.
         match unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) } {
-            ffi::SQLITE_ROW => Ok(true),
+            ffi::SQLITE_ROW => Ok(Some(Row {
+                stmt: self.stmt,
+                _statement: PhantomData,
+            })),
             ffi::SQLITE_DONE => {
+                // SAFETY: as above.
                 unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
-                Ok(false)
+                Ok(None)
             }
             rc => {
                 let e = failure(self.db, rc);
+                // SAFETY: as above.
                 unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
                 Err(e)
             }
         }
     }
+}
 
-    /// Column `i` (0-based) of the current row as an integer.
-    pub fn column_int(&self, i: c_int) -> i64 {
-        // SAFETY: called only after `next_row` returned true.
+/// The current row of a stepped query: only [`Statement::next_row`] makes one, so columns
+/// can be read only while the statement stands on a row.
+pub struct Row<'s> {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    _statement: PhantomData<&'s mut ()>,
+}
+
+impl Row<'_> {
+    /// Column `i` (0-based) as an integer.
+    pub fn int(&self, i: c_int) -> i64 {
+        // SAFETY: the statement stands on this row (see `Row`).
         unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), i) }
     }
 
-    /// Column `i` of the current row as bytes (the UTF-8 of text), None for NULL. Borrowed
-    /// until the statement moves on, which needs `&mut self`.
-    pub fn column_bytes(&self, i: c_int) -> Option<&[u8]> {
-        // SAFETY: called only after `next_row` returned true; blob() before bytes(), as the
-        // SQLite docs require, and the buffer lives until the next step or reset.
+    /// Column `i` as bytes (the UTF-8 of text), None for NULL; borrowed until the statement
+    /// moves on.
+    pub fn bytes(&self, i: c_int) -> Option<&[u8]> {
+        // SAFETY: the statement stands on this row; blob() before bytes(), as the SQLite
+        // docs require, and the buffer lives until the next step or reset, which needs the
+        // statement that this row borrows.
         unsafe {
             if ffi::sqlite3_column_type(self.stmt.as_ptr(), i) == ffi::SQLITE_NULL {
                 return None;
@@ -303,12 +339,6 @@ impl<'a> Statement<'a> {
             }
             Some(std::slice::from_raw_parts(p.cast::<u8>(), n as usize))
         }
-    }
-
-    /// The row id of the last row inserted on this connection.
-    pub fn last_insert_rowid(&self) -> i64 {
-        // SAFETY: the connection is open.
-        unsafe { ffi::sqlite3_last_insert_rowid(self.db.as_ptr()) }
     }
 }
 

@@ -4,7 +4,7 @@
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::positions::{self, Position};
-use super::raw::{with_handle, Statement};
+use super::raw::{with_handle, Statement, STATEMENTS_PER_HOLD};
 use super::search;
 pub use super::selection::RecordId;
 use super::selection::{push_filter, push_filter_conditions};
@@ -26,11 +26,6 @@ const RECORD_PARAMS: usize = 23;
 /// leftover must not stop the indexer).
 const BODY_INSERT_SQL: &str =
     "INSERT OR REPLACE INTO record_bodies (record_id, value, headers, stacktrace) VALUES (?1, ?2, ?3, ?4)";
-
-/// Rows written per hold of the connection: the writes step SQLite on the calling task's
-/// thread, so the batch is cut into pieces of a few milliseconds each, with a yield between
-/// them, to keep pages responsive while the indexer catches up.
-const ROWS_PER_LOCK: usize = 500;
 
 /// What a batch write did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +91,7 @@ pub async fn insert_batch(
         .join(", ");
     let insert_sql = format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({params})");
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    // The search index is filled behind this (`search::run`), in its own file, for ids above
+    // The search index is filled behind this (`index::search::run`), in its own file, for ids above
     // its mark only, so no record may get an id at or below the mark. SQLite gives a new row
     // the newest id plus one, which is above the mark unless the newest rows were deleted
     // after being made searchable; then the first new row is given the id after the mark
@@ -118,17 +113,14 @@ pub async fn insert_batch(
     );
     // (row id, index in `batch`) of every row this batch added.
     let mut inserted: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
-    for (chunk_no, chunk) in batch.chunks(ROWS_PER_LOCK).enumerate() {
+    for (chunk_no, chunk) in batch.chunks(STATEMENTS_PER_HOLD).enumerate() {
         with_handle(&mut tx, |db| {
-            // SAFETY: `with_handle` keeps sqlx off the connection; the statements are
-            // dropped before it returns.
-            let mut row = unsafe { Statement::prepare(db, &insert_sql) }?;
+            let mut row = db.prepare(&insert_sql)?;
             let mut row_at = match first_id {
-                Some(_) => Some(unsafe { Statement::prepare(db, &insert_at_sql) }?),
+                Some(_) => Some(db.prepare(&insert_at_sql)?),
                 None => None,
             };
-            // SAFETY: as above.
-            let mut body = unsafe { Statement::prepare(db, BODY_INSERT_SQL) }?;
+            let mut body = db.prepare(BODY_INSERT_SQL)?;
             for (j, r) in chunk.iter().enumerate() {
                 let stored = match (first_id, row_at.as_mut()) {
                     (Some(id), Some(s)) => {
@@ -146,11 +138,11 @@ pub async fn insert_batch(
                 if stored {
                     let id = match first_id.take() {
                         Some(id) => id,
-                        None => row.last_insert_rowid(),
+                        None => db.last_insert_rowid(),
                     };
                     bind_body(&mut body, id, r)?;
                     body.execute()?;
-                    inserted.push((id, chunk_no * ROWS_PER_LOCK + j));
+                    inserted.push((id, chunk_no * STATEMENTS_PER_HOLD + j));
                 }
             }
             Ok(())
@@ -160,11 +152,8 @@ pub async fn insert_batch(
     }
     let new_rows: Vec<&NewRecord> = inserted.iter().map(|&(_, i)| &batch[i]).collect();
     with_handle(&mut tx, |db| {
-        // SAFETY: `with_handle` keeps sqlx off the connection until both return.
-        unsafe {
-            stats::count_new_records(db, &new_rows)?;
-            groups::count_new_records(db, &new_rows)
-        }
+        stats::count_new_records(db, &new_rows)?;
+        groups::count_new_records(db, &new_rows)
     })
     .await?;
     let returned: Vec<(i64, &ReplayOrigin)> = inserted

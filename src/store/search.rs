@@ -39,13 +39,11 @@
 //! stays above the deleted ids, so the indexer never hands them out again.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
-use tokio_util::sync::CancellationToken;
 
-use super::raw::{with_handle, Statement};
+use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::{Error, Result};
 use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
 
@@ -54,12 +52,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sear
 
 /// Rows per catch-up transaction: as many as the indexer writes in one.
 pub const CATCH_UP_ROWS: i64 = 5000;
-/// Records the catch-up adds before, once caught up, it gives freed memory back to the
-/// system: a backlog, not the trickle of a quiet index.
-const RELEASE_AFTER_ROWS: usize = 20_000;
-/// How often an idle catch-up looks for new rows: the search lag of a quiet index.
-const IDLE_POLL: Duration = Duration::from_millis(100);
-
 /// How far the search index has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchProgress {
@@ -223,20 +215,21 @@ pub async fn catch_up(
         tx.rollback().await?;
         return Ok(0);
     };
-    with_handle(&mut tx, |db| {
-        // SAFETY: `with_handle` keeps sqlx off the connection; the statement is dropped
-        // before it returns.
-        let mut insert = unsafe { Statement::prepare(db, INSERT_SQL) }?;
-        for (id, t) in &rows {
-            insert.int(1, *id)?;
-            insert.text(2, Some(&t.key_text))?;
-            insert.text(3, Some(&t.body_text))?;
-            insert.text(4, Some(&t.error_text))?;
-            insert.execute()?;
-        }
-        Ok(())
-    })
-    .await?;
+    for chunk in rows.chunks(STATEMENTS_PER_HOLD) {
+        with_handle(&mut tx, |db| {
+            let mut insert = db.prepare(INSERT_SQL)?;
+            for (id, t) in chunk {
+                insert.int(1, *id)?;
+                insert.text(2, Some(&t.key_text))?;
+                insert.text(3, Some(&t.body_text))?;
+                insert.text(4, Some(&t.error_text))?;
+                insert.execute()?;
+            }
+            Ok(())
+        })
+        .await?;
+        tokio::task::yield_now().await;
+    }
     sqlx::query("UPDATE search_progress SET indexed_through = ?")
         .bind(last)
         .execute(&mut *tx)
@@ -254,23 +247,21 @@ async fn read_texts(
 ) -> Result<Vec<(i64, SearchText)>> {
     let mut conn = pool.acquire().await?;
     with_handle(&mut conn, |db| {
-        // SAFETY: `with_handle` keeps sqlx off the connection; the statement is dropped before
-        // it returns.
-        let mut rows = unsafe { Statement::prepare(db, SELECT_SQL) }?;
+        let mut rows = db.prepare(SELECT_SQL)?;
         rows.int(1, SEARCH_PREFIX_BYTES as i64)?;
         rows.int(2, through)?;
         rows.int(3, max_rows)?;
         let mut out = Vec::with_capacity(usize::try_from(max_rows).unwrap_or(0).min(65_536));
-        while rows.next_row()? {
-            let text = |i| rows.column_bytes(i).map(String::from_utf8_lossy);
+        while let Some(row) = rows.next_row()? {
+            let text = |i| row.bytes(i).map(String::from_utf8_lossy);
             let (class, message) = (text(3), text(4));
             let t = search_text(
-                rows.column_bytes(1),
-                rows.column_bytes(2),
+                row.bytes(1),
+                row.bytes(2),
                 class.as_deref(),
                 message.as_deref(),
             );
-            out.push((rows.column_int(0), t));
+            out.push((row.int(0), t));
         }
         Ok(out)
     })
@@ -288,59 +279,6 @@ pub const SELECT_SQL: &str =
 /// One search-index row, on a search-file connection: rowid = records.id.
 pub const INSERT_SQL: &str =
     "INSERT INTO records_fts (rowid, key_text, body, error_text) VALUES (?1, ?2, ?3, ?4)";
-
-/// Keep the search index caught up with the records until `shutdown`: at once while behind,
-/// every [`IDLE_POLL`] once caught up.
-pub async fn run(pool: SqlitePool, shutdown: CancellationToken) {
-    let mut search: Option<SqliteConnection> = None;
-    // Records added since memory was last given back: a backlog's burst of allocations (the
-    // indexer's and this task's) ends when this catches up after it.
-    let mut added_since_release = 0;
-    loop {
-        let result = match search.as_mut() {
-            Some(c) => catch_up(&pool, c, CATCH_UP_ROWS).await,
-            None => match connect(&pool).await {
-                Ok(c) => catch_up(&pool, search.insert(c), CATCH_UP_ROWS).await,
-                Err(e) => Err(e),
-            },
-        };
-        let pause = match result {
-            Ok(n) if (n as i64) < CATCH_UP_ROWS => {
-                added_since_release += n;
-                if added_since_release >= RELEASE_AFTER_ROWS {
-                    // Milliseconds of allocator work: off the runtime's threads.
-                    let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
-                    added_since_release = 0;
-                }
-                IDLE_POLL
-            }
-            Ok(n) => {
-                added_since_release += n;
-                Duration::ZERO
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "adding records to the search index failed; retrying");
-                search = None;
-                Duration::from_secs(1)
-            }
-        };
-        if pause.is_zero() {
-            // Behind: go on at once, letting other tasks on this thread run first.
-            if shutdown.is_cancelled() {
-                break;
-            }
-            tokio::task::yield_now().await;
-            continue;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-    if let Some(c) = search {
-        let _ = c.close().await;
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -2,13 +2,10 @@
 //! transaction so that the overview and /api/topics never scan `records`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ptr::NonNull;
-
-use libsqlite3_sys as ffi;
 
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::raw::{Param, Statement};
+use super::raw::{Handle, Param};
 use crate::error::Result;
 use crate::index::record::NewRecord;
 use crate::states::RecordStatus;
@@ -20,13 +17,7 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// transaction of the connection `db`. A handful of upserts per batch, stepped through the
 /// C API like the rows themselves: through sqlx each was a round trip to its worker thread,
 /// together a fifteenth of a batch's time.
-///
-/// # Safety
-/// As for [`Statement::prepare`].
-pub(crate) unsafe fn count_new_records(
-    db: NonNull<ffi::sqlite3>,
-    rows: &[&NewRecord],
-) -> Result<()> {
+pub(crate) fn count_new_records(db: &Handle<'_>, rows: &[&NewRecord]) -> Result<()> {
     let mut by_topic: HashMap<&str, i64> = HashMap::new();
     let mut hourly: HashMap<(&str, i64), i64> = HashMap::new();
     let mut classes: HashMap<(&str, &str), i64> = HashMap::new();
@@ -39,42 +30,35 @@ pub(crate) unsafe fn count_new_records(
             *classes.entry((&r.topic, class)).or_default() += 1;
         }
     }
-    // SAFETY: as the caller promises, for all three.
-    unsafe {
-        add_counts(
-            db,
-            ADD_STATUS_COUNT_SQL,
-            by_topic
-                .into_iter()
-                .map(|(topic, n)| ((topic, RecordStatus::New.as_str()), n)),
-        )?;
-        add_counts(
-            db,
-            "INSERT INTO topic_hourly (topic, hour, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT (topic, hour) DO UPDATE SET count = count + excluded.count",
-            hourly,
-        )?;
-        add_counts(
-            db,
-            "INSERT INTO topic_error_classes (topic, error_class, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT (topic, error_class) DO UPDATE SET count = count + excluded.count",
-            classes,
-        )
-    }
+    add_counts(
+        db,
+        ADD_STATUS_COUNT_SQL,
+        by_topic
+            .into_iter()
+            .map(|(topic, n)| ((topic, RecordStatus::New.as_str()), n)),
+    )?;
+    add_counts(
+        db,
+        "INSERT INTO topic_hourly (topic, hour, count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (topic, hour) DO UPDATE SET count = count + excluded.count",
+        hourly,
+    )?;
+    add_counts(
+        db,
+        "INSERT INTO topic_error_classes (topic, error_class, count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (topic, error_class) DO UPDATE SET count = count + excluded.count",
+        classes,
+    )
 }
 
 /// Add each `((name, key), delta)` through `upsert`, which takes them as ?1, ?2 and ?3: the
 /// shape of every counter table (topic or failure group, then status, hour or error class).
-///
-/// # Safety
-/// As for [`Statement::prepare`].
-pub(crate) unsafe fn add_counts<'a, K: Param<'a>>(
-    db: NonNull<ffi::sqlite3>,
+pub(crate) fn add_counts<'a, K: Param<'a>>(
+    db: &'a Handle<'_>,
     upsert: &str,
     deltas: impl IntoIterator<Item = ((&'a str, K), i64)>,
 ) -> Result<()> {
-    // SAFETY: as the caller promises.
-    let mut s = unsafe { Statement::prepare(db, upsert) }?;
+    let mut s = db.prepare(upsert)?;
     for ((name, key), delta) in deltas {
         s.text(1, Some(name))?;
         key.bind_to(&mut s, 2)?;
