@@ -87,9 +87,9 @@ enum Continuity {
 
 type States = Arc<Mutex<HashMap<(String, i32), PartitionState>>>;
 
-fn lock(states: &States) -> std::sync::MutexGuard<'_, HashMap<(String, i32), PartitionState>> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain data: a panic elsewhere while holding the lock leaves it usable.
-    states.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Consumer callbacks: assignment from SQLite positions, connection state from statistics.
@@ -221,6 +221,9 @@ pub struct Indexer {
     pub status: Arc<IndexerStatus>,
     /// A plain client for watermark queries, created on first use.
     pub probe: std::sync::OnceLock<Arc<rdkafka::consumer::BaseConsumer>>,
+    /// Per partition, the count of broker outages (`IndexerStatus::disconnects`) through
+    /// which its log was last seen to be the stored one. Missing means before the first.
+    pub verified: Mutex<HashMap<(String, i32), u64>>,
 }
 
 impl Indexer {
@@ -380,12 +383,28 @@ impl Indexer {
             }
         }
         let mut drops: Vec<(String, i32, i64)> = Vec::new();
+        let disconnects = self.status.disconnects();
         for (i, state) in firsts {
             let (topic, partition, first) =
                 (batch[i].topic.clone(), batch[i].partition, batch[i].offset);
             let Some(next) = state.next_offset else {
                 continue;
             };
+            let key = (topic.clone(), partition);
+            let checked = lock(&self.verified).get(&key).copied().unwrap_or(0) >= disconnects;
+            if first >= next && next > 0 && !checked {
+                // The brokers were gone since this partition's log was last compared: a
+                // wiped cluster refilled past the stored position looks like a
+                // continuation. Nothing past the position is taken until the last indexed
+                // record has been read again and compared (`reverify` seeks there too, but
+                // records fetched before it did would slip through).
+                drops.push((topic.clone(), partition, i64::MAX));
+                seek(consumer, &topic, partition, Offset::Offset(next - 1));
+                continue;
+            }
+            if first < next {
+                lock(&self.verified).insert(key, disconnects);
+            }
             let verdict = if first < next {
                 let r = &batch[i];
                 match records::identity(&self.pool, &topic, partition, state.generation, first)

@@ -22,6 +22,7 @@ struct Inner {
     positions: BTreeMap<(String, i32), i64>,
     indexed: u64,
     last_indexed_at: Option<i64>,
+    disconnects: u64,
 }
 
 /// A copy of the state for rendering.
@@ -64,6 +65,9 @@ impl IndexerStatus {
         if s.connected != connected {
             s.connected = connected;
             s.since = now_ms();
+            if !connected {
+                s.disconnects += 1;
+            }
         }
         if connected {
             s.ever_connected = true;
@@ -71,6 +75,12 @@ impl IndexerStatus {
         if error.is_some() || connected {
             s.last_error = error;
         }
+    }
+
+    /// How many times the indexer lost every broker since it started: after each, a
+    /// partition's log is checked again before records past the stored position are taken.
+    pub fn disconnects(&self) -> u64 {
+        self.lock().disconnects
     }
 
     /// Note an error that does not change connectivity.

@@ -391,13 +391,6 @@ impl DashboardProcess {
         });
     }
 
-    /// Forget a process that has ended on its own, so that it can be restarted.
-    pub fn reap(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
     /// The exit status if the process has ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
