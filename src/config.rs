@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// dlq-dashboard: index Kafka dead-letter topics into SQLite and browse, inspect, purge and replay them.
+/// dlq-dashboard: index Kafka dead-letter topics into SQLite and browse, inspect and replay them.
 #[derive(Debug, Parser)]
 #[command(
     name = "dlq-dashboard",
