@@ -113,6 +113,7 @@ impl Dashboard {
             status,
             kafka: kafka.clone(),
             actions,
+            http: Default::default(),
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();

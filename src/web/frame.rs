@@ -3,6 +3,7 @@
 
 use crate::states::RecordStatus;
 use crate::store::{self, groups, stats};
+use crate::web::assets::AssetUrls;
 use crate::web::view;
 use crate::web::AppState;
 
@@ -28,6 +29,8 @@ pub struct Frame {
     pub active_jobs: String,
     /// This process's CSRF token, carried by every form that changes something.
     pub csrf: &'static str,
+    /// The hashed URLs of the stylesheet, script and icon.
+    pub assets: &'static AssetUrls,
 }
 
 impl Frame {
@@ -68,6 +71,7 @@ impl Frame {
                 String::new()
             },
             csrf: super::csrf::token(),
+            assets: super::assets::urls(),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The web edge: router, JSON API, pages, static assets, metrics, security headers.
 
 mod api;
+mod assets;
 pub mod csrf;
 mod error;
 mod extract;
 mod frame;
+mod http_metrics;
 pub mod links;
 pub mod metrics;
 mod pages;
@@ -14,15 +16,13 @@ pub mod view;
 
 pub use state::{App, AppState};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-
-use crate::error::Error;
 
 /// Content security policy: scripts and styles only from our own static files, nothing inline,
 /// so a payload that slips into markup still cannot run.
@@ -36,9 +36,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
-        .route("/static/{file}", get(static_file))
+        .merge(assets::router())
         .fallback(error::not_found)
-        .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.http.clone(),
+            http_metrics::track,
+        ))
         // Each request runs in a span (method, URI) at info level, so that an error logged
         // while serving it says which request it was.
         .layer(
@@ -110,37 +113,4 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }),
     )
         .into_response()
-}
-
-/// Static assets, embedded in the binary for a single-file deploy.
-const STATIC_FILES: &[(&str, &str, &str)] = &[
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_str!("../../static/app.css"),
-    ),
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../static/app.js"),
-    ),
-    (
-        "favicon.svg",
-        "image/svg+xml",
-        include_str!("../../static/favicon.svg"),
-    ),
-];
-
-async fn static_file(Path(file): Path<String>) -> Response {
-    match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, mime, body)) => (
-            [
-                (header::CONTENT_TYPE, *mime),
-                (header::CACHE_CONTROL, "public, max-age=3600"),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => Error::NotFound(format!("There is no static file named {file}.")).into_response(),
-    }
 }

@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 use crate::actions::Actions;
 use crate::index::IndexerStatus;
 use crate::kafka::KafkaSettings;
+use crate::web::http_metrics::HttpMetrics;
 
 /// Shared application state handed to every request handler.
 pub struct App {
@@ -19,6 +20,8 @@ pub struct App {
     pub kafka: KafkaSettings,
     /// Previews, confirmations and job control.
     pub actions: Arc<Actions>,
+    /// HTTP request counts and latencies of this dashboard.
+    pub http: HttpMetrics,
 }
 
 /// Cheap-to-clone handle on [`App`].

@@ -271,3 +271,79 @@ async fn an_empty_cluster_shows_what_the_dashboard_looks_for() {
     assert_eq!(v, serde_json::json!([]));
     d.stop().await;
 }
+
+/// A response's status, one header and body, straight from the router.
+async fn get_with_header(
+    d: &TestDashboard,
+    uri: &str,
+    name: &str,
+) -> (u16, Option<String>, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = dlq_dashboard::web::router(d.d().state.clone())
+        .oneshot(
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let value = response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, value, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_are_linked_by_content_hash_and_kept_for_a_year() {
+    let kafka = Kafka::start(&[("orders.dlq", 1)]);
+    let d = TestDashboard::start(&kafka).await;
+    let (_, html) = d.get_html("/").await;
+    let css = html
+        .split("href=\"")
+        .map(|s| s.split('"').next().unwrap())
+        .find(|h| h.ends_with("/app.css"))
+        .expect("the page links its stylesheet")
+        .to_string();
+    let hash = css
+        .trim_start_matches("/static/")
+        .trim_end_matches("/app.css");
+    assert_eq!(hash.len(), 16, "{css}");
+    let (status, cache, body) = get_with_header(&d, &css, "cache-control").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cache.as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(body.contains('{'), "the stylesheet itself");
+    // Without the hash, or with the hash of another version, the file is revalidated.
+    for uri in ["/static/app.css", "/static/0000000000000000/app.css"] {
+        let (status, cache, again) = get_with_header(&d, uri, "cache-control").await;
+        assert_eq!((status, cache.as_deref()), (200, Some("no-cache")), "{uri}");
+        assert_eq!(again, body);
+    }
+    let (status, _, _) = get_with_header(&d, &format!("/static/{hash}/nope.css"), "x").await;
+    assert_eq!(status, 404);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_page_has_the_real_frame() {
+    let kafka = Kafka::start(&[("orders.dlq", 1)]);
+    let d = TestDashboard::start(&kafka).await;
+    // A malformed offset: the page answers 400 in the frame every page has.
+    let (status, html) = d.get_html("/messages/orders.dlq/0/not-a-number").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("That request cannot be shown"), "{html}");
+    assert!(html.contains("class=\"topbar\""), "{html}");
+    assert!(html.contains("/app.css"), "the stylesheet is linked");
+    // The stand-in frame it had before showed no connection status at all.
+    assert!(
+        html.contains("data-status"),
+        "the connection status: {html}"
+    );
+    d.stop().await;
+}
