@@ -65,6 +65,16 @@ state_enum! {
     }
 }
 
+impl RecordStatus {
+    /// Whether a record in this status still needs an operator: new, or its replay failed.
+    pub fn is_unresolved(word: &str) -> bool {
+        matches!(
+            RecordStatus::parse(word),
+            Some(RecordStatus::New | RecordStatus::ReplayFailed)
+        )
+    }
+}
+
 state_enum! {
     /// Where a replay job stands.
     JobStatus {

@@ -489,12 +489,6 @@ impl OutcomeTracker {
     }
 }
 
-/// The tracking stored with a job; a job from before tracking existed has none. Stored JSON
-/// that does not parse is an error, not an empty list.
-pub fn stored_tracking(job: &Job) -> Result<Vec<GroupTracking>> {
-    Ok(job.consumer_groups.0.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,10 +115,11 @@ pub struct TopicOverview {
 impl TopicOverview {
     /// Records that still need attention (new or failed replays).
     pub fn unresolved(&self) -> i64 {
-        [RecordStatus::New, RecordStatus::ReplayFailed]
+        self.by_status
             .iter()
-            .map(|s| self.by_status.get(s.as_str()).copied().unwrap_or(0))
-            .sum::<i64>()
+            .filter(|(status, _)| RecordStatus::is_unresolved(status))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 

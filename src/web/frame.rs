@@ -47,11 +47,7 @@ impl Frame {
         let counts = stats::status_counts(&state.pool).await.unwrap_or_default();
         let unresolved: i64 = counts
             .iter()
-            .filter(|(_, status, _)| {
-                [RecordStatus::New, RecordStatus::ReplayFailed]
-                    .iter()
-                    .any(|s| s.as_str() == status)
-            })
+            .filter(|(_, status, _)| RecordStatus::is_unresolved(status))
             .map(|(_, _, n)| n)
             .sum();
         let groups = groups::count(&state.pool).await.unwrap_or(0);

@@ -15,7 +15,7 @@ use crate::actions::selection::{MessageRef, Selection};
 use crate::actions::JobControl;
 use crate::clock::iso;
 use crate::error::{Error, Result};
-use crate::replay::outcomes::{stored_tracking, GroupTracking};
+use crate::replay::outcomes::GroupTracking;
 use crate::states::ItemState;
 use crate::states::JobStatus;
 use crate::store::items::{self, ItemResult, ReturnedRecord};
@@ -87,7 +87,7 @@ impl JobJson {
             failed_again: job.failed_again,
             failed_again_probably: job.failed_again_probably,
             awaiting_consumption: job.awaiting_consumption(),
-            consumer_groups: stored_tracking(job)?,
+            consumer_groups: job.consumer_groups.0.clone(),
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::actions::selection::{MessageRef, Selection};
 use crate::actions::JobControl;
 use crate::error::{Error, Result};
 use crate::filter::encode_pairs;
-use crate::replay::outcomes::{stored_tracking, GroupSource};
+use crate::replay::outcomes::GroupSource;
 use crate::states::ItemState;
 use crate::states::JobStatus;
 use crate::store::items;
@@ -402,8 +402,11 @@ struct TrackingRow {
 
 impl TrackingRow {
     fn all(job: &Job) -> Result<Vec<TrackingRow>> {
-        Ok(stored_tracking(job)?
-            .into_iter()
+        Ok(job
+            .consumer_groups
+            .0
+            .iter()
+            .cloned()
             .map(|t| TrackingRow {
                 groups: t.groups.join(", "),
                 source: match t.source {
