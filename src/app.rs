@@ -119,6 +119,12 @@ impl Dashboard {
         let mut tasks = JoinSet::new();
         tasks.spawn(indexer.run(consumer, shutdown.clone()));
         tasks.spawn(replayer.run(shutdown.clone()));
+        let resuming = state.actions.clone();
+        tasks.spawn(async move {
+            if let Err(e) = resuming.resume_purges().await {
+                tracing::error!(error = %e, "a purge confirmed before the restart could not be applied");
+            }
+        });
         tasks.spawn(
             OutcomeTracker::new(
                 state.pool.clone(),

@@ -16,6 +16,9 @@ pub enum Error {
     /// The request is well formed but cannot be done in the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The thing asked for existed and was deliberately removed (an erased payload).
+    #[error("{0}")]
+    Gone(String),
     /// A request body in a format the endpoint does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -58,6 +61,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

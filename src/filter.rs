@@ -241,6 +241,13 @@ impl MessageFilter {
     pub fn is_empty(&self) -> bool {
         self.to_pairs().is_empty()
     }
+
+    /// Whether the filter selects every message a listing shows, or more: no condition but
+    /// the status selection `not purged` or `all` (an action on it needs an extra yes).
+    pub fn selects_everything(&self) -> bool {
+        !matches!(self.status, StatusFilter::Is(_))
+            && self.to_pairs().iter().all(|(k, _)| *k == "status")
+    }
 }
 
 /// Encode pairs as a query string.

@@ -125,6 +125,34 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// Where a purge stands.
+    PurgeStatus {
+        /// Its selection is being frozen, a window of the index at a time; not confirmable yet.
+        Building => "building",
+        /// Frozen, waiting for the operator's confirmation; never listed.
+        Preview => "preview",
+        /// Confirmed; its records are being purged, a chunk at a time.
+        Applying => "applying",
+        /// Every selected record purged or refused.
+        Applied => "applied",
+    }
+}
+
+state_enum! {
+    /// Where one record of a purge stands.
+    PurgeItemState {
+        /// Selected, not purged yet.
+        Pending => "pending",
+        /// Purged by this purge.
+        Purged => "purged",
+        /// Not purged, with a reason.
+        Refused => "refused",
+        /// Purged, then restored by an undo.
+        Undone => "undone",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +168,8 @@ mod tests {
         agree(RecordStatus::ALL, RecordStatus::as_str);
         agree(JobStatus::ALL, JobStatus::as_str);
         agree(ItemState::ALL, ItemState::as_str);
+        agree(PurgeStatus::ALL, PurgeStatus::as_str);
+        agree(PurgeItemState::ALL, PurgeItemState::as_str);
         for s in JobStatus::ALL {
             assert_eq!(JobStatus::parse(s.as_str()), Some(*s));
         }

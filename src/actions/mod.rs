@@ -18,10 +18,43 @@ use crate::replay::target::TargetRules;
 use crate::store::jobs::Job;
 use crate::topics::TopicSelection;
 
+pub mod purge;
 pub mod replay;
 pub mod selection;
 
 pub use replay::JobControl;
+
+/// Refusals listed in a preview; the count covers all of them.
+pub const REFUSALS_LISTED: i64 = 1000;
+/// How long an unconfirmed preview is kept, ms.
+pub const PREVIEW_TTL_MS: i64 = 3_600_000;
+
+/// A refused message in a preview, with why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refusal {
+    /// DLQ topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Generation of the partition's log (see the message API).
+    pub generation: i64,
+    /// Why, in a sentence with the fix.
+    pub reason: String,
+}
+
+/// A new action id: a letter for its kind (`r` replay, `p` purge), then ten random
+/// URL-safe characters.
+pub(crate) fn new_action_id(kind: char) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let id: String = (0..10)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{kind}{id}")
+}
 
 /// The cluster's topic names, as far as the core needs to know them.
 pub trait ClusterTopics: Send + Sync {

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use rand::Rng;
 use serde::Serialize;
 
 use super::selection::{self, Selection};
-use super::Actions;
+use super::{new_action_id, Actions};
+pub use super::{Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::kafka::Compression;
 use crate::replay::target::{ReplaySource, Resolution};
@@ -26,10 +26,6 @@ pub const MAX_RATE: i64 = 1_000_000;
 /// Messages per second assumed for an estimate when the rate is unlimited (what a bulk
 /// replay reaches on a small machine; see the README's figures).
 const UNLIMITED_ESTIMATE_RATE: f64 = 20_000.0;
-/// Refusals listed in a preview; the count covers all of them.
-pub const REFUSALS_LISTED: i64 = 1000;
-/// How long an unconfirmed preview is kept, ms.
-pub const PREVIEW_TTL_MS: i64 = 3_600_000;
 
 /// Validate a requested rate: absent means the default, 0 means unlimited.
 pub fn rate(asked: Option<&serde_json::Value>) -> Result<i64> {
@@ -60,21 +56,6 @@ pub fn estimated_seconds(count: i64, rate: i64) -> f64 {
         UNLIMITED_ESTIMATE_RATE
     };
     (count as f64 / per_second * 10.0).ceil() / 10.0
-}
-
-/// A refused message in a preview.
-#[derive(Debug, Clone, Serialize)]
-pub struct Refusal {
-    /// DLQ topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-    /// Generation of the partition's log (see the message API).
-    pub generation: i64,
-    /// Why, in a sentence with the fix.
-    pub reason: String,
 }
 
 /// What a confirmed preview would do.
@@ -121,16 +102,6 @@ impl SendSettings {
             compression_read_by_every_client: job.compression.read_by_every_client(),
         }
     }
-}
-
-/// A new job id: short, URL-safe, random.
-fn new_job_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    let id: String = (0..10)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("r{id}")
 }
 
 /// What an operator can do to a confirmed job, as named in URLs (`/replays/{id}/pause`).
@@ -219,7 +190,7 @@ impl Actions {
         // Unconfirmed previews of earlier requests go first, so they never pile up.
         jobs::delete_stale_previews(&self.pool, now - PREVIEW_TTL_MS).await?;
         let job = NewJob {
-            id: new_job_id(),
+            id: new_action_id('r'),
             actor: actor.to_string(),
             selection: selection.to_json().to_string(),
             rate,
@@ -276,6 +247,10 @@ impl Actions {
                 job.status.words()
             )));
         }
+        jobs::refuse_purged(&mut tx, id).await?;
+        let job = jobs::job(&mut *tx, id)
+            .await?
+            .ok_or_else(|| unknown_job(id))?;
         if job.total == 0 {
             return Err(Error::BadRequest(
                 "Every message of this selection is refused, so there is nothing to replay; the preview says why.".into(),

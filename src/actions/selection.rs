@@ -63,6 +63,51 @@ impl Selection {
         }
     }
 
+    /// The selection of an action request: `messages` (a list of coordinates), `filter` (an
+    /// object of the fields `GET /api/messages` takes) or `group` (a failure group's id), one
+    /// of them.
+    pub fn from_fields(fields: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        let given: Vec<&str> = ["messages", "filter", "group"]
+            .into_iter()
+            .filter(|k| fields.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
+        match given.as_slice() {
+            [] => Err(Error::BadRequest(
+                "The selection is empty: give 'messages' (a list), 'filter' (an object) or 'group' (a failure group id).".into(),
+            )),
+            ["messages"] => {
+                let list: Vec<MessageRef> = serde_json::from_value(fields["messages"].clone())
+                    .map_err(|e| {
+                        Error::BadRequest(format!(
+                            "Field 'messages' must be a list of {{\"topic\", \"partition\", \"offset\"}} ({e})."
+                        ))
+                    })?;
+                Ok(Selection::Messages(list))
+            }
+            ["filter"] => match &fields["filter"] {
+                serde_json::Value::Object(filter) => Selection::filter_from_json(filter),
+                _ => Err(Error::BadRequest(
+                    "Field 'filter' must be an object with the fields GET /api/messages takes.".into(),
+                )),
+            },
+            ["group"] => match &fields["group"] {
+                serde_json::Value::String(g) if !g.trim().is_empty() => {
+                    let mut filter = serde_json::Map::new();
+                    filter.insert("group".into(), g.trim().into());
+                    Selection::filter_from_json(&filter)
+                }
+                _ => Err(Error::BadRequest(
+                    "Field 'group' must be a failure group's id, as GET /api/groups lists them.".into(),
+                )),
+            },
+            several => Err(Error::BadRequest(format!(
+                "Give one of 'messages', 'filter' or 'group', not {} {}.",
+                if several.len() == 2 { "both" } else { "all of" },
+                several.join(" and ")
+            ))),
+        }
+    }
+
     /// A filter from a JSON object of the same fields as `GET /api/messages` takes.
     pub fn filter_from_json(fields: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
         let mut pairs = Vec::new();
@@ -95,6 +140,8 @@ impl Selection {
 pub struct Frozen {
     filter: Option<MessageFilter>,
     ids: Vec<i64>,
+    /// A record row id below every row the selection covers.
+    below: i64,
     /// The highest record row id the selection covers.
     pub max_id: i64,
     /// The newest record row id when it was frozen (above `max_id` when free text stopped
@@ -103,6 +150,17 @@ pub struct Frozen {
 }
 
 impl Frozen {
+    /// The record row ids the selection lies in, as `(below, through]`: an action that
+    /// works through it a window at a time walks this range.
+    pub fn id_range(&self) -> (i64, i64) {
+        (self.below, self.max_id)
+    }
+
+    /// The row ids of a listed selection (empty for a filter).
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+
     /// The selection as the store's job queries take it.
     pub fn source(&self) -> Source<'_> {
         match &self.filter {
@@ -130,6 +188,7 @@ pub async fn freeze(pool: &SqlitePool, selection: &Selection) -> Result<Frozen> 
             Ok(Frozen {
                 filter: Some(f.clone()),
                 ids: Vec::new(),
+                below: jobs::min_record_id(pool).await? - 1,
                 max_id,
                 newest,
             })
@@ -167,10 +226,12 @@ pub async fn freeze(pool: &SqlitePool, selection: &Selection) -> Result<Frozen> 
                     if missing.len() > 5 { ", ..." } else { "" }
                 )));
             }
+            let ids: Vec<i64> = found.into_iter().flatten().collect();
             Ok(Frozen {
                 filter: None,
-                ids: found.into_iter().flatten().collect(),
-                max_id: newest,
+                below: ids.iter().min().map_or(0, |id| id - 1),
+                max_id: ids.iter().max().copied().unwrap_or(0).min(newest),
+                ids,
                 newest,
             })
         }

@@ -79,8 +79,10 @@ pub struct FailureGroup {
     pub masked_message: Option<String>,
     /// One real message of the group.
     pub sample_message: Option<String>,
-    /// Records in the group.
+    /// Records in the group, purged ones left out.
     pub count: i64,
+    /// Purged records of the group (listed with `status=purged`).
+    pub purged: i64,
     /// First record time, ms.
     #[serde(skip)]
     pub first_seen: i64,
@@ -97,12 +99,13 @@ pub struct FailureGroup {
     pub looping: i64,
 }
 
-/// The largest groups first.
+/// The largest groups first, counting records that are not purged; a group whose every
+/// record is purged is left out.
 pub async fn list(pool: &SqlitePool, limit: i64) -> Result<Vec<FailureGroup>> {
     Ok(sqlx::query_as(
-        "SELECT fingerprint, error_class, origin_topic, masked_message, sample_message, count, first_seen, last_seen,
-                replayed, consumed, failed_again, looping
-         FROM failure_groups ORDER BY count DESC, last_seen DESC LIMIT ?",
+        "SELECT fingerprint, error_class, origin_topic, masked_message, sample_message, count - purged AS count, first_seen, last_seen,
+                replayed, consumed, failed_again, looping, purged
+         FROM failure_groups WHERE count > purged ORDER BY count - purged DESC, last_seen DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(pool)
@@ -127,9 +130,11 @@ pub async fn hourly(pool: &SqlitePool, fingerprint: &str, now: i64) -> Result<Ve
     Ok(out)
 }
 
-/// How many failure groups there are.
+/// How many failure groups have records that are not purged.
 pub async fn count(pool: &SqlitePool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM failure_groups")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM failure_groups WHERE count > purged")
+            .fetch_one(pool)
+            .await?,
+    )
 }

@@ -22,6 +22,15 @@ pub async fn max_record_id(pool: &SqlitePool) -> Result<i64> {
     )
 }
 
+/// The oldest record row id (1 for an empty index).
+pub async fn min_record_id(pool: &SqlitePool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MIN(id), 1) FROM records")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// What target resolution depends on, with how many selected records share it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RoutingKey {
@@ -136,10 +145,17 @@ pub async fn create_preview(
     qb.push_bind(routes_json);
     qb.push(")) AS m ON m.t = r.topic AND m.o IS r.origin_topic AND m.g IS r.consumer_group");
     qb.build().execute(&mut *tx).await?;
+    count_items(&mut tx, &job.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Count a job's items into its total, refusals and per-target counts.
+async fn count_items(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<()> {
     let counts: Vec<(Option<String>, String, i64)> = sqlx::query_as(
         "SELECT target_topic, state, COUNT(*) FROM replay_items WHERE job_id = ? GROUP BY 1, 2",
     )
-    .bind(&job.id)
+    .bind(id)
     .fetch_all(&mut *tx)
     .await?;
     let mut targets: BTreeMap<String, i64> = BTreeMap::new();
@@ -157,11 +173,31 @@ pub async fn create_preview(
         .bind(total)
         .bind(refused)
         .bind(serde_json::to_string(&targets).unwrap_or_else(|_| "{}".into()))
-        .bind(&job.id)
+        .bind(id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(())
+}
+
+/// Refuse the items of a job in preview whose record was purged since the preview was
+/// made, and count the job again: a purge refuses only records that a confirmed job still
+/// has to send, so a preview confirmed after a purge must not send what it purged.
+/// Returns how many items were refused.
+pub async fn refuse_purged(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE replay_items SET state = 'refused', target_topic = NULL,
+           reason = 'The message was purged after the preview was made; purged messages are not replayed.'
+         WHERE job_id = ?1 AND state = 'pending'
+           AND record_id IN (SELECT i.record_id FROM replay_items i JOIN records r ON r.id = i.record_id
+                             WHERE i.job_id = ?1 AND i.state = 'pending' AND r.status = 'purged')",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() > 0 {
+        count_items(tx, id).await?;
+    }
+    Ok(done.rows_affected())
 }
 
 /// Row ids of records named by coordinates (the newest generation when none is given);

@@ -7,6 +7,7 @@ pub mod items;
 pub mod jobs;
 pub mod outcomes;
 pub mod positions;
+pub mod purges;
 pub mod raw;
 pub mod records;
 pub mod search;

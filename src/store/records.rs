@@ -183,7 +183,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT substr(value, 1, 160) FROM record_bodies WHERE record_id = records.id) AS value_head";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT substr(value, 1, 160) FROM record_bodies WHERE record_id = records.id) AS value_head, purge_id, erased_at, (SELECT actor FROM purges WHERE purges.id = records.purge_id) AS purge_actor, (SELECT confirmed_at FROM purges WHERE purges.id = records.purge_id) AS purge_at, (SELECT reason FROM purges WHERE purges.id = records.purge_id) AS purge_reason";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -230,6 +230,16 @@ pub struct RecordSummary {
     pub failed_again_count: i64,
     /// The first bytes of the payload, for a preview where there is no error message.
     pub value_head: Option<Vec<u8>>,
+    /// The purge that holds it (status `purged`).
+    pub purge_id: Option<String>,
+    /// When its payload, headers and stack trace were erased, ms.
+    pub erased_at: Option<i64>,
+    /// Who purged it.
+    pub purge_actor: Option<String>,
+    /// When it was purged, ms.
+    pub purge_at: Option<i64>,
+    /// Why it was purged.
+    pub purge_reason: Option<String>,
 }
 
 /// Everything stored about one record.
@@ -389,10 +399,19 @@ pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail
     .await?)
 }
 
-/// The payload of one record: None when the record is unknown, Some(None) for a null value.
-pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<Option<Vec<u8>>>> {
-    let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(
-        "SELECT b.value FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+/// A record's stored payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredValue {
+    /// The payload (None for a null value).
+    Kept(Option<Vec<u8>>),
+    /// Erased by an operator at this time, ms.
+    Erased(i64),
+}
+
+/// The payload of one record: None when the record is unknown.
+pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValue>> {
+    let row: Option<(Option<Vec<u8>>, Option<i64>)> = sqlx::query_as(
+        "SELECT b.value, records.erased_at FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1",
     )
     .bind(&id.topic)
@@ -401,7 +420,10 @@ pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<Option<Vec
     .bind(id.generation)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(v,)| v))
+    Ok(row.map(|(value, erased)| match erased {
+        Some(at) => StoredValue::Erased(at),
+        None => StoredValue::Kept(value),
+    }))
 }
 
 /// What identifies a stored record's content: (timestamp if it had one, key, value).

@@ -96,8 +96,10 @@ pub struct TopicOverview {
     pub topic: String,
     /// Partitions seen (assigned now or indexed before).
     pub partitions: i64,
-    /// Records indexed.
+    /// Records indexed, purged ones left out.
     pub messages: i64,
+    /// Purged records (hidden from listings unless asked for).
+    pub purged: i64,
     /// Records per status.
     pub by_status: BTreeMap<String, i64>,
     /// Oldest record time, ms.
@@ -151,7 +153,11 @@ pub async fn topic_overviews(
         for (t, status, n) in &counts {
             if *t == topic {
                 o.by_status.insert(status.clone(), *n);
-                o.messages += n;
+                if status == RecordStatus::Purged.as_str() {
+                    o.purged += n;
+                } else {
+                    o.messages += n;
+                }
             }
         }
         let stored = partitions

@@ -18,3 +18,16 @@ pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<(i64, i64)> {
         .await?;
     Ok((log, copied))
 }
+
+/// Copy the whole log into the database file and empty the log, so that no earlier page
+/// image stays in it (after an erasure). Waits for writers (the busy timeout); returns
+/// whether it completed, which it does not while a reader still uses old pages. Only the
+/// connection's main file: on a pool connection the search file is attached read-only,
+/// and checkpointing it there fails with an I/O error.
+pub async fn truncate(conn: &mut SqliteConnection) -> Result<bool> {
+    let (busy, _log, _copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA main.wal_checkpoint(TRUNCATE)")
+            .fetch_one(conn)
+            .await?;
+    Ok(busy == 0)
+}

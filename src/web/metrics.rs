@@ -138,6 +138,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         "Replayed messages that came back to a DLQ topic carrying their dlq-replay-id",
         totals.failed_again,
     );
+    total(
+        &mut registry,
+        "dlq_purged",
+        "Messages purged, over all purges (an undo does not take them back out of this count)",
+        store::purges::purged_total(&state.pool).await?,
+    );
     registry.register(
         "dlq_dashboard_http_requests",
         "HTTP requests by route, method and status",

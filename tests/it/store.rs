@@ -364,7 +364,7 @@ async fn an_index_with_the_search_tables_inside_moves_them_out_and_rebuilds_them
     };
     assert_eq!(
         records::value(&pool, &at17).await.unwrap(),
-        Some(Some(b"payload word17".to_vec()))
+        Some(records::StoredValue::Kept(Some(b"payload word17".to_vec())))
     );
     let detail = records::get(&pool, &at17).await.unwrap().unwrap();
     assert_eq!(detail.headers, "[]");

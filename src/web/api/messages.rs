@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::actions::replay::TargetCheck;
 use crate::clock::iso;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filter::MessageQuery;
 use crate::index::record::decode_headers;
 use crate::states::RecordStatus;
@@ -68,11 +68,31 @@ pub struct MessageJson {
     failed_again_after_replays: i64,
     /// Whether it failed again after two or more replays.
     replay_loop: bool,
+    /// The purge that holds it, when it is purged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purge: Option<PurgeMark>,
+}
+
+/// Who purged a message, when and why, and whether its payload was erased.
+#[derive(Serialize)]
+pub struct PurgeMark {
+    id: String,
+    actor: Option<String>,
+    at: Option<String>,
+    reason: Option<String>,
+    erased: bool,
 }
 
 impl MessageJson {
     fn from_summary(r: RecordSummary) -> Self {
         MessageJson {
+            purge: r.purge_id.clone().map(|id| PurgeMark {
+                id,
+                actor: r.purge_actor.clone(),
+                at: r.purge_at.map(iso),
+                reason: r.purge_reason.clone(),
+                erased: r.erased_at.is_some(),
+            }),
             timestamp: iso(r.ts),
             key: r
                 .key
@@ -161,6 +181,8 @@ struct MessageDetailJson {
     replay: TargetCheck,
     /// Every replay of this message, newest first.
     replays: Vec<super::replays::ResultJson>,
+    /// Every purge of this message, newest first.
+    purges: Vec<super::purges::PurgeHistoryJson>,
 }
 
 async fn message(
@@ -191,6 +213,11 @@ async fn message(
         .iter()
         .map(super::replays::ResultJson::new)
         .collect();
+    let purges = store::purges::history(&state.pool, d.summary.id)
+        .await?
+        .iter()
+        .map(super::purges::PurgeHistoryJson::new)
+        .collect();
     let mut summary = MessageJson::from_summary(d.summary);
     summary.error.message = d.full_error_message;
     summary.error.stacktrace = Some(d.stacktrace);
@@ -212,6 +239,7 @@ async fn message(
         indexed_at: iso(d.indexed_at),
         replay,
         replays,
+        purges,
     }))
 }
 
@@ -222,9 +250,21 @@ pub async fn raw(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let id = record_id(&topic, &partition, &offset, query.as_deref())?;
-    let value = records::value(&state.pool, &id)
+    let value = match records::value(&state.pool, &id)
         .await?
-        .ok_or_else(|| not_indexed(&id))?;
+        .ok_or_else(|| not_indexed(&id))?
+    {
+        records::StoredValue::Kept(v) => v,
+        records::StoredValue::Erased(at) => {
+            return Err(Error::Gone(format!(
+                "The payload of {}/{}/{} was erased on {} after it was purged; only its coordinates, error and history are kept.",
+                id.topic,
+                id.partition,
+                id.offset,
+                iso(at)
+            )))
+        }
+    };
     let (p, o) = (id.partition, id.offset);
     let safe_topic: String = topic
         .chars()

@@ -9,6 +9,7 @@ mod audit;
 mod cluster;
 mod groups;
 mod messages;
+mod purges;
 mod replays;
 mod topics;
 
@@ -20,5 +21,6 @@ pub fn router() -> Router<AppState> {
         .merge(groups::router())
         .merge(cluster::router())
         .merge(replays::router())
+        .merge(purges::router())
         .merge(audit::router())
 }

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::actions::replay::{self as plan};
-use crate::actions::selection::{MessageRef, Selection};
+use crate::actions::selection::Selection;
 use crate::actions::JobControl;
 use crate::clock::iso;
 use crate::error::{Error, Result};
@@ -92,7 +92,14 @@ impl JobJson {
     }
 }
 
-const CREATE_FIELDS: [&str; 5] = ["messages", "filter", "rate", "dry_run", "preview_id"];
+const CREATE_FIELDS: [&str; 6] = [
+    "messages",
+    "filter",
+    "group",
+    "rate",
+    "dry_run",
+    "preview_id",
+];
 
 /// `POST /api/replays`: a preview (`dry_run`), or a started job (202).
 async fn create(
@@ -135,32 +142,7 @@ async fn create(
         let job = state.actions.confirm(id, asked, &actor).await?;
         return Ok(started(&job));
     }
-    let selection = match (fields.get("messages"), fields.get("filter")) {
-        (Some(_), Some(_)) => {
-            return Err(Error::BadRequest(
-                "Give either 'messages' or 'filter', not both.".into(),
-            ))
-        }
-        (Some(messages), None) => {
-            let list: Vec<MessageRef> = serde_json::from_value(messages.clone()).map_err(|e| {
-                Error::BadRequest(format!(
-                    "Field 'messages' must be a list of {{\"topic\", \"partition\", \"offset\"}} ({e})."
-                ))
-            })?;
-            Selection::Messages(list)
-        }
-        (None, Some(serde_json::Value::Object(filter))) => Selection::filter_from_json(filter)?,
-        (None, Some(_)) => {
-            return Err(Error::BadRequest(
-                "Field 'filter' must be an object with the fields GET /api/messages takes.".into(),
-            ))
-        }
-        (None, None) => {
-            return Err(Error::BadRequest(
-                "The selection is empty: give 'messages' (a list) or 'filter' (an object).".into(),
-            ))
-        }
-    };
+    let selection = Selection::from_fields(fields)?;
     let preview = state.actions.preview(selection, rate, &actor).await?;
     if dry_run {
         return Ok(Json(preview).into_response());

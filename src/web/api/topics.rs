@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
 pub struct TopicJson {
     topic: String,
     partitions: i64,
+    /// Records indexed, purged ones left out.
     messages: i64,
+    /// Purged records.
+    purged: i64,
     by_status: BTreeMap<String, i64>,
     oldest: Option<String>,
     newest: Option<String>,
@@ -59,6 +62,7 @@ async fn topics(State(state): State<AppState>) -> Result<Json<Vec<TopicJson>>> {
                 unresolved: o.unresolved(),
                 partitions: o.partitions,
                 messages: o.messages,
+                purged: o.purged,
                 oldest: o.oldest.map(iso),
                 newest: o.newest.map(iso),
                 oldest_unresolved: o.oldest_unresolved.map(iso),

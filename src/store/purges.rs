@@ -1,0 +1,709 @@
+//! Purges: a frozen selection with one item per record, applied, undone and erased in
+//! chunks of [`CHUNK_ITEMS`], each chunk in a write transaction of its own, so that a
+//! million-record purge never holds the writer (and so the indexer) for more than a few
+//! milliseconds at a time. Every chunk re-checks its records under the writer lock: a record
+//! that a replay job still has to send, or that another purge took meanwhile, is refused
+//! with a reason instead.
+
+use std::collections::BTreeMap;
+
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, SqlitePool};
+
+use super::selection::{push_source, Source};
+use crate::error::Result;
+use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
+
+/// Items per write transaction (preview, apply, undo, erase).
+pub const CHUNK_ITEMS: i64 = 2000;
+
+/// Record ids scanned per preview transaction: a filter is applied to windows of the index
+/// in id order, so a selective filter costs a scan, never a long hold of the writer.
+pub const PREVIEW_WINDOW_IDS: i64 = 5000;
+
+/// The condition, on a record row named `r`, that an unfinished replay job still has to
+/// send it, with that job's id (NULL when none).
+pub(crate) const JOB_STILL_SENDING: &str = "(SELECT o.job_id FROM replay_items o JOIN replay_jobs j ON j.id = o.job_id
+    WHERE o.record_id = r.id AND o.state = 'pending' AND j.status IN ('queued', 'running', 'paused') LIMIT 1)";
+
+/// A new purge.
+#[derive(Debug, Clone)]
+pub struct NewPurge {
+    /// Purge id.
+    pub id: String,
+    /// Who asked for it.
+    pub actor: String,
+    /// Selection JSON.
+    pub selection: String,
+    /// Why, in the operator's words.
+    pub reason: Option<String>,
+    /// Erase the payloads once purged.
+    pub erase: bool,
+    /// The selection is every message (no filter).
+    pub everything: bool,
+    /// Created, ms.
+    pub created_at: i64,
+}
+
+/// A purge as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Purge {
+    /// Purge id.
+    pub id: String,
+    /// Status.
+    pub status: PurgeStatus,
+    /// Who asked for it.
+    pub actor: String,
+    /// The selection as asked for.
+    pub selection: Json<serde_json::Value>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Payloads are erased once purged.
+    pub erase: bool,
+    /// The selection is every message.
+    pub everything: bool,
+    /// Records to purge, as previewed.
+    pub total: i64,
+    /// Refused at preview.
+    pub refused: i64,
+    /// Purged.
+    pub purged: i64,
+    /// Refused when applied (changed since the preview).
+    pub skipped: i64,
+    /// Restored by an undo.
+    pub undone: i64,
+    /// Erased.
+    pub erased: i64,
+    /// Records per DLQ topic, as previewed.
+    pub by_topic: Json<BTreeMap<String, i64>>,
+    /// Records per status, as previewed.
+    pub by_status: Json<BTreeMap<String, i64>>,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Confirmed, ms.
+    pub confirmed_at: Option<i64>,
+    /// Applied to the last record, ms.
+    pub finished_at: Option<i64>,
+}
+
+impl Purge {
+    /// Records still purged by it (not undone).
+    pub fn still_purged(&self) -> i64 {
+        (self.purged - self.undone).max(0)
+    }
+}
+
+const PURGE_COLUMNS: &str = "id, status, actor, selection, reason, erase, everything, total, refused, purged, skipped, undone, erased, by_topic, by_status, created_at, confirmed_at, finished_at";
+
+/// One purge by id (previews included).
+pub async fn purge<'e>(db: impl SqliteExecutor<'e>, id: &str) -> Result<Option<Purge>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {PURGE_COLUMNS} FROM purges WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Confirmed purges, newest first.
+pub async fn purges(pool: &SqlitePool, limit: i64) -> Result<Vec<Purge>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PURGE_COLUMNS} FROM purges WHERE status NOT IN ('building', 'preview')
+         ORDER BY created_at DESC, id DESC LIMIT ?"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Purges in a status, oldest first.
+pub async fn purges_in(pool: &SqlitePool, status: PurgeStatus) -> Result<Vec<Purge>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PURGE_COLUMNS} FROM purges WHERE status = ? ORDER BY created_at, id"
+    ))
+    .bind(status)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Start a purge preview ('building'): its items are added by [`add_preview_window`].
+pub async fn create(pool: &SqlitePool, p: &NewPurge) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO purges (id, status, actor, selection, reason, erase, everything, created_at)
+         VALUES (?, 'building', ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&p.id)
+    .bind(&p.actor)
+    .bind(&p.selection)
+    .bind(&p.reason)
+    .bind(p.erase)
+    .bind(p.everything)
+    .bind(p.created_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Add the selected records with ids in `(after, through]` to a building preview: pending,
+/// or refused with the reason. Returns how many items were added.
+pub async fn add_preview_window(
+    pool: &SqlitePool,
+    id: &str,
+    source: Source<'_>,
+    after: i64,
+    through: i64,
+) -> Result<u64> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO purge_items (purge_id, record_id, state, prev_status, reason) SELECT ",
+    );
+    qb.push_bind(id.to_string());
+    qb.push(format!(
+        ", r.id, CASE WHEN r.status = 'purged' OR r.job IS NOT NULL THEN 'refused' ELSE 'pending' END, r.status,
+           CASE WHEN r.status = 'purged' THEN 'The message is already purged (by purge ' || COALESCE(r.purge_id, '?') || ').'
+                WHEN r.job IS NOT NULL THEN 'Replay job ' || r.job || ' still has to send this message; wait for it to finish, or cancel it, and purge again.'
+                ELSE NULL END
+         FROM (SELECT r.id, r.status, r.purge_id, {JOB_STILL_SENDING} AS job FROM records r
+               WHERE r.id IN (SELECT id FROM records"
+    ));
+    push_source(&mut qb, source, through);
+    qb.push(" AND id > ").push_bind(after);
+    qb.push(")) AS r");
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let done = qb.build().execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(done.rows_affected())
+}
+
+/// Finish a building preview: count it per topic and status, and make it confirmable.
+pub async fn finish_preview(pool: &SqlitePool, id: &str) -> Result<()> {
+    let counts: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT i.state, r.topic, i.prev_status, COUNT(*) FROM purge_items i JOIN records r ON r.id = i.record_id
+         WHERE i.purge_id = ? GROUP BY 1, 2, 3",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let mut by_topic: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut total, mut refused) = (0, 0);
+    for (state, topic, status, n) in counts {
+        if state == PurgeItemState::Pending.as_str() {
+            total += n;
+            *by_topic.entry(topic).or_default() += n;
+            *by_status.entry(status).or_default() += n;
+        } else {
+            refused += n;
+        }
+    }
+    sqlx::query(
+        "UPDATE purges SET status = 'preview', total = ?, refused = ?, by_topic = ?, by_status = ? WHERE id = ? AND status = 'building'",
+    )
+    .bind(total)
+    .bind(refused)
+    .bind(Json(&by_topic))
+    .bind(Json(&by_status))
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Delete unconfirmed purges created before `before` (ms), a chunk of items at a time.
+pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<()> {
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM purges WHERE status IN ('building', 'preview') AND created_at < ?",
+    )
+    .bind(before)
+    .fetch_all(pool)
+    .await?;
+    for id in stale {
+        loop {
+            let (_turn, mut tx) = super::begin_write(pool).await?;
+            let done = sqlx::query(
+                "DELETE FROM purge_items WHERE purge_id = ?1 AND record_id IN
+                   (SELECT record_id FROM purge_items WHERE purge_id = ?1 LIMIT ?2)",
+            )
+            .bind(&id)
+            .bind(CHUNK_ITEMS)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                sqlx::query("DELETE FROM purges WHERE id = ?")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                break;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Move a purge from one status to another; whether it was in `from`.
+pub async fn transition<'e>(
+    db: impl SqliteExecutor<'e>,
+    id: &str,
+    from: PurgeStatus,
+    to: PurgeStatus,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE purges SET status = ?1,
+           confirmed_at = CASE WHEN ?1 = 'applying' THEN ?3 ELSE confirmed_at END,
+           finished_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE finished_at END
+         WHERE id = ?2 AND status = ?4",
+    )
+    .bind(to)
+    .bind(id)
+    .bind(now)
+    .bind(from)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The record id at which the next chunk of a purge's items in `state` after `after` ends
+/// (None when there are none): chunks are id ranges, so that every statement of a chunk
+/// covers the same items.
+async fn chunk_end(
+    db: &mut SqliteConnection,
+    id: &str,
+    state: PurgeItemState,
+    after: i64,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(record_id) FROM (SELECT record_id FROM purge_items
+         WHERE purge_id = ? AND state = ? AND record_id > ? ORDER BY record_id LIMIT ?)",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(after)
+    .bind(CHUNK_ITEMS)
+    .fetch_one(db)
+    .await?)
+}
+
+/// What one chunk did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkOutcome {
+    /// Items changed as asked.
+    pub done: i64,
+    /// Items refused (changed since the preview).
+    pub refused: i64,
+    /// Where the chunk ended (None: nothing was left).
+    pub through: Option<i64>,
+}
+
+/// The items of a purge among a JSON array of record ids (`?2`), as `i` joined to `r`.
+const LISTED_ITEMS: &str = "purge_items i JOIN records r ON r.id = i.record_id
+    WHERE i.purge_id = ?1 AND i.record_id IN (SELECT value FROM json_each(?2))";
+
+/// Move the status counters of the records of listed items (`ids_json`) from each item's
+/// `prev_status` to `purged`, or back with `reverse`, with the failure groups' purged counts.
+async fn move_counts(
+    tx: &mut SqliteConnection,
+    id: &str,
+    ids_json: &str,
+    reverse: bool,
+) -> Result<()> {
+    let (from, to) = if reverse { ("", "-") } else { ("-", "") };
+    sqlx::query(&format!(
+        "INSERT INTO topic_status_counts (topic, status, count)
+         SELECT r.topic, i.prev_status, {from}COUNT(*) FROM {LISTED_ITEMS} GROUP BY r.topic, i.prev_status
+         UNION ALL SELECT r.topic, 'purged', {to}COUNT(*) FROM {LISTED_ITEMS} GROUP BY r.topic
+         ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count"
+    ))
+    .bind(id)
+    .bind(ids_json)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE failure_groups SET purged = purged {} c.n
+         FROM (SELECT r.fingerprint AS fingerprint, COUNT(*) AS n FROM {LISTED_ITEMS} GROUP BY r.fingerprint) AS c
+         WHERE failure_groups.fingerprint = c.fingerprint",
+        if reverse { "-" } else { "+" }
+    ))
+    .bind(id)
+    .bind(ids_json)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Set the state of listed items (`ids_json`) of a purge.
+async fn set_item_state(
+    tx: &mut SqliteConnection,
+    id: &str,
+    ids_json: &str,
+    state: PurgeItemState,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE purge_items SET state = ?3 WHERE purge_id = ?1 AND record_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(id)
+    .bind(ids_json)
+    .bind(state)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn ids_json(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// Apply the next chunk of a confirmed purge: its pending items after the purge's cursor
+/// become purged (their records `purged`, with the counters), or refused when an unfinished
+/// replay job still has to send the record or another purge took it since the preview.
+pub async fn apply_chunk(pool: &SqlitePool, id: &str) -> Result<ChunkOutcome> {
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let after: i64 = sqlx::query_scalar("SELECT applied_through FROM purges WHERE id = ?")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(hi) = chunk_end(&mut tx, id, PurgeItemState::Pending, after).await? else {
+        tx.rollback().await?;
+        return Ok(ChunkOutcome::default());
+    };
+    let refused = sqlx::query(&format!(
+        "UPDATE purge_items SET state = 'refused', reason = CASE
+             WHEN c.status = 'purged' THEN 'Purge ' || COALESCE(c.purge_id, '?') || ' purged this message after the preview was made.'
+             ELSE 'Replay job ' || c.job || ' was started with this message after the preview was made and still has to send it; wait for it to finish, or cancel it, and purge again.' END
+         FROM (SELECT r.id, r.status, r.purge_id, {JOB_STILL_SENDING} AS job FROM records r WHERE r.id > ?2 AND r.id <= ?3) AS c
+         WHERE purge_items.purge_id = ?1 AND purge_items.record_id = c.id AND purge_items.state = 'pending'
+           AND (c.status = 'purged' OR c.job IS NOT NULL)"
+    ))
+    .bind(id)
+    .bind(after)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i64;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT record_id FROM purge_items WHERE purge_id = ? AND state = 'pending' AND record_id > ? AND record_id <= ?",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(hi)
+    .fetch_all(&mut *tx)
+    .await?;
+    let listed = ids_json(&ids);
+    // What an undo restores is the status the record had when it was purged.
+    sqlx::query(
+        "UPDATE purge_items SET prev_status = r.status FROM records r
+         WHERE purge_items.purge_id = ?1 AND purge_items.record_id IN (SELECT value FROM json_each(?2))
+           AND r.id = purge_items.record_id",
+    )
+    .bind(id)
+    .bind(&listed)
+    .execute(&mut *tx)
+    .await?;
+    move_counts(&mut tx, id, &listed, false).await?;
+    sqlx::query(
+        "UPDATE records SET status = 'purged', purge_id = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(id)
+    .bind(&listed)
+    .execute(&mut *tx)
+    .await?;
+    set_item_state(&mut tx, id, &listed, PurgeItemState::Purged).await?;
+    let done = ids.len() as i64;
+    sqlx::query(
+        "UPDATE purges SET purged = purged + ?, skipped = skipped + ?, applied_through = ? WHERE id = ?",
+    )
+    .bind(done)
+    .bind(refused)
+    .bind(hi)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ChunkOutcome {
+        done,
+        refused,
+        through: Some(hi),
+    })
+}
+
+/// Record ids of the next chunk of a purge's items after `after` that it still holds
+/// (purged by it, not erased), among `only` when given, and where the chunk ends.
+async fn held_chunk(
+    tx: &mut SqliteConnection,
+    id: &str,
+    after: i64,
+    only: Option<&[i64]>,
+) -> Result<Option<(Vec<i64>, i64)>> {
+    // A list is done in one chunk (the caller splits it): scanning a large purge's chunks
+    // for a few listed records would take the writer hundreds of times for nothing.
+    let hi = match only {
+        Some(_) => i64::MAX,
+        None => match chunk_end(tx, id, PurgeItemState::Purged, after).await? {
+            Some(hi) => hi,
+            None => return Ok(None),
+        },
+    };
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT i.record_id FROM purge_items i JOIN records r ON r.id = i.record_id
+         WHERE i.purge_id = ?1 AND i.state = 'purged' AND i.record_id > ?2 AND i.record_id <= ?3
+           AND r.purge_id = ?1 AND r.erased_at IS NULL
+           AND (?4 IS NULL OR i.record_id IN (SELECT value FROM json_each(?4)))",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(hi)
+    .bind(only.map(ids_json))
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(Some((ids, hi)))
+}
+
+/// Undo the next chunk of a purge after record id `after`: its records get back the status
+/// they had when purged. Erased records stay purged (their payload is gone). `only` limits it
+/// to those record ids.
+pub async fn undo_chunk(
+    pool: &SqlitePool,
+    id: &str,
+    after: i64,
+    only: Option<&[i64]>,
+) -> Result<ChunkOutcome> {
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only).await? else {
+        tx.rollback().await?;
+        return Ok(ChunkOutcome::default());
+    };
+    let listed = ids_json(&ids);
+    move_counts(&mut tx, id, &listed, true).await?;
+    sqlx::query(&format!(
+        "UPDATE records SET status = c.prev_status, purge_id = NULL
+         FROM (SELECT i.record_id AS record_id, i.prev_status AS prev_status FROM {LISTED_ITEMS}) AS c
+         WHERE records.id = c.record_id"
+    ))
+    .bind(id)
+    .bind(&listed)
+    .execute(&mut *tx)
+    .await?;
+    set_item_state(&mut tx, id, &listed, PurgeItemState::Undone).await?;
+    let done = ids.len() as i64;
+    sqlx::query("UPDATE purges SET undone = undone + ? WHERE id = ?")
+        .bind(done)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ChunkOutcome {
+        done,
+        refused: 0,
+        through: Some(hi),
+    })
+}
+
+/// The fields the search text of a record was made from.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct IndexedText {
+    id: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    error_class: Option<String>,
+    error_message: Option<String>,
+}
+
+/// Erase the next chunk of a purge after record id `after`: the payload, headers and stack
+/// trace of its still purged records are deleted from the index file, and their search
+/// entries replaced by entries without the payload's text. `search` is a connection to the
+/// search file (`search::connect`); the search file's writer lock is taken first and
+/// committed last, as `store::search` prescribes for removing entries, so no catch-up reads
+/// a record between the two. The freed space of both files is zeroed (`secure_delete`), so
+/// the erased bytes are gone from the files, not only unreachable, once the logs are
+/// checkpointed.
+pub async fn erase_chunk(
+    pool: &SqlitePool,
+    search: &mut SqliteConnection,
+    id: &str,
+    after: i64,
+    only: Option<&[i64]>,
+    now: i64,
+) -> Result<ChunkOutcome> {
+    use sqlx::Connection;
+    sqlx::query("PRAGMA secure_delete = ON")
+        .execute(&mut *search)
+        .await?;
+    let mut search_tx = search.begin_with("BEGIN IMMEDIATE").await?;
+    let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
+        .fetch_one(&mut *search_tx)
+        .await?;
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only).await? else {
+        tx.rollback().await?;
+        search_tx.rollback().await?;
+        return Ok(ChunkOutcome::default());
+    };
+    let listed = ids_json(&ids);
+    // The text the search entries were made from, read before it is erased: a contentless
+    // FTS5 table removes an entry only given the same text.
+    let texts: Vec<IndexedText> = sqlx::query_as(
+        "SELECT r.id, substr(r.key, 1, ?2) AS key,
+                (SELECT substr(b.value, 1, ?2) FROM record_bodies b WHERE b.record_id = r.id) AS value,
+                r.error_class, r.error_message
+         FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
+    )
+    .bind(&listed)
+    .bind(crate::index::record::SEARCH_PREFIX_BYTES as i64)
+    .bind(mark)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("PRAGMA secure_delete = ON")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE record_bodies SET value = NULL, headers = '[]', stacktrace = NULL
+         WHERE record_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&listed)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("PRAGMA secure_delete = OFF")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE records SET erased_at = ? WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(now)
+        .bind(&listed)
+        .execute(&mut *tx)
+        .await?;
+    let done = ids.len() as i64;
+    sqlx::query("UPDATE purges SET erased = erased + ? WHERE id = ?")
+        .bind(done)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for t in &texts {
+        let old = crate::index::record::search_text(
+            t.key.as_deref(),
+            t.value.as_deref(),
+            t.error_class.as_deref(),
+            t.error_message.as_deref(),
+        );
+        sqlx::query(
+            "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', ?, ?, ?, ?)",
+        )
+        .bind(t.id)
+        .bind(&old.key_text)
+        .bind(&old.body_text)
+        .bind(&old.error_text)
+        .execute(&mut *search_tx)
+        .await?;
+        sqlx::query(super::search::INSERT_SQL)
+            .bind(t.id)
+            .bind(&old.key_text)
+            .bind("")
+            .bind(&old.error_text)
+            .execute(&mut *search_tx)
+            .await?;
+    }
+    tx.commit().await?;
+    search_tx.commit().await?;
+    Ok(ChunkOutcome {
+        done,
+        refused: 0,
+        through: Some(hi),
+    })
+}
+
+/// Record ids of a purge's items among `ids` that it still holds, and the others.
+pub async fn split_held(pool: &SqlitePool, id: &str, ids: &[i64]) -> Result<(Vec<i64>, i64)> {
+    let held: Vec<i64> = sqlx::query_scalar(
+        "SELECT i.record_id FROM purge_items i JOIN records r ON r.id = i.record_id
+         WHERE i.purge_id = ?1 AND i.state = 'purged' AND r.purge_id = ?1 AND r.erased_at IS NULL
+           AND i.record_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(id)
+    .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    .fetch_all(pool)
+    .await?;
+    let others = ids.len() as i64 - held.len() as i64;
+    Ok((held, others))
+}
+
+/// One item of a purge, for a message's history and the purge's refusals.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PurgeEntry {
+    /// Purge id.
+    pub purge_id: String,
+    /// Who purged.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// The item's state.
+    pub state: PurgeItemState,
+    /// The record's status before.
+    pub prev_status: RecordStatus,
+    /// Why refused.
+    pub refusal: Option<String>,
+    /// Confirmed, ms.
+    pub at: Option<i64>,
+    /// DLQ topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Generation.
+    pub generation: i64,
+    /// When the record's payload was erased, ms.
+    pub erased_at: Option<i64>,
+}
+
+const ENTRY_SELECT: &str = "SELECT p.id AS purge_id, p.actor, p.reason, i.state, i.prev_status, i.reason AS refusal, p.confirmed_at AS at,
+        r.topic, r.partition, r.\"offset\", r.generation, r.erased_at
+     FROM purge_items i JOIN purges p ON p.id = i.purge_id JOIN records r ON r.id = i.record_id";
+
+/// Every confirmed purge of one record, newest first.
+pub async fn history(pool: &SqlitePool, record_id: i64) -> Result<Vec<PurgeEntry>> {
+    Ok(sqlx::query_as(&format!(
+        "{ENTRY_SELECT} WHERE i.record_id = ? AND p.status NOT IN ('building', 'preview') ORDER BY p.created_at DESC"
+    ))
+    .bind(record_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Refused items of a purge, first `limit`.
+pub async fn refusals(pool: &SqlitePool, id: &str, limit: i64) -> Result<Vec<PurgeEntry>> {
+    Ok(sqlx::query_as(&format!(
+        "{ENTRY_SELECT} WHERE i.purge_id = ? AND i.state = 'refused' ORDER BY i.record_id LIMIT ?"
+    ))
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Refused items of a purge: at preview and when applied.
+pub async fn refused_count(pool: &SqlitePool, id: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM purge_items WHERE purge_id = ? AND state = 'refused'",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The purge that holds a record, for its page and JSON.
+pub async fn holding(pool: &SqlitePool, record_id: i64) -> Result<Option<PurgeEntry>> {
+    Ok(sqlx::query_as(&format!(
+        "{ENTRY_SELECT} WHERE i.record_id = ?1 AND i.purge_id = r.purge_id AND i.state = 'purged' LIMIT 1"
+    ))
+    .bind(record_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Records purged over all purges (not undone), for metrics.
+pub async fn purged_total(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(SUM(purged), 0) FROM purges WHERE status NOT IN ('building', 'preview')",
+    )
+    .fetch_one(pool)
+    .await?)
+}
