@@ -1,5 +1,10 @@
 //! dlq-dashboard: index Kafka dead-letter topics into SQLite and serve pages to list,
 //! inspect and replay failed records.
+//!
+//! Unsafe code is denied everywhere but in two modules, which allow it at their top:
+//! `store::raw` (SQLite's C API) and `kafka::native` (librdkafka's C API and glibc's
+//! `malloc_trim`).
+#![deny(unsafe_code)]
 
 /// The operations core: selection, preview, confirm, job control, audit.
 pub mod actions;

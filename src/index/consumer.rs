@@ -29,14 +29,13 @@ use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
-use rdkafka_sys as rdsys;
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use super::normalise::RawHeader;
 use super::record::{NewRecord, RecordParts};
 use super::IndexerStatus;
-use crate::kafka::KafkaSettings;
+use crate::kafka::{native, KafkaSettings};
 use crate::store::events::{self, IndexEvent, LOG_RESET, RETENTION_GAP};
 use crate::store::positions::{self, Position};
 use crate::store::records;
@@ -702,41 +701,17 @@ pub fn parts_of(m: &BorrowedMessage<'_>) -> RecordParts {
     }
 }
 
-/// Read a message's headers, with header names that are not UTF-8 decoded lossily.
-///
-/// rdkafka's `BorrowedHeaders::try_get` calls `CStr::to_str().unwrap()` on the header name
-/// and so panics on a record whose header name is not UTF-8 (rust-rdkafka, message.rs); a
-/// DLQ is exactly where such records end up, so the C API is read directly here.
+/// Read a message's headers, with header names that are not UTF-8 decoded lossily (through
+/// librdkafka's C API: rdkafka's own accessor panics on such a name, see
+/// [`native::for_each_header`]).
 pub fn read_headers(m: &BorrowedMessage<'_>) -> Vec<RawHeader> {
     let mut out = Vec::new();
-    let mut hdrs: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
-    // SAFETY: the message pointer is valid while `m` is borrowed; the headers it yields are
-    // owned by the message and only read here.
-    let err = unsafe { rdsys::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
-    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
-        return out;
-    }
-    // SAFETY: hdrs is non-null and owned by the live message.
-    let count = unsafe { rdsys::rd_kafka_header_cnt(hdrs) };
-    for idx in 0..count {
-        let mut name: *const std::os::raw::c_char = std::ptr::null();
-        let mut value: *const std::os::raw::c_void = std::ptr::null();
-        let mut size: usize = 0;
-        // SAFETY: idx < count; the out-pointers point at locals.
-        let err =
-            unsafe { rdsys::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size) };
-        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-            continue;
-        }
-        // SAFETY: librdkafka returns a NUL-terminated name and `size` bytes at `value`, both
-        // alive as long as the message.
-        let name = unsafe { std::ffi::CStr::from_ptr(name) }
-            .to_string_lossy()
-            .into_owned();
-        let value = (!value.is_null())
-            .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec());
-        out.push(RawHeader { name, value });
-    }
+    native::for_each_header(m, |name, value| {
+        out.push(RawHeader {
+            name: name.into_owned(),
+            value: value.map(<[u8]>::to_vec),
+        });
+    });
     out
 }
 

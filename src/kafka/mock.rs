@@ -3,16 +3,17 @@
 //!
 //! rdkafka's own `MockCluster` hides the raw handle we need for
 //! `rd_kafka_mock_group_initial_rebalance_delay_ms` (the 3 s default delays every group join)
-//! and is not `Send`, so this is a small wrapper over the C API instead.
+//! and is not `Send`, so this is a small wrapper over the C API instead (its calls are in
+//! [`super::native::MockCluster`]).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::time::Duration;
 
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::types::{RDKafkaRespErr, RDKafkaType};
-use rdkafka_sys as rdsys;
 
+use super::native::MockCluster;
 use crate::error::{Error, Result};
 
 /// The broker id the mock cluster names as its controller.
@@ -20,19 +21,10 @@ const CONTROLLER_ID: i32 = 0;
 
 /// An in-process mock Kafka cluster. Dropping it stops every broker.
 pub struct EmbeddedCluster {
-    ptr: *mut rdsys::rd_kafka_mock_cluster_t,
-    // The mock cluster runs on this client's threads: it must outlive `ptr`, so it is dropped
-    // after it (see Drop).
-    _client: Client<DefaultClientContext>,
+    cluster: MockCluster,
     bootstrap: String,
     brokers: i32,
 }
-
-// SAFETY: every rd_kafka_mock_* call hands its work to the mock cluster's own thread through
-// a queue and is documented as thread safe; the pointer itself is never dereferenced here.
-unsafe impl Send for EmbeddedCluster {}
-// SAFETY: as above; no method takes `&mut self` or touches shared Rust state.
-unsafe impl Sync for EmbeddedCluster {}
 
 impl EmbeddedCluster {
     /// Start `brokers` mock brokers on free loopback ports.
@@ -46,20 +38,14 @@ impl EmbeddedCluster {
             RDKafkaType::RD_KAFKA_PRODUCER,
             DefaultClientContext,
         )?;
-        // SAFETY: the client handle is valid for the duration of the call and outlives the cluster.
-        let ptr = unsafe { rdsys::rd_kafka_mock_cluster_new(client.native_ptr(), brokers) };
-        if ptr.is_null() {
-            return Err(Error::Config(
+        let cluster = MockCluster::new(client, brokers).ok_or_else(|| {
+            Error::Config(
                 "The embedded Kafka cluster could not start; is the loopback interface up?".into(),
-            ));
-        }
-        // SAFETY: ptr is a live cluster; the returned string is owned by it and copied at once.
-        let bootstrap = unsafe { CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(ptr)) }
-            .to_string_lossy()
-            .into_owned();
+            )
+        })?;
+        let bootstrap = cluster.bootstraps();
         let cluster = Self {
-            ptr,
-            _client: client,
+            cluster,
             bootstrap,
             brokers,
         };
@@ -70,9 +56,8 @@ impl EmbeddedCluster {
         // "KafkaJSBrokerNotFound: Broker 0 not found in the cached metadata". A broker with
         // id 0 makes the controller a real broker. It is not in the bootstrap list; clients
         // learn it from metadata like any other.
-        // SAFETY: ptr is a live cluster.
         check(
-            unsafe { rdsys::rd_kafka_mock_broker_add(ptr, CONTROLLER_ID) },
+            cluster.cluster.broker_add(CONTROLLER_ID),
             "add the controller broker",
         )?;
         cluster.set_group_initial_rebalance_delay(Duration::from_millis(100));
@@ -109,36 +94,26 @@ impl EmbeddedCluster {
         let name = CString::new(topic)
             .map_err(|_| Error::BadRequest(format!("topic name {topic:?} contains a NUL byte")))?;
         let replication = (self.brokers + 1).min(3);
-        // SAFETY: valid cluster pointer and NUL-terminated name for the duration of the call.
-        let err = unsafe {
-            rdsys::rd_kafka_mock_topic_create(self.ptr, name.as_ptr(), partitions, replication)
-        };
-        check(err, "create topic")
+        check(
+            self.cluster.topic_create(&name, partitions, replication),
+            "create topic",
+        )
     }
 
     /// How long the group coordinator waits for more members before the first assignment.
     pub fn set_group_initial_rebalance_delay(&self, delay: Duration) {
         let ms = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: valid cluster pointer.
-        unsafe { rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(self.ptr, ms) };
+        self.cluster.group_initial_rebalance_delay_ms(ms);
     }
 
     /// Take a broker down (its listener closes connections); ids are 0 (the controller) to n.
     pub fn broker_down(&self, broker_id: i32) -> Result<()> {
-        // SAFETY: valid cluster pointer.
-        check(
-            unsafe { rdsys::rd_kafka_mock_broker_set_down(self.ptr, broker_id) },
-            "broker down",
-        )
+        check(self.cluster.broker_set_down(broker_id), "broker down")
     }
 
     /// Bring a broker back up on the same port.
     pub fn broker_up(&self, broker_id: i32) -> Result<()> {
-        // SAFETY: valid cluster pointer.
-        check(
-            unsafe { rdsys::rd_kafka_mock_broker_set_up(self.ptr, broker_id) },
-            "broker up",
-        )
+        check(self.cluster.broker_set_up(broker_id), "broker up")
     }
 
     /// Make the cluster answer metadata requests for `topic` with `error` (e.g.
@@ -147,28 +122,18 @@ impl EmbeddedCluster {
     pub fn set_topic_error(&self, topic: &str, error: RDKafkaRespErr) -> Result<()> {
         let name = CString::new(topic)
             .map_err(|_| Error::BadRequest(format!("topic name {topic:?} contains a NUL byte")))?;
-        // SAFETY: valid cluster pointer and NUL-terminated name, read during the call only.
-        unsafe { rdsys::rd_kafka_mock_topic_set_error(self.ptr, name.as_ptr(), error) };
+        self.cluster.topic_set_error(&name, error);
         Ok(())
     }
 
     /// Forget errors pushed for one API that have not been returned yet.
     pub fn clear_request_errors(&self, api_key: i16) {
-        // SAFETY: valid cluster pointer.
-        unsafe { rdsys::rd_kafka_mock_clear_request_errors(self.ptr, api_key) };
+        self.cluster.clear_request_errors(api_key);
     }
 
     /// Make the next `errors.len()` requests of one API (e.g. Fetch = 1) fail with these errors.
     pub fn push_request_errors(&self, api_key: i16, errors: &[RDKafkaRespErr]) {
-        // SAFETY: valid cluster pointer; the array is read during the call only.
-        unsafe {
-            rdsys::rd_kafka_mock_push_request_errors_array(
-                self.ptr,
-                api_key,
-                errors.len(),
-                errors.as_ptr(),
-            )
-        };
+        self.cluster.push_request_errors(api_key, errors);
     }
 }
 
@@ -179,12 +144,5 @@ fn check(err: RDKafkaRespErr, what: &str) -> Result<()> {
         let error = Error::Kafka(rdkafka::error::KafkaError::MockCluster(err.into()));
         tracing::warn!(operation = what, %error, "embedded cluster operation failed");
         Err(error)
-    }
-}
-
-impl Drop for EmbeddedCluster {
-    fn drop(&mut self) {
-        // SAFETY: the pointer is live and destroyed exactly once, before the client it runs on.
-        unsafe { rdsys::rd_kafka_mock_cluster_destroy(self.ptr) };
     }
 }

@@ -1,6 +1,9 @@
 //! Kafka plumbing: client configuration, the embedded mock cluster, and cluster status.
 
 pub mod mock;
+/// The crate's C calls outside the store (librdkafka's headers and mock cluster, glibc's
+/// `malloc_trim`) behind safe functions and types.
+pub mod native;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,9 @@
 //! so that sqlx does not use the connection at the same time, and inside the caller's
 //! transaction. The types make misuse a compile error: a [`Statement`] borrows the
 //! [`Handle`] it was prepared on, and columns are read from the [`Row`] that stepping
-//! returned. This is the one module with `unsafe` in the store.
+//! returned. This is the one module with `unsafe` in the store (lib.rs denies it elsewhere
+//! but in `kafka::native`).
+#![allow(unsafe_code)]
 
 use std::borrow::Cow;
 use std::ffi::{c_int, CStr};
