@@ -2,12 +2,14 @@
 
 pub mod audit;
 pub mod events;
+pub mod expiry;
 pub mod groups;
 pub mod items;
 pub mod jobs;
 pub mod outcomes;
 pub mod positions;
 pub mod raw;
+pub mod reclaim;
 pub mod records;
 pub mod search;
 pub mod selection;
