@@ -91,6 +91,15 @@ pub struct ServeArgs {
     /// With the embedded cluster: do not run the demo producer (topics are still created).
     #[arg(long, env = "DLQ_NO_DEMO")]
     pub no_demo: bool,
+    /// After a reclaim deleted records on the broker, keep their payloads in the index
+    /// (true) or drop them (false; headers, stack trace, error and audit are kept either way).
+    #[arg(
+        long,
+        env = "DLQ_RECLAIM_KEEPS_PAYLOAD",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub reclaim_keeps_payload: bool,
 }
 
 impl Default for ServeArgs {
@@ -108,6 +117,7 @@ impl Default for ServeArgs {
             replay_template: crate::replay::target::DEFAULT_TEMPLATE.into(),
             replay_compression: None,
             replay_consumer_groups: Vec::new(),
+            reclaim_keeps_payload: true,
         }
     }
 }
@@ -249,5 +259,15 @@ mod tests {
         assert!(
             matches!(cli.command, Some(Command::Serve(a)) if a.brokers.as_deref() == Some("k:9092"))
         );
+        assert!(
+            cli_serve(&[]).reclaim_keeps_payload,
+            "payloads kept by default"
+        );
+        assert!(!cli_serve(&["--reclaim-keeps-payload", "false"]).reclaim_keeps_payload);
+    }
+
+    fn cli_serve(flags: &[&str]) -> ServeArgs {
+        let args = ["dlq-dashboard"].iter().chain(flags).copied();
+        Cli::try_parse_from(args).unwrap().serve
     }
 }

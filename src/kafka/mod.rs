@@ -1,5 +1,6 @@
 //! Kafka plumbing: client configuration, the embedded mock cluster, and cluster status.
 
+pub mod admin;
 pub mod mock;
 
 use std::collections::BTreeSet;

@@ -22,6 +22,7 @@ mod lifecycle;
 mod logmoves;
 mod outage;
 mod outcomes;
+mod reclaim;
 mod replay;
 mod replay_pages;
 mod replay_target;

@@ -14,6 +14,7 @@ mod groups;
 mod messages;
 mod overview;
 mod replays;
+mod topics;
 
 pub(crate) use messages::ReplayAfter;
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(groups::router())
         .merge(replays::router())
         .merge(audit::router())
+        .merge(topics::router())
 }
 
 /// What a page handler returns.
