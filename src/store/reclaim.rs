@@ -656,4 +656,70 @@ mod tests {
         .unwrap();
         assert_eq!(below, [low - 2, low - 1]);
     }
+
+    #[tokio::test]
+    async fn dropped_payloads_leave_the_search_index_without_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("d.db")).await.unwrap();
+        let batch: Vec<NewRecord> = (0..3)
+            .map(|o| {
+                let mut r = new_record(o, 0, 0);
+                r.key = Some(format!("k{o}").into_bytes());
+                r.value = Some(b"payloadword and more".to_vec());
+                r
+            })
+            .collect();
+        let at = Position {
+            topic: "p.dlq".into(),
+            partition: 0,
+            generation: 0,
+            next_offset: 3,
+        };
+        records::insert_batch(&pool, &batch, &[at], 5)
+            .await
+            .unwrap();
+        let mut search_conn = search::connect(&pool).await.unwrap();
+        search::catch_up(&pool, &mut search_conn, 100)
+            .await
+            .unwrap();
+        let found = |term: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT rowid FROM search.records_fts WHERE records_fts MATCH ? ORDER BY rowid",
+                )
+                .bind(term)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                ids
+            }
+        };
+        assert_eq!(found("payloadword").await.len(), 3);
+
+        assert_eq!(drop_payloads(&pool, "p.dlq", 0, 0, 0, 2).await.unwrap(), 2);
+        let kept: Vec<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT b.value FROM record_bodies b JOIN records r ON r.id = b.record_id ORDER BY r.\"offset\"",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(kept[..2], [None, None]);
+        assert!(kept[2].is_some(), "outside the range, kept");
+        assert_eq!(
+            found("payloadword").await.len(),
+            1,
+            "the dropped text is not found"
+        );
+        assert_eq!(found("k0").await.len(), 1, "the key still is");
+        sqlx::query("INSERT INTO records_fts (records_fts, rank) VALUES ('integrity-check', 1)")
+            .execute(&mut search_conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            drop_payloads(&pool, "p.dlq", 0, 0, 0, 2).await.unwrap(),
+            0,
+            "once"
+        );
+    }
 }
