@@ -8,11 +8,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
+use crate::actions::{Actions, Reclaimer};
 use crate::config::{DevClusterArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::index::consumer::Indexer;
 use crate::index::IndexerStatus;
+use crate::kafka::admin::BrokerAdmin;
 use crate::kafka::mock::EmbeddedCluster;
 use crate::kafka::{Compression, KafkaSettings, TopicCache};
 use crate::replay::outcomes::{ConsumerGroupRules, KafkaGroupOffsets, OutcomeTracker};
@@ -107,6 +108,10 @@ impl Dashboard {
             kafka.replay_compression,
             Arc::new(TopicCache::new(&kafka)?),
             replayer.clone(),
+            Reclaimer::new(
+                Arc::new(BrokerAdmin::new(&kafka)?),
+                args.reclaim_keeps_payload,
+            ),
         ));
         let state = AppState(Arc::new(App {
             pool,

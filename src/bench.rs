@@ -238,7 +238,7 @@ async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<Inde
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }

@@ -28,8 +28,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the embedded Kafka mock cluster, for developing consumer services against it.
     DevCluster(DevClusterArgs),
-    /// Measure index and query speed (or, with --suite replay, bulk replay speed and memory)
-    /// side by side with bare baselines, and print the ratios.
+    /// Measure index and query speed (or, with --suite replay, bulk replay speed and memory;
+    /// with --suite purge, a large purge) side by side with baselines, and print the ratios.
     Bench(BenchArgs),
 }
 
@@ -91,6 +91,15 @@ pub struct ServeArgs {
     /// With the embedded cluster: do not run the demo producer (topics are still created).
     #[arg(long, env = "DLQ_NO_DEMO")]
     pub no_demo: bool,
+    /// After a reclaim deleted records on the broker, keep their payloads in the index
+    /// (true) or drop them (false; headers, stack trace, error and audit are kept either way).
+    #[arg(
+        long,
+        env = "DLQ_RECLAIM_KEEPS_PAYLOAD",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub reclaim_keeps_payload: bool,
 }
 
 impl Default for ServeArgs {
@@ -108,6 +117,7 @@ impl Default for ServeArgs {
             replay_template: crate::replay::target::DEFAULT_TEMPLATE.into(),
             replay_compression: None,
             replay_consumer_groups: Vec::new(),
+            reclaim_keeps_payload: true,
         }
     }
 }
@@ -127,7 +137,8 @@ pub struct DevClusterArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Which benchmarks to run: index (index rate and query latency), replay (bulk replay
-    /// rate against a bare produce, and memory during a large job), or all.
+    /// rate against a bare produce, and memory during a large job), purge (a purge of many
+    /// messages, and what pages and the indexer wait meanwhile), or all.
     #[arg(long, value_enum, default_value_t = BenchSuite::Index)]
     pub suite: BenchSuite,
     /// Messages in the replay-rate benchmark (an unthrottled bulk replay).
@@ -144,6 +155,9 @@ pub struct BenchArgs {
     /// Messages in the replay-memory benchmark (RSS growth during one job); 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_memory_records: usize,
+    /// Messages purged in the purge benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub purge_records: usize,
     /// Records to index in the index-rate benchmark.
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,
@@ -180,6 +194,8 @@ pub enum BenchSuite {
     Index,
     /// Bulk replay rate and memory.
     Replay,
+    /// A purge of many messages: its time, and the page and writer waits while it runs.
+    Purge,
     /// Both.
     All,
 }
@@ -193,6 +209,11 @@ impl BenchSuite {
     /// Whether the replay benchmarks run.
     pub fn replay(self) -> bool {
         matches!(self, BenchSuite::Replay | BenchSuite::All)
+    }
+
+    /// Whether the purge benchmark runs.
+    pub fn purge(self) -> bool {
+        matches!(self, BenchSuite::Purge | BenchSuite::All)
     }
 }
 
@@ -249,5 +270,15 @@ mod tests {
         assert!(
             matches!(cli.command, Some(Command::Serve(a)) if a.brokers.as_deref() == Some("k:9092"))
         );
+        assert!(
+            cli_serve(&[]).reclaim_keeps_payload,
+            "payloads kept by default"
+        );
+        assert!(!cli_serve(&["--reclaim-keeps-payload", "false"]).reclaim_keeps_payload);
+    }
+
+    fn cli_serve(flags: &[&str]) -> ServeArgs {
+        let args = ["dlq-dashboard"].iter().chain(flags).copied();
+        Cli::try_parse_from(args).unwrap().serve
     }
 }

@@ -63,5 +63,8 @@ async fn run_bench(args: BenchArgs) -> dlq_dashboard::error::Result<()> {
     if args.suite.replay() {
         replay::bench::run(&args).await?;
     }
+    if args.suite.purge() {
+        dlq_dashboard::actions::bench::run(&args).await?;
+    }
     Ok(())
 }

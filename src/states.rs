@@ -62,6 +62,9 @@ state_enum! {
         ReplayFailed => "replay_failed",
         /// Taken out of the way by an operator.
         Purged => "purged",
+        /// The broker no longer has the record: its log start moved past it (retention, or
+        /// a reclaim). It can be seen here but not replayed.
+        Expired => "expired",
     }
 }
 
@@ -178,6 +181,8 @@ mod tests {
             Some(RecordStatus::ReplayFailed)
         );
         assert_eq!(RecordStatus::parse("gone"), None);
+        assert_eq!(RecordStatus::parse("expired"), Some(RecordStatus::Expired));
+        assert!(!RecordStatus::is_unresolved("expired"));
         assert_eq!(
             JobStatus::CompletedWithFailures.words(),
             "completed with failures"

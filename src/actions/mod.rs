@@ -2,9 +2,10 @@
 //! API, the benchmark and (later) purge and the command line. An action goes selection →
 //! preview → confirm → job, and leaves an audit entry; each step is here once.
 //!
-//! The core needs two things from outside, each behind a small trait so that it can be
+//! The core needs three things from outside, each behind a small trait so that it can be
 //! tested with a real SQLite file and no broker: the cluster's topic names (to check replay
-//! targets) and the job runner (to start and steer confirmed jobs).
+//! targets), the job runner (to start and steer confirmed jobs), and the broker's
+//! DeleteRecords (to reclaim resolved prefixes).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,15 +14,20 @@ use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 
 use crate::error::Result;
+use crate::kafka::admin::{BrokerAdmin, PartitionDeletion};
 use crate::kafka::{Compression, TopicCache};
 use crate::replay::target::TargetRules;
 use crate::store::jobs::Job;
 use crate::topics::TopicSelection;
+use rdkafka::error::RDKafkaErrorCode;
 
+pub mod bench;
 pub mod purge;
+pub mod reclaim;
 pub mod replay;
 pub mod selection;
 
+pub use reclaim::Reclaimer;
 pub use replay::JobControl;
 
 /// Refusals listed in a preview; the count covers all of them.
@@ -76,6 +82,32 @@ impl ClusterTopics for BTreeSet<String> {
     }
 }
 
+/// Deleting the start of a topic's partitions on the broker (DeleteRecords), for reclaim.
+pub trait RecordDeleter: Send + Sync {
+    /// Delete the records of `topic` below each `(partition, offset)`: per partition, the
+    /// broker's new log start or its error code; `Err` when the request as a whole was
+    /// refused or not answered.
+    fn delete_records<'a>(
+        &'a self,
+        topic: &'a str,
+        to: &'a [(i32, i64)],
+    ) -> BoxFuture<'a, std::result::Result<Vec<PartitionDeletion>, RDKafkaErrorCode>>;
+}
+
+impl RecordDeleter for BrokerAdmin {
+    fn delete_records<'a>(
+        &'a self,
+        topic: &'a str,
+        to: &'a [(i32, i64)],
+    ) -> BoxFuture<'a, std::result::Result<Vec<PartitionDeletion>, RDKafkaErrorCode>> {
+        Box::pin(async move {
+            BrokerAdmin::delete_records(self, topic, to)
+                .await
+                .map_err(|e| e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail))
+        })
+    }
+}
+
 /// What runs confirmed jobs (`replay::runner::Replayer`).
 pub trait JobRunner: Send + Sync {
     /// Look for confirmed jobs to start, now rather than at the next poll.
@@ -97,11 +129,13 @@ pub struct Actions {
     replay_compression: Compression,
     cluster: Arc<dyn ClusterTopics>,
     runner: Arc<dyn JobRunner>,
+    reclaim: Reclaimer,
 }
 
 impl Actions {
-    /// The core over an index, the DLQ topic selection, the replay rules and codec, and the
-    /// two outside parts.
+    /// The core over an index, the DLQ topic selection, the replay rules and codec, the two
+    /// outside parts of replay, and reclaim's (the broker's DeleteRecords, and whether
+    /// payloads stay).
     pub fn new(
         pool: SqlitePool,
         topics: TopicSelection,
@@ -109,6 +143,7 @@ impl Actions {
         replay_compression: Compression,
         cluster: Arc<dyn ClusterTopics>,
         runner: Arc<dyn JobRunner>,
+        reclaim: Reclaimer,
     ) -> Self {
         Actions {
             pool,
@@ -117,6 +152,7 @@ impl Actions {
             replay_compression,
             cluster,
             runner,
+            reclaim,
         }
     }
 
@@ -166,6 +202,40 @@ mod tests {
         }
     }
 
+    /// A broker without DeleteRecords, as the mock cluster and tansu are.
+    struct NoDeleteRecords;
+
+    impl RecordDeleter for NoDeleteRecords {
+        fn delete_records<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a [(i32, i64)],
+        ) -> BoxFuture<'a, std::result::Result<Vec<PartitionDeletion>, RDKafkaErrorCode>> {
+            Box::pin(async { Err(RDKafkaErrorCode::UnsupportedFeature) })
+        }
+    }
+
+    /// A broker that deletes what it is asked to: its new log start is the asked offset.
+    struct DeletesRecords;
+
+    impl RecordDeleter for DeletesRecords {
+        fn delete_records<'a>(
+            &'a self,
+            _: &'a str,
+            to: &'a [(i32, i64)],
+        ) -> BoxFuture<'a, std::result::Result<Vec<PartitionDeletion>, RDKafkaErrorCode>> {
+            Box::pin(async move { Ok(to.iter().map(|(p, o)| (*p, Ok(*o))).collect()) })
+        }
+    }
+
+    /// Both records replayed: the whole partition is resolved.
+    async fn replay_both(pool: &SqlitePool) {
+        sqlx::query("UPDATE records SET status = 'replayed'")
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
     fn record(offset: i64) -> NewRecord {
         NewRecord::from_parts(
             RecordParts {
@@ -189,6 +259,15 @@ mod tests {
         dir: &tempfile::TempDir,
         topics: &[&str],
     ) -> (Actions, Arc<CountingRunner>, SqlitePool) {
+        core_with(dir, topics, Reclaimer::new(Arc::new(NoDeleteRecords), true)).await
+    }
+
+    /// [`core`] with a reclaim of its own.
+    async fn core_with(
+        dir: &tempfile::TempDir,
+        topics: &[&str],
+        reclaim: Reclaimer,
+    ) -> (Actions, Arc<CountingRunner>, SqlitePool) {
         let pool = store::open(&dir.path().join("a.db")).await.unwrap();
         let batch = [record(0), record(1)];
         let at = [Position {
@@ -207,6 +286,7 @@ mod tests {
             Compression::DEFAULT_REPLAY,
             Arc::new(names),
             runner.clone(),
+            reclaim,
         );
         (actions, runner, pool)
     }
@@ -245,6 +325,63 @@ mod tests {
         assert_eq!(runner.wakes.load(Ordering::SeqCst), 1);
     }
 
+    fn listed(offset: i64) -> Selection {
+        Selection::Messages(vec![selection::MessageRef {
+            topic: "orders.dlq".into(),
+            partition: 0,
+            offset,
+            generation: None,
+        }])
+    }
+
+    #[tokio::test]
+    async fn purge_and_replay_never_both_take_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (actions, _, pool) = core(&dir, &["orders", "orders.retry.1"]).await;
+        // A replay previewed before a purge does not send what the purge took meanwhile.
+        let all = Selection::Filter(MessageFilter::default());
+        let replay = actions.preview(all, 0, "tester").await.unwrap();
+        let purge = actions
+            .purge_preview(listed(0), purge::PurgeRequest::default(), "tester")
+            .await
+            .unwrap();
+        assert_eq!(
+            (purge.count, purge.refused_count),
+            (1, 0),
+            "a preview holds nothing"
+        );
+        let done = actions
+            .purge_confirm(&purge.preview_id, false, None, "tester")
+            .await
+            .unwrap();
+        assert_eq!((done.purged, done.refused), (1, 0));
+        let job = actions
+            .confirm(&replay.preview_id, None, "tester")
+            .await
+            .unwrap();
+        assert_eq!((job.total, job.refused), (1, 1), "{job:?}");
+
+        // A purge refuses what a confirmed job still has to send.
+        let purge = actions
+            .purge_preview(listed(1), purge::PurgeRequest::default(), "tester")
+            .await
+            .unwrap();
+        assert_eq!((purge.count, purge.refused_count), (0, 1));
+        assert!(purge.refused[0].reason.contains(&job.id), "{purge:?}");
+        let refused = actions
+            .purge_confirm(&purge.preview_id, false, None, "tester")
+            .await;
+        assert!(matches!(refused, Err(Error::BadRequest(_))), "{refused:?}");
+
+        let actions_done: Vec<String> = audit::list(&pool, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions_done, ["replay.start", "purge.start"]);
+    }
+
     #[tokio::test]
     async fn a_missing_retry_topic_refuses_every_record_and_nothing_can_be_confirmed() {
         let dir = tempfile::tempdir().unwrap();
@@ -263,5 +400,87 @@ mod tests {
         );
         assert_eq!(runner.wakes.load(Ordering::SeqCst), 0);
         assert!(audit::list(&pool, None, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_broker_without_delete_records_refuses_a_reclaim_and_the_mark_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let (actions, _, pool) = core(&dir, &["orders", "orders.retry.1"]).await;
+        let nothing = actions.reclaim("orders.dlq", None, "tester").await;
+        assert!(matches!(nothing, Err(Error::Conflict(_))), "{nothing:?}");
+        assert!(audit::list(&pool, None, 10).await.unwrap().is_empty());
+
+        replay_both(&pool).await;
+        let refused = actions.reclaim("orders.dlq", None, "tester").await;
+        let Err(Error::Conflict(why)) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(why.contains("does not support DeleteRecords"), "{why}");
+        let plan = actions.reclaimable("orders.dlq").await.unwrap();
+        assert_eq!(
+            (plan[0].reclaiming_to, plan[0].reclaimed_to, plan[0].bound),
+            (None, None, 2)
+        );
+        let entries = audit::list(&pool, None, 10).await.unwrap();
+        let actions_done: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions_done, ["reclaim.finish", "reclaim"]);
+        assert!(
+            entries[0].summary.contains("refused"),
+            "{}",
+            entries[0].summary
+        );
+        let unknown = actions.reclaim("other.dlq", None, "tester").await;
+        assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reclaim_the_broker_accepts_expires_the_prefix_and_can_drop_payloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let reclaim = Reclaimer::new(Arc::new(DeletesRecords), false);
+        let (actions, _, pool) = core_with(&dir, &["orders", "orders.retry.1"], reclaim).await;
+        replay_both(&pool).await;
+        let done = actions
+            .reclaim("orders.dlq", Some(&[0]), "tester")
+            .await
+            .unwrap();
+        assert_eq!(done.reclaimed.len(), 1);
+        let r = &done.reclaimed[0];
+        assert_eq!(
+            (r.deleted_to, r.low_watermark, r.records, r.payloads_dropped),
+            (2, 2, 2, 2)
+        );
+        let plan = actions.reclaimable("orders.dlq").await.unwrap();
+        assert_eq!(
+            (
+                plan[0].log_start,
+                plan[0].reclaimed_to,
+                plan[0].reclaiming_to
+            ),
+            (Some(2), Some(2), None)
+        );
+        assert_eq!(plan[0].reclaimable_to(), None, "nothing left to reclaim");
+        for offset in 0..2 {
+            let id = records::RecordId {
+                topic: "orders.dlq".into(),
+                partition: 0,
+                offset,
+                generation: None,
+            };
+            let d = records::get(&pool, &id).await.unwrap().unwrap();
+            assert_eq!(d.summary.status, crate::states::RecordStatus::Expired);
+            assert_eq!(d.value, None, "payload dropped");
+            assert!(!d.headers.is_empty(), "headers kept");
+        }
+        // What was reclaimed is not replayed.
+        let all = Selection::Filter(MessageFilter::default());
+        let preview = actions.preview(all, 0, "tester").await.unwrap();
+        assert_eq!((preview.count, preview.refused_count), (0, 2));
+        let entries = audit::list(&pool, None, 10).await.unwrap();
+        assert_eq!(entries[0].action, "reclaim.finish");
+        assert!(
+            entries[0].summary.contains("2 messages deleted"),
+            "{}",
+            entries[0].summary
+        );
     }
 }

@@ -160,7 +160,7 @@ impl Actions {
             after = through;
         }
         if items == 0 {
-            purges::delete_stale_previews(&self.pool, i64::MAX).await?;
+            purges::delete_preview(&self.pool, &purge.id).await?;
             let behind = frozen.newest - frozen.max_id;
             return Err(Error::BadRequest(if behind > 0 {
                 format!("The selection is empty: no searchable message matches it, and the {behind} newest messages are not searchable yet; try again in a moment.")
@@ -214,15 +214,16 @@ impl Actions {
     /// Confirm a purge preview and apply it. The confirmation and its audit entry are one
     /// transaction; the records are then purged a chunk at a time, and their payloads erased
     /// when the purge asks for it. `everything` is the operator's extra yes for a purge of
-    /// every message.
+    /// every message; `changed` replaces the previewed reason and erasure.
     pub async fn purge_confirm(
         &self,
         id: &str,
         everything: bool,
+        changed: Option<PurgeRequest>,
         actor: &str,
     ) -> Result<PurgeDone> {
         let (turn, mut tx) = crate::store::begin_write(&self.pool).await?;
-        let purge = purges::purge(&mut *tx, id)
+        let mut purge = purges::purge(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_purge(id))?;
         match purge.status {
@@ -255,6 +256,13 @@ impl Actions {
             return Err(Error::BadRequest(
                 "Every message of this selection is refused, so there is nothing to purge; the preview says why.".into(),
             ));
+        }
+        // A page's confirm form may change the reason and the erasure (not the selection,
+        // which is what the preview froze).
+        if let Some(request) = changed {
+            purges::set_request(&mut *tx, id, request.reason.as_deref(), request.erase).await?;
+            purge.reason = request.reason;
+            purge.erase = request.erase;
         }
         purges::transition(
             &mut *tx,
@@ -411,6 +419,12 @@ impl Actions {
             Ok::<_, Error>(restored)
         });
         let restored = join(task).await?;
+        if restored == 0 {
+            return Err(Error::Conflict(format!(
+                "The messages of purge {id} that are still purged are gone from the broker (reclaimed, or deleted by retention), so they can no longer be restored."
+            )));
+        }
+        let listed_refused = listed_refused + holdable - restored;
         let summary = format!(
             "Undo of purge {id}: {restored} message{} restored to the status they had before.",
             plural(restored)

@@ -13,7 +13,7 @@ pub use super::{Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::kafka::Compression;
 use crate::replay::target::{ReplaySource, Resolution};
-use crate::states::JobStatus;
+use crate::states::{JobStatus, RecordStatus};
 use crate::store::audit::{self, NewEntry};
 use crate::store::items;
 use crate::store::jobs::{self, NewJob, Route};
@@ -303,6 +303,14 @@ impl Actions {
     /// Where a replay of `record` would go now, checked against the cluster's topics when a
     /// broker answers.
     pub async fn target_for(&self, record: &RecordSummary) -> TargetCheck {
+        if record.status == RecordStatus::Expired {
+            return TargetCheck {
+                target: None,
+                rule: None,
+                refused: Some(expired_refusal(record.offset)),
+                checked: false,
+            };
+        }
         let topics = self.cluster.topic_names().await;
         let source = ReplaySource {
             dlq_topic: &record.topic,
@@ -328,6 +336,11 @@ impl Actions {
             },
         }
     }
+}
+
+/// Why an expired record is not replayed (the same sentence as a preview's refusal).
+pub fn expired_refusal(offset: i64) -> String {
+    format!("The broker no longer has this message (its log start moved past offset {offset}); it can be seen here but not replayed.")
 }
 
 /// The error for a job id that names nothing.

@@ -37,6 +37,7 @@ use super::record::{NewRecord, RecordParts};
 use super::IndexerStatus;
 use crate::kafka::{native, KafkaSettings};
 use crate::store::events::{self, IndexEvent, LOG_RESET, RETENTION_GAP};
+use crate::store::expiry;
 use crate::store::positions::{self, Position};
 use crate::store::records;
 use crate::topics::TopicSelection;
@@ -47,7 +48,8 @@ const MAX_BATCH_RECORDS: usize = 5000;
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// How long to wait for more records before writing a partial batch.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
-/// How often stored positions are compared with the brokers' high watermarks.
+/// How often stored positions are compared with the brokers' watermarks: the high one (a
+/// restarted log) and the low one (records the broker no longer has, see `expire`).
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
 
 /// What the indexer knows about one partition.
@@ -111,6 +113,10 @@ impl ClientContext for IndexerContext {
                 if *partition >= 0 && p.hi_offset >= 0 {
                     self.status
                         .set_high_watermark(topic, *partition, p.hi_offset);
+                }
+                if *partition >= 0 && p.lo_offset >= 0 {
+                    self.status
+                        .set_low_watermark(topic, *partition, p.lo_offset);
                 }
             }
         }
@@ -522,6 +528,50 @@ impl Indexer {
                     .await?;
                 self.set_state(consumer, &topic, partition, generation + 1, None);
                 seek(consumer, &topic, partition, Offset::Beginning);
+            }
+        }
+        self.expire(consumer).await
+    }
+
+    /// Records the broker no longer has: a log start in the fetch answers (the client's
+    /// statistics) past the stored one is confirmed with the broker (ListOffsets), then the
+    /// indexed records of the generation below it become `expired`. Like the high watermark
+    /// above, a watermark alone is never acted on: tansu's ListOffsets answers (0, 1) for a
+    /// partition of 40 records, and a fetch answer may carry none.
+    async fn expire(&self, consumer: &StreamConsumer<IndexerContext>) -> crate::error::Result<()> {
+        let lows = self.status.low_watermarks();
+        if lows.is_empty() {
+            return Ok(());
+        }
+        let stored = expiry::log_starts(&self.pool).await?;
+        for (topic, partition, low) in lows {
+            let key = (topic.clone(), partition);
+            let Some(known) = stored.get(&key) else {
+                continue;
+            };
+            let reading = lock(&consumer.context().states)
+                .get(&key)
+                .map(|s| s.generation);
+            // The first look at a partition stores its log start even at 0, for the topic page.
+            let moved = |l: i64| known.log_start.is_none_or(|k| l > k);
+            if reading != Some(known.generation) || !moved(low) {
+                continue;
+            }
+            let (confirmed, _) = self.watermarks(&topic, partition).await?;
+            if !moved(confirmed) {
+                continue;
+            }
+            let n =
+                expiry::expire_below(&self.pool, &topic, partition, known.generation, confirmed)
+                    .await?;
+            if n > 0 {
+                tracing::info!(
+                    topic,
+                    partition,
+                    log_start = confirmed,
+                    records = n,
+                    "records the broker no longer has are marked expired"
+                );
             }
         }
         Ok(())

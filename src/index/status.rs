@@ -19,6 +19,7 @@ struct Inner {
     last_error: Option<String>,
     assigned: BTreeMap<String, BTreeSet<i32>>,
     high_watermarks: BTreeMap<(String, i32), i64>,
+    low_watermarks: BTreeMap<(String, i32), i64>,
     positions: BTreeMap<(String, i32), i64>,
     indexed: u64,
     last_indexed_at: Option<i64>,
@@ -127,6 +128,23 @@ impl IndexerStatus {
         self.lock()
             .high_watermarks
             .insert((topic.to_string(), partition), high);
+    }
+
+    /// Latest log start (low watermark) of a partition, from client statistics (the fetch
+    /// answers carry it).
+    pub fn set_low_watermark(&self, topic: &str, partition: i32, low: i64) {
+        self.lock()
+            .low_watermarks
+            .insert((topic.to_string(), partition), low);
+    }
+
+    /// The latest low watermark of every partition, from client statistics.
+    pub fn low_watermarks(&self) -> Vec<(String, i32, i64)> {
+        self.lock()
+            .low_watermarks
+            .iter()
+            .map(|((t, p), l)| (t.clone(), *p, *l))
+            .collect()
     }
 
     /// Partitions assigned now, as the rebalance callbacks reported them.

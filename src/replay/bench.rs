@@ -295,7 +295,7 @@ async fn sample_peak(peak: Arc<AtomicU64>, stop: tokio_util::sync::CancellationT
 
 /// A fresh index of `n` synthetic records (the index benchmark's), written in batches so
 /// that the records are never all in memory.
-async fn fill(db: &Path, n: usize, args: &BenchArgs) -> Result<()> {
+pub(crate) async fn fill(db: &Path, n: usize, args: &BenchArgs) -> Result<()> {
     remove_database_files(db);
     let pool = store::open(db).await?;
     let started = Instant::now();

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod expiry;
 pub mod groups;
 pub mod items;
 pub mod jobs;
@@ -9,6 +10,7 @@ pub mod outcomes;
 pub mod positions;
 pub mod purges;
 pub mod raw;
+pub mod reclaim;
 pub mod records;
 pub mod search;
 pub mod selection;

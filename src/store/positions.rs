@@ -39,6 +39,9 @@ pub async fn advance(conn: &mut SqliteConnection, positions: &[Position], now: i
                     WHEN excluded.generation = generation THEN MAX(next_offset, excluded.next_offset)
                     ELSE next_offset END,
                 generation = MAX(generation, excluded.generation),
+                log_start = CASE WHEN excluded.generation > generation THEN NULL ELSE log_start END,
+                reclaiming_to = CASE WHEN excluded.generation > generation THEN NULL ELSE reclaiming_to END,
+                reclaimed_to = CASE WHEN excluded.generation > generation THEN NULL ELSE reclaimed_to END,
                 updated_at = excluded.updated_at",
         )
         .bind(&p.topic)
@@ -53,12 +56,16 @@ pub async fn advance(conn: &mut SqliteConnection, positions: &[Position], now: i
 }
 
 /// Set a position exactly (after the broker's log was found to have moved), in the caller's
-/// transaction.
+/// transaction. A new generation starts without a known log start or reclaim: those
+/// described the old log (see migration 0011).
 pub async fn reset(conn: &mut SqliteConnection, p: &Position, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO partition_positions (topic, partition, generation, next_offset, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (topic, partition) DO UPDATE SET generation = excluded.generation,
-            next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+            next_offset = excluded.next_offset, updated_at = excluded.updated_at,
+            log_start = CASE WHEN excluded.generation <> generation THEN NULL ELSE log_start END,
+            reclaiming_to = CASE WHEN excluded.generation <> generation THEN NULL ELSE reclaiming_to END,
+            reclaimed_to = CASE WHEN excluded.generation <> generation THEN NULL ELSE reclaimed_to END",
     )
     .bind(&p.topic)
     .bind(p.partition)

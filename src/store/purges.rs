@@ -15,11 +15,11 @@ use crate::error::Result;
 use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
 
 /// Items per write transaction (preview, apply, undo, erase).
-pub const CHUNK_ITEMS: i64 = 2000;
+pub const CHUNK_ITEMS: i64 = 500;
 
 /// Record ids scanned per preview transaction: a filter is applied to windows of the index
 /// in id order, so a selective filter costs a scan, never a long hold of the writer.
-pub const PREVIEW_WINDOW_IDS: i64 = 5000;
+pub const PREVIEW_WINDOW_IDS: i64 = 2000;
 
 /// The condition, on a record row named `r`, that an unfinished replay job still has to
 /// send it, with that job's id (NULL when none).
@@ -163,8 +163,11 @@ pub async fn add_preview_window(
                 WHEN r.job IS NOT NULL THEN 'Replay job ' || r.job || ' still has to send this message; wait for it to finish, or cancel it, and purge again.'
                 ELSE NULL END
          FROM (SELECT r.id, r.status, r.purge_id, {JOB_STILL_SENDING} AS job FROM records r
-               WHERE r.id IN (SELECT id FROM records"
+               WHERE r.id IN (SELECT id FROM records NOT INDEXED"
     ));
+    // NOT INDEXED: a window is a range of row ids, read from the table itself; through the
+    // index of a filter's column (the time index for a time range) each window read every
+    // matching row of the whole index before keeping its own.
     push_source(&mut qb, source, through);
     qb.push(" AND id > ").push_bind(after);
     qb.push(")) AS r");
@@ -208,7 +211,7 @@ pub async fn finish_preview(pool: &SqlitePool, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Delete unconfirmed purges created before `before` (ms), a chunk of items at a time.
+/// Delete unconfirmed purges created before `before` (ms).
 pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<()> {
     let stale: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM purges WHERE status IN ('building', 'preview') AND created_at < ?",
@@ -217,27 +220,49 @@ pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<()>
     .fetch_all(pool)
     .await?;
     for id in stale {
-        loop {
-            let (_turn, mut tx) = super::begin_write(pool).await?;
-            let done = sqlx::query(
-                "DELETE FROM purge_items WHERE purge_id = ?1 AND record_id IN
-                   (SELECT record_id FROM purge_items WHERE purge_id = ?1 LIMIT ?2)",
-            )
-            .bind(&id)
-            .bind(CHUNK_ITEMS)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                sqlx::query("DELETE FROM purges WHERE id = ?")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                break;
-            }
-            tx.commit().await?;
-        }
+        delete_preview(pool, &id).await?;
     }
+    Ok(())
+}
+
+/// Delete an unconfirmed purge, a chunk of its items at a time.
+pub async fn delete_preview(pool: &SqlitePool, id: &str) -> Result<()> {
+    loop {
+        let (_turn, mut tx) = super::begin_write(pool).await?;
+        let done = sqlx::query(
+            "DELETE FROM purge_items WHERE purge_id = ?1 AND record_id IN
+               (SELECT record_id FROM purge_items WHERE purge_id = ?1 LIMIT ?2)
+             AND EXISTS (SELECT 1 FROM purges WHERE id = ?1 AND status IN ('building', 'preview'))",
+        )
+        .bind(id)
+        .bind(CHUNK_ITEMS)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            sqlx::query("DELETE FROM purges WHERE id = ? AND status IN ('building', 'preview')")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+    }
+}
+
+/// Set what the operator asked for beside the selection (at confirmation, from a page).
+pub async fn set_request<'e>(
+    db: impl SqliteExecutor<'e>,
+    id: &str,
+    reason: Option<&str>,
+    erase: bool,
+) -> Result<()> {
+    sqlx::query("UPDATE purges SET reason = ?, erase = ? WHERE id = ?")
+        .bind(reason)
+        .bind(erase)
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -367,13 +392,17 @@ pub async fn apply_chunk(pool: &SqlitePool, id: &str) -> Result<ChunkOutcome> {
         tx.rollback().await?;
         return Ok(ChunkOutcome::default());
     };
+    // Every statement of a chunk names the purge and the record id range, so that each
+    // walks the chunk's entries of the primary key and never the purge's other items (a
+    // join from the items' side scanned all of a million-record purge's items per chunk).
     let refused = sqlx::query(&format!(
-        "UPDATE purge_items SET state = 'refused', reason = CASE
-             WHEN c.status = 'purged' THEN 'Purge ' || COALESCE(c.purge_id, '?') || ' purged this message after the preview was made.'
-             ELSE 'Replay job ' || c.job || ' was started with this message after the preview was made and still has to send it; wait for it to finish, or cancel it, and purge again.' END
-         FROM (SELECT r.id, r.status, r.purge_id, {JOB_STILL_SENDING} AS job FROM records r WHERE r.id > ?2 AND r.id <= ?3) AS c
-         WHERE purge_items.purge_id = ?1 AND purge_items.record_id = c.id AND purge_items.state = 'pending'
-           AND (c.status = 'purged' OR c.job IS NOT NULL)"
+        "UPDATE purge_items SET state = 'refused', reason = (SELECT CASE
+             WHEN r.status = 'purged' THEN 'Purge ' || COALESCE(r.purge_id, '?') || ' purged this message after the preview was made.'
+             ELSE 'Replay job ' || {JOB_STILL_SENDING} || ' was started with this message after the preview was made and still has to send it; wait for it to finish, or cancel it, and purge again.' END
+             FROM records r WHERE r.id = purge_items.record_id)
+         WHERE purge_id = ?1 AND state = 'pending' AND record_id > ?2 AND record_id <= ?3
+           AND record_id IN (SELECT r.id FROM records r WHERE r.id > ?2 AND r.id <= ?3
+                             AND (r.status = 'purged' OR {JOB_STILL_SENDING} IS NOT NULL))"
     ))
     .bind(id)
     .bind(after)
@@ -381,6 +410,16 @@ pub async fn apply_chunk(pool: &SqlitePool, id: &str) -> Result<ChunkOutcome> {
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
+    // What an undo restores is the status the record had when it was purged.
+    sqlx::query(
+        "UPDATE purge_items SET prev_status = (SELECT r.status FROM records r WHERE r.id = purge_items.record_id)
+         WHERE purge_id = ?1 AND state = 'pending' AND record_id > ?2 AND record_id <= ?3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT record_id FROM purge_items WHERE purge_id = ? AND state = 'pending' AND record_id > ? AND record_id <= ?",
     )
@@ -390,16 +429,6 @@ pub async fn apply_chunk(pool: &SqlitePool, id: &str) -> Result<ChunkOutcome> {
     .fetch_all(&mut *tx)
     .await?;
     let listed = ids_json(&ids);
-    // What an undo restores is the status the record had when it was purged.
-    sqlx::query(
-        "UPDATE purge_items SET prev_status = r.status FROM records r
-         WHERE purge_items.purge_id = ?1 AND purge_items.record_id IN (SELECT value FROM json_each(?2))
-           AND r.id = purge_items.record_id",
-    )
-    .bind(id)
-    .bind(&listed)
-    .execute(&mut *tx)
-    .await?;
     move_counts(&mut tx, id, &listed, false).await?;
     sqlx::query(
         "UPDATE records SET status = 'purged', purge_id = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
@@ -434,6 +463,7 @@ async fn held_chunk(
     id: &str,
     after: i64,
     only: Option<&[i64]>,
+    restorable: bool,
 ) -> Result<Option<(Vec<i64>, i64)>> {
     // A list is done in one chunk (the caller splits it): scanning a large purge's chunks
     // for a few listed records would take the writer hundreds of times for nothing.
@@ -444,12 +474,19 @@ async fn held_chunk(
             None => return Ok(None),
         },
     };
-    let ids: Vec<i64> = sqlx::query_scalar(
+    // A record the broker no longer has (reclaimed, or aged out) cannot go back to a status
+    // that offers it for replay: it stays purged.
+    let restorable = if restorable {
+        format!(" AND NOT {}", super::reclaim::below_log_start("r"))
+    } else {
+        String::new()
+    };
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT i.record_id FROM purge_items i JOIN records r ON r.id = i.record_id
          WHERE i.purge_id = ?1 AND i.state = 'purged' AND i.record_id > ?2 AND i.record_id <= ?3
            AND r.purge_id = ?1 AND r.erased_at IS NULL
-           AND (?4 IS NULL OR i.record_id IN (SELECT value FROM json_each(?4)))",
-    )
+           AND (?4 IS NULL OR i.record_id IN (SELECT value FROM json_each(?4))){restorable}"
+    ))
     .bind(id)
     .bind(after)
     .bind(hi)
@@ -469,7 +506,7 @@ pub async fn undo_chunk(
     only: Option<&[i64]>,
 ) -> Result<ChunkOutcome> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only).await? else {
+    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only, true).await? else {
         tx.rollback().await?;
         return Ok(ChunkOutcome::default());
     };
@@ -534,7 +571,7 @@ pub async fn erase_chunk(
         .fetch_one(&mut *search_tx)
         .await?;
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only).await? else {
+    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only, false).await? else {
         tx.rollback().await?;
         search_tx.rollback().await?;
         return Ok(ChunkOutcome::default());

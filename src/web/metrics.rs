@@ -93,6 +93,15 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
             )
         }),
     );
+    gauges(
+        &mut registry,
+        "dlq_reclaimable_records",
+        "Indexed records in the prefix of a DLQ partition that is all resolved (replayed and not failed again, purged or expired), which a reclaim may delete on the broker",
+        store::reclaim::reclaimable_records(&state.pool)
+            .await?
+            .into_iter()
+            .map(|(topic, partition, n)| (TopicPartition { topic, partition }, n)),
+    );
     let connected = Gauge::<i64>::default();
     connected.set(i64::from(snapshot.connected));
     registry.register(

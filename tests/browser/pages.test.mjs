@@ -606,6 +606,70 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
     assert.deepEqual(await cspViolations(), []);
   });
 
+  /** On a purge preview page: check the count, give a reason and confirm; returns the purge id. */
+  async function confirmPurge(expected, reason) {
+    const m = /^\/purges\/(p[a-z0-9]+)\/preview$/.exec(new URL(page.url()).pathname);
+    assert.ok(m, `a purge preview page, not ${page.url()}`);
+    assert.equal((await page.locator("main h1").innerText()).trim(), "Purge preview");
+    const count = Number((await page.locator('[data-field="purge-count"]').innerText()).replace(/[^\d]/g, ""));
+    if (expected !== undefined) assert.equal(count, expected);
+    assert.equal((await fetchWithTimeout(`${base}/api/purges/${m[1]}`)).status, 404, "a preview is not a purge yet");
+    await page.locator('form.confirm textarea[name="reason"]').fill(reason);
+    await clickAndLoad(page.locator("form.confirm button[type=submit]"));
+    assert.equal(new URL(page.url()).pathname, `/purges/${m[1]}`, "the purge page follows the confirmation");
+    assert.equal((await page.locator('[data-field="purge-status"]').innerText()).trim(), "applied");
+    assert.equal((await page.locator('[data-field="purged"]').innerText()).trim(), String(count));
+    return { id: m[1], count };
+  }
+
+  async function apiPurge(id) {
+    return (await fetchWithTimeout(`${base}/api/purges/${id}`)).json();
+  }
+
+  it("purges one message from its page, and its undo link restores it", async () => {
+    await page.goto("/messages?topic=orders.dlq&limit=5");
+    await clickAndLoad(page.locator("table.messages tbody td.mono.nowrap a").first());
+    const messagePath = new URL(page.url()).pathname;
+    const before = (await page.locator(".msg-head .badge").innerText()).trim();
+    await clickAndLoad(page.locator('[data-action="purge-message"]'));
+    const { id } = await confirmPurge(1, "poison event, from the browser test");
+    await shot("purge-one");
+    await page.goto(messagePath);
+    assert.equal((await page.locator(".msg-head .badge").innerText()).trim(), "purged");
+    const note = page.locator('[data-field="purge-note"]');
+    assert.match(await note.innerText(), /poison event, from the browser test/);
+    assert.equal(await page.locator(`#history a[href="/purges/${id}"]`).count(), 1, "the history lists the purge");
+    await submitAndReload(page.locator('[data-action="undo-message"]'));
+    assert.equal(new URL(page.url()).pathname, messagePath, "the undo comes back to the message");
+    assert.equal((await page.locator(".msg-head .badge").innerText()).trim(), before, "the status it had before");
+    assert.equal(await page.locator('[data-field="purge-note"]').count(), 0);
+    assert.equal((await apiPurge(id)).undone, 1);
+    assert.deepEqual(await cspViolations(), []);
+  });
+
+  it("purges ticked messages from the list and a failure group, and undoes a whole purge", async () => {
+    await page.goto("/messages?topic=payments-dlt&limit=20");
+    const boxes = page.locator('table.messages tbody input[type="checkbox"][name="message"]');
+    for (const i of [0, 1]) await boxes.nth(i).check();
+    await clickAndLoad(page.locator('[data-action="purge-selected"]'));
+    const listed = await confirmPurge(2, "test data");
+    const res = await fetchWithTimeout(`${base}/api/messages?topic=payments-dlt&status=purged&limit=50`);
+    assert.equal((await res.json()).messages.length, 2, "both are listed under status=purged");
+
+    await page.goto("/groups");
+    await clickAndLoad(page.locator('[data-action="purge-group"]').first());
+    const group = await confirmPurge(undefined, "made obsolete by the fix");
+    assert.ok(group.count >= 1, "the group had messages");
+    await shot("purge-group");
+    await submitAndReload(page.locator('[data-action="undo-purge"]'));
+    assert.equal((await page.locator('[data-field="undone"]').innerText()).trim().replace(/[^\d]/g, ""), String(group.count));
+    assert.equal((await apiPurge(group.id)).still_purged, 0);
+    assert.equal((await apiPurge(listed.id)).still_purged, 2, "the other purge is untouched");
+    await page.goto("/purges");
+    assert.equal(await page.locator(`a[href="/purges/${group.id}"]`).count(), 1, "the purges list shows it");
+    assert.deepEqual(await cspViolations(), []);
+  });
+
   it("no link on the main pages is broken", async () => {
     const hrefs = new Set();
     const collect = async () => {
@@ -613,7 +677,7 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
         if (h.startsWith(base)) hrefs.add(h.slice(base.length));
       }
     };
-    for (const start of ["/", "/messages?limit=20", "/groups", "/messages?q=xss&limit=5", "/replays", "/audit"]) {
+    for (const start of ["/", "/messages?limit=20", "/groups", "/messages?q=xss&limit=5", "/replays", "/purges", "/audit"]) {
       await page.goto(start);
       await collect();
     }

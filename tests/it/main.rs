@@ -23,6 +23,7 @@ mod logmoves;
 mod outage;
 mod outcomes;
 mod purge;
+mod reclaim;
 mod replay;
 mod replay_pages;
 mod replay_target;

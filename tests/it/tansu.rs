@@ -10,11 +10,17 @@
 //!   its socket timeout), where Kafka answers OFFSET_OUT_OF_RANGE.
 //! - Stopping and starting tansu on the same port with memory storage wipes the cluster:
 //!   topics are gone and offsets restart, which the dashboard must notice.
+//! - DeleteRecords is listed in ApiVersions, but the memory storage does not implement it:
+//!   the request's handler panics and the connection drops (a transport failure for the
+//!   client); the broker keeps serving.
+
+use serde_json::json;
 
 use crate::harness::process::{
-    create_topics, produce, producer, DashboardProcess, Tansu, DEADLINE,
+    create_topics, produce, produce_with_headers, producer, DashboardProcess, Tansu, DEADLINE,
 };
 use crate::poll::wait_for_blocking;
+use crate::replay_process::DLQ_HEADERS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_and_browse_on_tansu() {
@@ -116,4 +122,52 @@ async fn tansu_stopped_then_restarted_empty_is_survived_and_noticed() {
     );
     let topics = dashboard.get_json("/api/topics");
     assert_eq!(topics[0]["events"][0]["kind"], "log_reset", "{topics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclaim_on_tansu_gets_the_brokers_answer_as_a_sentence() {
+    let tansu = Tansu::start();
+    create_topics(
+        &tansu.bootstrap,
+        &[("orders.dlq", 1), ("orders", 1), ("orders.retry.1", 1)],
+    )
+    .await;
+    produce_with_headers(
+        &producer(&tansu.bootstrap),
+        "orders.dlq",
+        "r",
+        20,
+        &DLQ_HEADERS,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dashboard = DashboardProcess::start(
+        &tansu.bootstrap,
+        &dir.path().join("i.db"),
+        &["--kafka-config", "socket.timeout.ms=5000"],
+    );
+    dashboard.wait_indexed(20);
+    let id = dashboard.start_replay(json!({"filter": {"topic": "orders.dlq"}, "rate": 0}));
+    assert_eq!(dashboard.wait_replay_finished(&id)["status"], "completed");
+    let view = dashboard.get_json("/api/topics/orders.dlq/reclaim");
+    assert_eq!(
+        (&view[0]["reclaimable_to"], &view[0]["records"]),
+        (&json!(20), &json!(20)),
+        "{view}"
+    );
+
+    // tansu lists DeleteRecords in ApiVersions, but its storage does not implement it: the
+    // handler panics ("not yet implemented", tansu-storage dynostore.rs) and the connection
+    // drops, which librdkafka reports as a transport failure. The broker stays up.
+    let (status, answer) = dashboard.post_json("/api/topics/orders.dlq/reclaim", &json!({}));
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The broker dropped or did not answer the DeleteRecords request for orders.dlq (BrokerTransportFailure"),
+        "{answer}"
+    );
+    let after = dashboard.get_json("/api/topics/orders.dlq/reclaim");
+    assert_eq!(after, view, "nothing changed, the mark is cleared");
 }

@@ -194,7 +194,10 @@ async fn create(
                 "Field 'preview_id' must be a string.".into(),
             ));
         };
-        let done = state.actions.purge_confirm(id, everything, &actor).await?;
+        let done = state
+            .actions
+            .purge_confirm(id, everything, None, &actor)
+            .await?;
         return Ok(applied(&done));
     }
     let request = PurgeRequest {
@@ -212,7 +215,7 @@ async fn create(
     }
     let done = state
         .actions
-        .purge_confirm(&preview.preview_id, everything, &actor)
+        .purge_confirm(&preview.preview_id, everything, None, &actor)
         .await?;
     Ok(applied(&done))
 }

@@ -56,13 +56,22 @@ async fn audit_page(State(state): State<AppState>, RawQuery(query): RawQuery) ->
                 at: view::relative(e.at, now),
                 at_exact: view::time(e.at),
                 at_iso: crate::clock::iso(e.at),
+                job: e.job_id.map(|id| (action_link(&e.action, &id), id)),
                 actor: e.actor,
                 action: e.action,
-                job: e.job_id.map(|id| (job_link(&id), id)),
                 summary: e.summary,
             })
             .collect(),
         older_link,
         paged: before.is_some(),
     })
+}
+
+/// The page of the action an entry concerns: a purge for `purge.*`, a replay job otherwise.
+fn action_link(action: &str, id: &str) -> String {
+    if action.starts_with("purge.") {
+        format!("/purges/{}", path_segment(id))
+    } else {
+        job_link(id)
+    }
 }

@@ -258,6 +258,35 @@ struct MessagePage {
     select_value: String,
     /// Every replay of this record, newest first.
     history: Vec<HistoryRow>,
+    /// The purge that holds it, when purged.
+    purged: Option<PurgedNote>,
+    /// Every purge of this record, newest first.
+    purges: Vec<PurgeHistoryRow>,
+    /// This page's path, for forms that come back here.
+    here: String,
+}
+
+/// Who purged a message, when and why, as its page says it.
+struct PurgedNote {
+    purge_id: String,
+    purge_link: String,
+    actor: String,
+    when: String,
+    reason: String,
+    erased: Option<String>,
+    /// Whether its undo is possible (not erased).
+    restorable: bool,
+}
+
+/// One purge of a message, in its history.
+struct PurgeHistoryRow {
+    purge_id: String,
+    purge_link: String,
+    when: String,
+    actor: String,
+    state: String,
+    before: String,
+    reason: String,
 }
 
 /// One replay of a message, on its page.
@@ -420,5 +449,28 @@ async fn message(
         replay,
         select_value: selection_value(&s.topic, s.partition, s.offset, s.generation),
         history,
+        purged: s.purge_id.as_ref().map(|id| PurgedNote {
+            purge_link: format!("/purges/{}", path_segment(id)),
+            purge_id: id.clone(),
+            actor: s.purge_actor.clone().unwrap_or_default(),
+            when: s.purge_at.map(view::time).unwrap_or_default(),
+            reason: s.purge_reason.clone().unwrap_or_default(),
+            erased: s.erased_at.map(view::time),
+            restorable: s.erased_at.is_none(),
+        }),
+        purges: store::purges::history(&state.pool, s.id)
+            .await?
+            .into_iter()
+            .map(|p| PurgeHistoryRow {
+                purge_link: format!("/purges/{}", path_segment(&p.purge_id)),
+                purge_id: p.purge_id,
+                when: p.at.map(view::time).unwrap_or_default(),
+                actor: p.actor,
+                state: p.state.words(),
+                before: p.prev_status.words(),
+                reason: p.refusal.or(p.reason).unwrap_or_default(),
+            })
+            .collect(),
+        here: format!("/messages/{coordinates}"),
     })
 }

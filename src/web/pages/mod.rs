@@ -13,7 +13,10 @@ mod audit;
 mod groups;
 mod messages;
 mod overview;
+mod purges;
 mod replays;
+mod selection;
+mod topics;
 
 pub(crate) use messages::ReplayAfter;
 
@@ -24,7 +27,9 @@ pub fn router() -> Router<AppState> {
         .merge(messages::router())
         .merge(groups::router())
         .merge(replays::router())
+        .merge(purges::router())
         .merge(audit::router())
+        .merge(topics::router())
 }
 
 /// What a page handler returns.

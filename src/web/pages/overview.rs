@@ -28,6 +28,8 @@ struct ErrorClassLink {
 struct TopicCard {
     topic: String,
     link: String,
+    /// The topic page: partitions, log starts, reclaim.
+    topic_link: String,
     partitions: i64,
     total: String,
     unresolved: String,
@@ -72,6 +74,7 @@ async fn overview(State(state): State<AppState>) -> PageResult {
             total_messages += o.messages;
             TopicCard {
                 link: messages_link(&[("topic", o.topic.clone())]),
+                topic_link: format!("/topics/{}", path_segment(&o.topic)),
                 partitions: o.partitions,
                 total: view::count(o.messages),
                 unresolved: view::count(o.unresolved()),
