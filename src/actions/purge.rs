@@ -89,6 +89,18 @@ pub struct PurgeChange {
     pub logs_truncated: Option<bool>,
 }
 
+impl From<purges::PurgeEntry> for Refusal {
+    fn from(r: purges::PurgeEntry) -> Self {
+        Refusal {
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            generation: r.generation,
+            reason: r.refusal.unwrap_or_default(),
+        }
+    }
+}
+
 /// The error for a purge id that names nothing.
 pub fn unknown_purge(id: &str) -> Error {
     Error::NotFound(format!("There is no purge {id}."))
@@ -161,12 +173,7 @@ impl Actions {
         }
         if items == 0 {
             purges::delete_preview(&self.pool, &purge.id).await?;
-            let behind = frozen.newest - frozen.max_id;
-            return Err(Error::BadRequest(if behind > 0 {
-                format!("The selection is empty: no searchable message matches it, and the {behind} newest messages are not searchable yet; try again in a moment.")
-            } else {
-                "The selection is empty: no indexed message matches it.".into()
-            }));
+            return Err(frozen.nothing_matches());
         }
         purges::finish_preview(&self.pool, &purge.id).await?;
         self.purge_preview_of(&purge.id).await
@@ -178,13 +185,7 @@ impl Actions {
         let refused = purges::refusals(&self.pool, id, REFUSALS_LISTED)
             .await?
             .into_iter()
-            .map(|r| Refusal {
-                topic: r.topic,
-                partition: r.partition,
-                offset: r.offset,
-                generation: r.generation,
-                reason: r.refusal.unwrap_or_default(),
-            })
+            .map(Refusal::from)
             .collect();
         Ok(PurgePreview {
             preview_id: purge.id.clone(),
@@ -371,26 +372,9 @@ impl Actions {
         messages: Option<Vec<selection::MessageRef>>,
         actor: &str,
     ) -> Result<PurgeChange> {
-        let purge = self.settled_purge(id, "undone").await?;
-        let (only, listed_refused) = match &messages {
-            None => (None, 0),
-            Some(list) => {
-                let ids = self.listed_ids(list).await?;
-                let (held, others) = purges::split_held(&self.pool, id, &ids).await?;
-                (Some(held), others)
-            }
-        };
-        let holdable = match &only {
-            Some(held) => held.len() as i64,
-            None => purge.still_purged() - purge.erased,
-        };
-        if holdable <= 0 {
-            return Err(Error::Conflict(nothing_held(
-                &purge,
-                messages.is_some(),
-                "undo",
-            )));
-        }
+        let (_, only, listed_refused, holdable) = self
+            .held_by(id, messages.as_deref(), "undone", "undo")
+            .await?;
         let pool = self.pool.clone();
         let id_owned = id.to_string();
         let task = tokio::spawn(async move {
@@ -461,8 +445,35 @@ impl Actions {
         messages: Option<Vec<selection::MessageRef>>,
         actor: &str,
     ) -> Result<PurgeChange> {
-        let purge = self.settled_purge(id, "erased").await?;
-        let (only, listed_refused) = match &messages {
+        let (purge, only, listed_refused, _) = self
+            .held_by(id, messages.as_deref(), "erased", "erase")
+            .await?;
+        let (pool, actor_owned) = (self.pool.clone(), actor.to_string());
+        let task =
+            tokio::spawn(
+                async move { erase_all(&pool, &purge, only.as_deref(), &actor_owned).await },
+            );
+        let (erased, truncated) = join(task).await?;
+        Ok(PurgeChange {
+            id: id.to_string(),
+            changed: erased,
+            refused: listed_refused,
+            logs_truncated: Some(truncated),
+        })
+    }
+
+    /// What an undo or erase of a purge applies to: the purge, the listed messages it still
+    /// holds (None: all it holds), how many listed ones it does not hold, and how many it can
+    /// change; a conflict with the reason when that is none.
+    async fn held_by(
+        &self,
+        id: &str,
+        messages: Option<&[selection::MessageRef]>,
+        done: &str,
+        verb: &str,
+    ) -> Result<(Purge, Option<Vec<i64>>, i64, i64)> {
+        let purge = self.settled_purge(id, done).await?;
+        let (only, listed_refused) = match messages {
             None => (None, 0),
             Some(list) => {
                 let ids = self.listed_ids(list).await?;
@@ -478,21 +489,10 @@ impl Actions {
             return Err(Error::Conflict(nothing_held(
                 &purge,
                 messages.is_some(),
-                "erase",
+                verb,
             )));
         }
-        let (pool, actor_owned) = (self.pool.clone(), actor.to_string());
-        let task =
-            tokio::spawn(
-                async move { erase_all(&pool, &purge, only.as_deref(), &actor_owned).await },
-            );
-        let (erased, truncated) = join(task).await?;
-        Ok(PurgeChange {
-            id: id.to_string(),
-            changed: erased,
-            refused: listed_refused,
-            logs_truncated: Some(truncated),
-        })
+        Ok((purge, only, listed_refused, holdable))
     }
 
     /// A confirmed purge that is done applying, for an undo or erase.

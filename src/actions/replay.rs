@@ -149,12 +149,7 @@ impl Actions {
         let frozen = selection::freeze(&self.pool, &selection).await?;
         let keys = jobs::routing_keys(&self.pool, frozen.source(), frozen.max_id).await?;
         if keys.is_empty() {
-            let behind = frozen.newest - frozen.max_id;
-            return Err(Error::BadRequest(if behind > 0 {
-                format!("The selection is empty: no searchable message matches it, and the {behind} newest messages are not searchable yet; try again in a moment.")
-            } else {
-                "The selection is empty: no indexed message matches it.".into()
-            }));
+            return Err(frozen.nothing_matches());
         }
         let Some(existing) = self.cluster.topic_names().await else {
             return Err(Error::Unavailable(

@@ -156,6 +156,17 @@ impl Frozen {
         (self.below, self.max_id)
     }
 
+    /// The error for a selection that turned out empty, saying whether records too new to be
+    /// searchable may be why.
+    pub fn nothing_matches(&self) -> Error {
+        let behind = self.newest - self.max_id;
+        Error::BadRequest(if behind > 0 {
+            format!("The selection is empty: no searchable message matches it, and the {behind} newest messages are not searchable yet; try again in a moment.")
+        } else {
+            "The selection is empty: no indexed message matches it.".into()
+        })
+    }
+
     /// The row ids of a listed selection (empty for a filter).
     pub fn ids(&self) -> &[i64] {
         &self.ids

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
 
-use super::outcomes::GroupTracking;
 pub use super::selection::Source;
 use super::selection::{push_source, RecordId};
 use crate::error::Result;
@@ -225,6 +226,36 @@ pub async fn record_ids(pool: &SqlitePool, ids: &[RecordId]) -> Result<Vec<Optio
         );
     }
     Ok(out)
+}
+
+/// How a group was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupSource {
+    /// `--replay-consumer-group`.
+    Flag,
+    /// The records' consumer-group header.
+    Headers,
+    /// The broker's group list: groups with commits on the target topic.
+    Broker,
+}
+
+/// How one target topic's consumption is followed: `consumer_groups[]` in the job JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupTracking {
+    /// The target (retry) topic.
+    pub target_topic: String,
+    /// The DLQ topics whose records went there.
+    pub dlq_topics: Vec<String>,
+    /// The groups followed; a record is consumed once every one has committed past it.
+    /// Empty when consumption is not tracked.
+    pub groups: Vec<String>,
+    /// How the groups were found.
+    pub source: Option<GroupSource>,
+    /// Whether consumption is followed.
+    pub tracked: bool,
+    /// A sentence for the operator when something is missing.
+    pub note: Option<String>,
 }
 
 /// A job as stored.

@@ -5,41 +5,10 @@
 use sqlx::types::Json;
 use sqlx::{SqliteConnection, SqlitePool};
 
-use serde::{Deserialize, Serialize};
-
 use super::jobs::Job;
+pub use super::jobs::{GroupSource, GroupTracking};
 use crate::error::Result;
 use crate::index::normalise::ReplayOrigin;
-
-/// How a group was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GroupSource {
-    /// `--replay-consumer-group`.
-    Flag,
-    /// The records' consumer-group header.
-    Headers,
-    /// The broker's group list: groups with commits on the target topic.
-    Broker,
-}
-
-/// How one target topic's consumption is followed: `consumer_groups[]` in the job JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupTracking {
-    /// The target (retry) topic.
-    pub target_topic: String,
-    /// The DLQ topics whose records went there.
-    pub dlq_topics: Vec<String>,
-    /// The groups followed; a record is consumed once every one has committed past it.
-    /// Empty when consumption is not tracked.
-    pub groups: Vec<String>,
-    /// How the groups were found.
-    pub source: Option<GroupSource>,
-    /// Whether consumption is followed.
-    pub tracked: bool,
-    /// A sentence for the operator when something is missing.
-    pub note: Option<String>,
-}
 
 /// A record whose lineage failed again after this many replays is in a loop.
 pub const LOOP_REPLAYS: i64 = 2;

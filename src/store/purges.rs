@@ -726,16 +726,6 @@ pub async fn refused_count(pool: &SqlitePool, id: &str) -> Result<i64> {
     .await?)
 }
 
-/// The purge that holds a record, for its page and JSON.
-pub async fn holding(pool: &SqlitePool, record_id: i64) -> Result<Option<PurgeEntry>> {
-    Ok(sqlx::query_as(&format!(
-        "{ENTRY_SELECT} WHERE i.record_id = ?1 AND i.purge_id = r.purge_id AND i.state = 'purged' LIMIT 1"
-    ))
-    .bind(record_id)
-    .fetch_optional(pool)
-    .await?)
-}
-
 /// Records purged over all purges (not undone), for metrics.
 pub async fn purged_total(pool: &SqlitePool) -> Result<i64> {
     Ok(sqlx::query_scalar(

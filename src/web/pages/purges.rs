@@ -301,13 +301,7 @@ async fn purge_page(State(state): State<AppState>, Path(id): Path<String>) -> Pa
         stored::refusals(&state.pool, &id, crate::actions::REFUSALS_LISTED)
             .await?
             .into_iter()
-            .map(|r| crate::actions::Refusal {
-                topic: r.topic,
-                partition: r.partition,
-                offset: r.offset,
-                generation: r.generation,
-                reason: r.refusal.unwrap_or_default(),
-            })
+            .map(crate::actions::Refusal::from)
             .collect();
     html(PurgePage {
         frame: Frame::build(&state, "purges").await,
