@@ -179,3 +179,42 @@ impl<S: Send + Sync> FromRequest<S> for CsrfForm {
         ))
     }
 }
+
+/// The fields of a JSON POST body: it says it is JSON, is a JSON object, and names only
+/// `known` fields; an empty body counts as an empty object when `empty_allowed`.
+pub fn json_fields(
+    headers: &HeaderMap,
+    body: &Bytes,
+    known: &[&str],
+    empty_allowed: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    require_json(headers)?;
+    if empty_allowed && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    let request: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("The request body is not valid JSON ({e}).")))?;
+    let serde_json::Value::Object(fields) = request else {
+        return Err(Error::BadRequest(
+            "The request body must be a JSON object such as {\"filter\": {\"topic\": \"orders.dlq\"}}.".into(),
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Error::BadRequest(format!(
+            "Unknown field '{unknown}'; known ones are {}.",
+            known.join(", ")
+        )));
+    }
+    Ok(fields)
+}
+
+/// A boolean field of a JSON body, false when absent.
+pub fn json_flag(fields: &serde_json::Map<String, serde_json::Value>, name: &str) -> Result<bool> {
+    match fields.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Error::BadRequest(format!(
+            "Field '{name}' must be true or false."
+        ))),
+    }
+}

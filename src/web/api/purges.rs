@@ -16,7 +16,7 @@ use crate::clock::iso;
 use crate::error::{Error, Result};
 use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
 use crate::store::purges::{self as stored, Purge, PurgeEntry};
-use crate::web::extract::{require_json, Actor};
+use crate::web::extract::{json_fields, json_flag as flag, Actor};
 use crate::web::AppState;
 
 /// This resource's routes.
@@ -122,43 +122,6 @@ const CREATE_FIELDS: [&str; 8] = [
     "everything",
 ];
 
-/// A JSON object body with only `known` fields; an empty body is an empty object.
-fn object_body(
-    headers: &HeaderMap,
-    body: &Bytes,
-    known: &[&str],
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    require_json(headers)?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    let request: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| Error::BadRequest(format!("The request body is not valid JSON ({e}).")))?;
-    let serde_json::Value::Object(fields) = request else {
-        return Err(Error::BadRequest(
-            "The request body must be a JSON object such as {\"filter\": {\"topic\": \"orders.dlq\"}}.".into(),
-        ));
-    };
-    if let Some(unknown) = fields.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(Error::BadRequest(format!(
-            "Unknown field '{unknown}'; known ones are {}.",
-            known.join(", ")
-        )));
-    }
-    Ok(fields)
-}
-
-/// A boolean field, false when absent.
-fn flag(fields: &serde_json::Map<String, serde_json::Value>, name: &str) -> Result<bool> {
-    match fields.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(false),
-        Some(serde_json::Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(Error::BadRequest(format!(
-            "Field '{name}' must be true or false."
-        ))),
-    }
-}
-
 /// An optional `messages` list.
 fn listed(fields: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Vec<MessageRef>>> {
     match fields.get("messages") {
@@ -186,7 +149,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    let fields = object_body(&headers, &body, &CREATE_FIELDS)?;
+    let fields = json_fields(&headers, &body, &CREATE_FIELDS, true)?;
     let everything = flag(&fields, "everything")?;
     if let Some(id) = fields.get("preview_id") {
         let Some(id) = id.as_str() else {
@@ -253,7 +216,7 @@ async fn undo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<purge::PurgeChange>> {
-    let fields = object_body(&headers, &body, &["messages"])?;
+    let fields = json_fields(&headers, &body, &["messages"], true)?;
     Ok(Json(
         state
             .actions
@@ -271,7 +234,7 @@ async fn erase(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<purge::PurgeChange>> {
-    let fields = object_body(&headers, &body, &["messages"])?;
+    let fields = json_fields(&headers, &body, &["messages"], true)?;
     Ok(Json(
         state
             .actions

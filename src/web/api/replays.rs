@@ -20,7 +20,7 @@ use crate::states::ItemState;
 use crate::states::JobStatus;
 use crate::store::items::{self, ItemResult, ReturnedRecord};
 use crate::store::jobs::{self, Job};
-use crate::web::extract::{require_json, Actor};
+use crate::web::extract::{json_fields, json_flag, require_json, Actor};
 use crate::web::query::results_query;
 use crate::web::AppState;
 
@@ -108,29 +108,8 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    require_json(&headers)?;
-    let request: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| Error::BadRequest(format!("The request body is not valid JSON ({e}).")))?;
-    let Some(fields) = request.as_object() else {
-        return Err(Error::BadRequest(
-            "The request body must be a JSON object such as {\"filter\": {\"topic\": \"orders.dlq\"}}.".into(),
-        ));
-    };
-    if let Some(unknown) = fields.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
-        return Err(Error::BadRequest(format!(
-            "Unknown field '{unknown}'; known ones are {}.",
-            CREATE_FIELDS.join(", ")
-        )));
-    }
-    let dry_run = match fields.get("dry_run") {
-        None | Some(serde_json::Value::Null) => false,
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(Error::BadRequest(
-                "Field 'dry_run' must be true or false.".into(),
-            ))
-        }
-    };
+    let fields = json_fields(&headers, &body, &CREATE_FIELDS, false)?;
+    let dry_run = json_flag(&fields, "dry_run")?;
     let rate = plan::rate(fields.get("rate"))?;
     if let Some(id) = fields.get("preview_id") {
         let Some(id) = id.as_str() else {
@@ -142,7 +121,7 @@ async fn create(
         let job = state.actions.confirm(id, asked, &actor).await?;
         return Ok(started(&job));
     }
-    let selection = Selection::from_fields(fields)?;
+    let selection = Selection::from_fields(&fields)?;
     let preview = state.actions.preview(selection, rate, &actor).await?;
     if dry_run {
         return Ok(Json(preview).into_response());
