@@ -62,8 +62,11 @@ async fn measure(
             let mut times = Vec::new();
             while !done.load(Ordering::Relaxed) && at_rest.is_none_or(|d| started.elapsed() < d) {
                 let t = Instant::now();
-                let (_turn, tx) = store::begin_write(&pool).await?;
+                let (turn, tx) = store::begin_write(&pool).await?;
                 tx.commit().await?;
+                // The turn ends here, not after the sleep: held while sleeping, it let the
+                // purge write only between two of these turns.
+                drop(turn);
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                 // About as often as the indexer writes a batch under load.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -83,6 +86,11 @@ async fn measure(
         .await
         .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
     Ok(waits)
+}
+
+async fn joined(task: tokio::task::JoinHandle<Result<Waits>>) -> Result<Waits> {
+    task.await
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))?
 }
 
 /// Run the purge benchmark and print a report.
@@ -146,15 +154,17 @@ async fn purge_with(dashboard: &Dashboard, n: usize) -> Result<()> {
         .purge_preview(filter, PurgeRequest::default(), "bench")
         .await?;
     let preview_secs = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let mut under_preview = joined(under).await?;
+    let done = Arc::new(AtomicBool::new(false));
+    let under = tokio::spawn(measure(pool.clone(), done.clone(), None));
     let confirmed = Instant::now();
     let purged = actions
         .purge_confirm(&preview.preview_id, false, None, "bench")
         .await?;
     let apply_secs = confirmed.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
-    let mut under = under
-        .await
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+    let mut under_apply = joined(under).await?;
     let total = preview_secs + apply_secs;
     println!(
         "  purged {} of {n} in {:.1} s ({:.0} messages/s): preview {:.1} s, apply {:.1} s",
@@ -165,7 +175,8 @@ async fn purge_with(dashboard: &Dashboard, n: usize) -> Result<()> {
         apply_secs
     );
     rest.line(&format!("at rest ({rest_secs:.0} s)"));
-    under.line("under the purge");
+    under_preview.line("under preview");
+    under_apply.line("under apply");
     let undo_started = Instant::now();
     let undone = actions.purge_undo(&purged.id, None, "bench").await?;
     println!(

@@ -18,7 +18,7 @@ use super::{new_action_id, Actions, Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::states::PurgeStatus;
 use crate::store::audit::{self, NewEntry};
-use crate::store::purges::{self, NewPurge, Purge};
+use crate::store::purges::{self, ChunkSizer, NewPurge, Purge};
 use crate::store::{search, wal};
 
 /// The longest reason a purge takes, in characters.
@@ -164,11 +164,14 @@ impl Actions {
         // of its own, so that a million-record preview never holds the writer long.
         let (mut after, last) = frozen.id_range();
         let mut items = 0;
+        let mut sizer = ChunkSizer::preview_ids();
         while after < last {
-            let through = (after + purges::PREVIEW_WINDOW_IDS).min(last);
-            items +=
+            let through = (after + sizer.size()).min(last);
+            let (added, held) =
                 purges::add_preview_window(&self.pool, &purge.id, frozen.source(), after, through)
                     .await?;
+            items += added;
+            sizer.held(through - after, held);
             after = through;
         }
         if items == 0 {
@@ -321,11 +324,13 @@ impl Actions {
     async fn apply_purge(&self, id: &str, actor: &str) -> Result<PurgeDone> {
         let (pool, id_owned, actor) = (self.pool.clone(), id.to_string(), actor.to_string());
         let task = tokio::spawn(async move {
+            let mut sizer = ChunkSizer::items();
             loop {
-                let chunk = purges::apply_chunk(&pool, &id_owned).await?;
+                let chunk = purges::apply_chunk(&pool, &id_owned, sizer.size()).await?;
                 if chunk.through.is_none() {
                     break;
                 }
+                sizer.held(chunk.done + chunk.refused, chunk.held);
                 tokio::task::yield_now().await;
             }
             let purge = purges::purge(&pool, &id_owned)
@@ -379,23 +384,29 @@ impl Actions {
         let id_owned = id.to_string();
         let task = tokio::spawn(async move {
             let mut restored = 0;
+            let mut sizer = ChunkSizer::items();
             match only {
                 Some(held) => {
-                    for ids in held.chunks(purges::CHUNK_ITEMS as usize) {
-                        restored += purges::undo_chunk(&pool, &id_owned, 0, Some(ids))
-                            .await?
-                            .done;
+                    let mut rest = &held[..];
+                    while !rest.is_empty() {
+                        let (ids, next) = rest.split_at(rest.len().min(sizer.size() as usize));
+                        let chunk = purges::undo_chunk(&pool, &id_owned, 0, 0, Some(ids)).await?;
+                        restored += chunk.done;
+                        sizer.held(ids.len() as i64, chunk.held);
+                        rest = next;
                     }
                 }
                 None => {
                     let mut after = 0;
                     loop {
-                        let chunk = purges::undo_chunk(&pool, &id_owned, after, None).await?;
+                        let chunk =
+                            purges::undo_chunk(&pool, &id_owned, after, sizer.size(), None).await?;
                         restored += chunk.done;
                         match chunk.through {
                             Some(t) => after = t,
                             None => break,
                         }
+                        sizer.held(chunk.done, chunk.held);
                         tokio::task::yield_now().await;
                     }
                 }
@@ -538,27 +549,41 @@ async fn erase_all(
 ) -> Result<(i64, bool)> {
     let mut search_conn = search::connect(pool).await?;
     let mut erased = 0;
+    let mut sizer = ChunkSizer::items();
     match only {
         Some(held) => {
-            for ids in held.chunks(purges::CHUNK_ITEMS as usize) {
+            let mut rest = held;
+            while !rest.is_empty() {
+                let (ids, next) = rest.split_at(rest.len().min(sizer.size() as usize));
                 let now = crate::clock::now_ms();
-                erased += purges::erase_chunk(pool, &mut search_conn, &purge.id, 0, Some(ids), now)
-                    .await?
-                    .done;
+                let chunk =
+                    purges::erase_chunk(pool, &mut search_conn, &purge.id, 0, 0, Some(ids), now)
+                        .await?;
+                erased += chunk.done;
+                sizer.held(ids.len() as i64, chunk.held);
+                rest = next;
             }
         }
         None => {
             let mut after = 0;
             loop {
                 let now = crate::clock::now_ms();
-                let chunk =
-                    purges::erase_chunk(pool, &mut search_conn, &purge.id, after, None, now)
-                        .await?;
+                let chunk = purges::erase_chunk(
+                    pool,
+                    &mut search_conn,
+                    &purge.id,
+                    after,
+                    sizer.size(),
+                    None,
+                    now,
+                )
+                .await?;
                 erased += chunk.done;
                 match chunk.through {
                     Some(t) => after = t,
                     None => break,
                 }
+                sizer.held(chunk.done, chunk.held);
                 tokio::task::yield_now().await;
             }
         }

@@ -1,11 +1,12 @@
 //! Purges: a frozen selection with one item per record, applied, undone and erased in
-//! chunks of [`CHUNK_ITEMS`], each chunk in a write transaction of its own, so that a
-//! million-record purge never holds the writer (and so the indexer) for more than a few
-//! milliseconds at a time. Every chunk re-checks its records under the writer lock: a record
+//! chunks, each chunk in a write transaction of its own and sized by time ([`ChunkSizer`]),
+//! so that a million-record purge never holds the writer (and so the indexer) for more than
+//! a few milliseconds at a time. Every chunk re-checks its records under the writer lock: a record
 //! that a replay job still has to send, or that another purge took meanwhile, is refused
 //! with a reason instead.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, SqlitePool};
@@ -14,12 +15,58 @@ use super::selection::{push_source, Source};
 use crate::error::Result;
 use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
 
-/// Items per write transaction (preview, apply, undo, erase).
-pub const CHUNK_ITEMS: i64 = 500;
+/// How long one chunk of a purge should hold the writer. The indexer's batches and replay
+/// outcomes queue behind it; a fixed number of items held it for 4 ms at rest and 36 ms on a
+/// busy machine, so chunks are sized by the time the previous ones took.
+pub const CHUNK_HOLD: Duration = Duration::from_millis(3);
 
-/// Record ids scanned per preview transaction: a filter is applied to windows of the index
-/// in id order, so a selective filter costs a scan, never a long hold of the writer.
-pub const PREVIEW_WINDOW_IDS: i64 = 2000;
+/// Sizes the chunks of a long purge operation (items applied, undone or erased, or record
+/// ids scanned by a preview) so that each holds the writer about [`CHUNK_HOLD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSizer {
+    size: i64,
+    min: i64,
+    max: i64,
+}
+
+impl ChunkSizer {
+    /// For items applied, undone or erased.
+    pub const fn items() -> Self {
+        Self {
+            size: 100,
+            min: 10,
+            max: 2_000,
+        }
+    }
+
+    /// For the record ids a preview window scans: a filter is applied to windows of the
+    /// index in id order, so a selective filter costs a scan, never a long hold.
+    pub const fn preview_ids() -> Self {
+        Self {
+            size: 500,
+            min: 50,
+            max: 20_000,
+        }
+    }
+
+    /// The size of the next chunk.
+    pub const fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// Learn from a chunk of `used` (of at most `size()`) that held the writer for `held`.
+    /// The size moves towards what would have taken [`CHUNK_HOLD`], by at most a factor of
+    /// two per chunk, so that one chunk slowed by something else (a checkpoint, another
+    /// process) does not swing it; a short last chunk says nothing about the rate.
+    pub fn held(&mut self, used: i64, held: Duration) {
+        if used < self.size / 2 {
+            return;
+        }
+        let ideal = used as f64 * CHUNK_HOLD.as_secs_f64() / held.as_secs_f64().max(1e-6);
+        let next = ideal.clamp(self.size as f64 / 2.0, self.size as f64 * 2.0);
+        self.size = (next as i64).clamp(self.min, self.max);
+    }
+}
 
 /// The condition, on a record row named `r`, that an unfinished replay job still has to
 /// send it, with that job's id (NULL when none).
@@ -145,14 +192,15 @@ pub async fn create(pool: &SqlitePool, p: &NewPurge) -> Result<()> {
 }
 
 /// Add the selected records with ids in `(after, through]` to a building preview: pending,
-/// or refused with the reason. Returns how many items were added.
+/// or refused with the reason. Returns how many items were added, and how long the writer
+/// was held.
 pub async fn add_preview_window(
     pool: &SqlitePool,
     id: &str,
     source: Source<'_>,
     after: i64,
     through: i64,
-) -> Result<u64> {
+) -> Result<(u64, Duration)> {
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO purge_items (purge_id, record_id, state, prev_status, reason) SELECT ",
     );
@@ -172,9 +220,10 @@ pub async fn add_preview_window(
     qb.push(" AND id > ").push_bind(after);
     qb.push(")) AS r");
     let (_turn, mut tx) = super::begin_write(pool).await?;
+    let started = Instant::now();
     let done = qb.build().execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(done.rows_affected())
+    Ok((done.rows_affected(), started.elapsed()))
 }
 
 /// Finish a building preview: count it per topic and status, and make it confirmable.
@@ -227,18 +276,21 @@ pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<()>
 
 /// Delete an unconfirmed purge, a chunk of its items at a time.
 pub async fn delete_preview(pool: &SqlitePool, id: &str) -> Result<()> {
+    let mut sizer = ChunkSizer::items();
     loop {
         let (_turn, mut tx) = super::begin_write(pool).await?;
+        let started = Instant::now();
         let done = sqlx::query(
             "DELETE FROM purge_items WHERE purge_id = ?1 AND record_id IN
                (SELECT record_id FROM purge_items WHERE purge_id = ?1 LIMIT ?2)
              AND EXISTS (SELECT 1 FROM purges WHERE id = ?1 AND status IN ('building', 'preview'))",
         )
         .bind(id)
-        .bind(CHUNK_ITEMS)
+        .bind(sizer.size())
         .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        .await?
+        .rows_affected() as i64;
+        if done == 0 {
             sqlx::query("DELETE FROM purges WHERE id = ? AND status IN ('building', 'preview')")
                 .bind(id)
                 .execute(&mut *tx)
@@ -247,6 +299,7 @@ pub async fn delete_preview(pool: &SqlitePool, id: &str) -> Result<()> {
             return Ok(());
         }
         tx.commit().await?;
+        sizer.held(done, started.elapsed());
     }
 }
 
@@ -297,6 +350,7 @@ async fn chunk_end(
     id: &str,
     state: PurgeItemState,
     after: i64,
+    limit: i64,
 ) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar(
         "SELECT MAX(record_id) FROM (SELECT record_id FROM purge_items
@@ -305,7 +359,7 @@ async fn chunk_end(
     .bind(id)
     .bind(state)
     .bind(after)
-    .bind(CHUNK_ITEMS)
+    .bind(limit)
     .fetch_one(db)
     .await?)
 }
@@ -319,6 +373,8 @@ pub struct ChunkOutcome {
     pub refused: i64,
     /// Where the chunk ended (None: nothing was left).
     pub through: Option<i64>,
+    /// How long the chunk held the writer (from its turn to its commit).
+    pub held: Duration,
 }
 
 /// The items of a purge among a JSON array of record ids (`?2`), as `i` joined to `r`.
@@ -382,13 +438,14 @@ fn ids_json(ids: &[i64]) -> String {
 /// Apply the next chunk of a confirmed purge: its pending items after the purge's cursor
 /// become purged (their records `purged`, with the counters), or refused when an unfinished
 /// replay job still has to send the record or another purge took it since the preview.
-pub async fn apply_chunk(pool: &SqlitePool, id: &str) -> Result<ChunkOutcome> {
+pub async fn apply_chunk(pool: &SqlitePool, id: &str, limit: i64) -> Result<ChunkOutcome> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
+    let started = Instant::now();
     let after: i64 = sqlx::query_scalar("SELECT applied_through FROM purges WHERE id = ?")
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-    let Some(hi) = chunk_end(&mut tx, id, PurgeItemState::Pending, after).await? else {
+    let Some(hi) = chunk_end(&mut tx, id, PurgeItemState::Pending, after, limit).await? else {
         tx.rollback().await?;
         return Ok(ChunkOutcome::default());
     };
@@ -453,6 +510,7 @@ pub async fn apply_chunk(pool: &SqlitePool, id: &str) -> Result<ChunkOutcome> {
         done,
         refused,
         through: Some(hi),
+        held: started.elapsed(),
     })
 }
 
@@ -462,6 +520,7 @@ async fn held_chunk(
     tx: &mut SqliteConnection,
     id: &str,
     after: i64,
+    limit: i64,
     only: Option<&[i64]>,
     restorable: bool,
 ) -> Result<Option<(Vec<i64>, i64)>> {
@@ -469,7 +528,7 @@ async fn held_chunk(
     // for a few listed records would take the writer hundreds of times for nothing.
     let hi = match only {
         Some(_) => i64::MAX,
-        None => match chunk_end(tx, id, PurgeItemState::Purged, after).await? {
+        None => match chunk_end(tx, id, PurgeItemState::Purged, after, limit).await? {
             Some(hi) => hi,
             None => return Ok(None),
         },
@@ -503,10 +562,12 @@ pub async fn undo_chunk(
     pool: &SqlitePool,
     id: &str,
     after: i64,
+    limit: i64,
     only: Option<&[i64]>,
 ) -> Result<ChunkOutcome> {
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only, true).await? else {
+    let started = Instant::now();
+    let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, true).await? else {
         tx.rollback().await?;
         return Ok(ChunkOutcome::default());
     };
@@ -533,6 +594,7 @@ pub async fn undo_chunk(
         done,
         refused: 0,
         through: Some(hi),
+        held: started.elapsed(),
     })
 }
 
@@ -559,6 +621,7 @@ pub async fn erase_chunk(
     search: &mut SqliteConnection,
     id: &str,
     after: i64,
+    limit: i64,
     only: Option<&[i64]>,
     now: i64,
 ) -> Result<ChunkOutcome> {
@@ -571,7 +634,8 @@ pub async fn erase_chunk(
         .fetch_one(&mut *search_tx)
         .await?;
     let (_turn, mut tx) = super::begin_write(pool).await?;
-    let Some((ids, hi)) = held_chunk(&mut tx, id, after, only, false).await? else {
+    let started = Instant::now();
+    let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, false).await? else {
         tx.rollback().await?;
         search_tx.rollback().await?;
         return Ok(ChunkOutcome::default());
@@ -639,11 +703,13 @@ pub async fn erase_chunk(
             .await?;
     }
     tx.commit().await?;
+    let held = started.elapsed();
     search_tx.commit().await?;
     Ok(ChunkOutcome {
         done,
         refused: 0,
         through: Some(hi),
+        held,
     })
 }
 
@@ -733,4 +799,42 @@ pub async fn purged_total(pool: &SqlitePool) -> Result<i64> {
     )
     .fetch_one(pool)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_move_towards_the_hold_target_by_at_most_a_factor_of_two() {
+        let mut sizer = ChunkSizer::items();
+        let start = sizer.size();
+        // Four times too long: halved, not quartered.
+        sizer.held(start, CHUNK_HOLD * 4);
+        assert_eq!(sizer.size(), start / 2);
+        // A tenth of the target: doubled, not ten times.
+        let half = sizer.size();
+        sizer.held(half, CHUNK_HOLD / 10);
+        assert_eq!(sizer.size(), half * 2);
+        // On target: kept.
+        let kept = sizer.size();
+        sizer.held(kept, CHUNK_HOLD);
+        assert_eq!(sizer.size(), kept);
+    }
+
+    #[test]
+    fn chunks_stay_within_bounds_and_a_short_last_chunk_teaches_nothing() {
+        let mut sizer = ChunkSizer::items();
+        for _ in 0..40 {
+            sizer.held(sizer.size(), Duration::from_secs(1));
+        }
+        assert_eq!(sizer.size(), ChunkSizer::items().min);
+        for _ in 0..40 {
+            sizer.held(sizer.size(), Duration::ZERO);
+        }
+        assert_eq!(sizer.size(), ChunkSizer::items().max);
+        let before = sizer.size();
+        sizer.held(3, Duration::from_secs(1));
+        assert_eq!(sizer.size(), before);
+    }
 }
