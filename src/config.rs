@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -22,6 +23,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per run: boxing `Serve` to shrink the enum would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the dashboard (the default when no subcommand is given).
@@ -31,6 +34,90 @@ pub enum Command {
     /// Measure index and query speed (or, with --suite replay, bulk replay speed and memory;
     /// with --suite purge, a large purge) side by side with baselines, and print the ratios.
     Bench(BenchArgs),
+    /// Manage the local users of the users file (passwords are asked for, or read from
+    /// standard input when it is not a terminal).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage the API tokens of the users file.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// The users file a `user` or `token` subcommand works on.
+#[derive(Debug, Clone, Args)]
+pub struct UsersFileArg {
+    /// The users file (JSON, mode 0600); created by the first `user add`.
+    #[arg(long = "users", env = "DLQ_USERS")]
+    pub users: PathBuf,
+}
+
+/// `dlq-dashboard user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user with a role; the password comes from a prompt, or from standard input.
+    Add {
+        /// The name to sign in with.
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: crate::auth::role::Role,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// Remove a user (their sessions end with their next request).
+    Remove {
+        /// The user's name.
+        name: String,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// List the users and their roles.
+    List {
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// Change a user's password (from a prompt or standard input); their sessions end.
+    Passwd {
+        /// The user's name.
+        name: String,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+}
+
+/// `dlq-dashboard token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, alone on the last line, and only its hash is kept.
+    Create {
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: crate::auth::role::Role,
+        /// A name for it (the audit log shows it; `token revoke` takes it).
+        #[arg(long)]
+        name: String,
+        /// How long it works, e.g. 30d or 12h; without it, until revoked.
+        #[arg(long, value_parser = crate::auth::duration::parse)]
+        expires: Option<Duration>,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// List the tokens (names, roles, expiry; never the tokens themselves).
+    List {
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        /// The token's name.
+        name: String,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
 }
 
 /// Flags of `serve`.
@@ -100,6 +187,25 @@ pub struct ServeArgs {
         action = clap::ArgAction::Set
     )]
     pub reclaim_keeps_payload: bool,
+    /// The users file (local users and API tokens, managed with `dlq-dashboard user` and
+    /// `token`). With it, every page and API call needs a sign-in or a token; while it
+    /// holds nobody, only /healthz is served.
+    #[arg(long, env = "DLQ_USERS")]
+    pub users: Option<PathBuf>,
+    /// Serve without authentication on a non-loopback address, with a red banner on every
+    /// page. Without it (and without --users), such an address refuses to start.
+    #[arg(long, env = "DLQ_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// The address users open, e.g. https://dlq.example.com; https makes the session
+    /// cookie Secure and adds HSTS.
+    #[arg(long, env = "DLQ_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A session unused this long ends (e.g. 30m, 1h).
+    #[arg(long, env = "DLQ_SESSION_IDLE", default_value = "1h", value_parser = crate::auth::duration::parse)]
+    pub session_idle: Duration,
+    /// A session ends this long after signing in, used or not.
+    #[arg(long, env = "DLQ_SESSION_LIFETIME", default_value = "12h", value_parser = crate::auth::duration::parse)]
+    pub session_lifetime: Duration,
 }
 
 impl Default for ServeArgs {
@@ -118,6 +224,11 @@ impl Default for ServeArgs {
             replay_compression: None,
             replay_consumer_groups: Vec::new(),
             reclaim_keeps_payload: true,
+            users: None,
+            insecure_no_auth: false,
+            public_url: None,
+            session_idle: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
         }
     }
 }
