@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{Actions, Reclaimer};
-use crate::auth::Auth;
+use crate::auth::{self, Auth};
 use crate::config::{DevClusterArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::index::consumer::Indexer;
@@ -42,7 +42,14 @@ impl Dashboard {
     /// cluster), bind the listener and start every background task.
     pub async fn start(args: ServeArgs) -> Result<Self> {
         // First, so that an unsafe configuration is refused before anything starts.
-        let auth = Arc::new(Auth::from_args(&args)?);
+        let auth = Arc::new(Auth::new(&auth::Settings {
+            listen: args.listen,
+            users: args.users.clone(),
+            insecure_no_auth: args.insecure_no_auth,
+            public_url: args.public_url.clone(),
+            session_idle: args.session_idle,
+            session_lifetime: args.session_lifetime,
+        })?);
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
         let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
             .map_err(Error::Config)?;

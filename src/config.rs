@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::auth::cli::{TokenCommand, UserCommand, UsersFileArg};
+
 /// dlq-dashboard: index Kafka dead-letter topics into SQLite and browse, inspect and replay them.
 #[derive(Debug, Parser)]
 #[command(
@@ -44,79 +46,6 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
-    },
-}
-
-/// The users file a `user` or `token` subcommand works on.
-#[derive(Debug, Clone, Args)]
-pub struct UsersFileArg {
-    /// The users file (JSON, mode 0600); created by the first `user add`.
-    #[arg(long = "users", env = "DLQ_USERS")]
-    pub users: PathBuf,
-}
-
-/// `dlq-dashboard user ...`.
-#[derive(Debug, Subcommand)]
-pub enum UserCommand {
-    /// Add a user with a role; the password comes from a prompt, or from standard input.
-    Add {
-        /// The name to sign in with.
-        name: String,
-        /// viewer, operator or admin.
-        #[arg(long)]
-        role: crate::auth::role::Role,
-        #[command(flatten)]
-        file: UsersFileArg,
-    },
-    /// Remove a user (their sessions end with their next request).
-    Remove {
-        /// The user's name.
-        name: String,
-        #[command(flatten)]
-        file: UsersFileArg,
-    },
-    /// List the users and their roles.
-    List {
-        #[command(flatten)]
-        file: UsersFileArg,
-    },
-    /// Change a user's password (from a prompt or standard input); their sessions end.
-    Passwd {
-        /// The user's name.
-        name: String,
-        #[command(flatten)]
-        file: UsersFileArg,
-    },
-}
-
-/// `dlq-dashboard token ...`.
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Create a token; it is printed once, alone on the last line, and only its hash is kept.
-    Create {
-        /// viewer, operator or admin.
-        #[arg(long)]
-        role: crate::auth::role::Role,
-        /// A name for it (the audit log shows it; `token revoke` takes it).
-        #[arg(long)]
-        name: String,
-        /// How long it works, e.g. 30d or 12h; without it, until revoked.
-        #[arg(long, value_parser = crate::auth::duration::parse)]
-        expires: Option<Duration>,
-        #[command(flatten)]
-        file: UsersFileArg,
-    },
-    /// List the tokens (names, roles, expiry; never the tokens themselves).
-    List {
-        #[command(flatten)]
-        file: UsersFileArg,
-    },
-    /// Revoke a token by name.
-    Revoke {
-        /// The token's name.
-        name: String,
-        #[command(flatten)]
-        file: UsersFileArg,
     },
 }
 

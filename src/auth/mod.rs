@@ -13,7 +13,10 @@ pub mod users;
 
 use std::time::Instant;
 
-use crate::config::ServeArgs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use limiter::{LoginLimiter, Refusal};
 use role::Role;
@@ -96,6 +99,23 @@ pub enum Login {
     Throttled(Refusal),
 }
 
+/// What the flags of `serve` say about authentication.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The address to listen on (a non-loopback one needs authentication).
+    pub listen: SocketAddr,
+    /// `--users`.
+    pub users: Option<PathBuf>,
+    /// `--insecure-no-auth`.
+    pub insecure_no_auth: bool,
+    /// `--public-url`.
+    pub public_url: Option<String>,
+    /// `--session-idle`.
+    pub session_idle: Duration,
+    /// `--session-lifetime`.
+    pub session_lifetime: Duration,
+}
+
 /// The authentication settings and state of a running dashboard.
 pub struct Auth {
     /// The users file; none: no local users or tokens.
@@ -113,7 +133,7 @@ pub struct Auth {
 impl Auth {
     /// Authentication as the flags configure it, or the start-up refusal: a non-loopback
     /// address without authentication is refused unless `--insecure-no-auth` says so.
-    pub fn from_args(args: &ServeArgs) -> Result<Auth> {
+    pub fn new(args: &Settings) -> Result<Auth> {
         let users = args.users.as_deref().map(UsersStore::open).transpose()?;
         if users.is_none() && !args.insecure_no_auth && !args.listen.ip().is_loopback() {
             return Err(Error::Config(format!(

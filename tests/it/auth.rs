@@ -394,6 +394,10 @@ async fn sessions_carry_identity_role_and_their_own_csrf_token() {
         !html.contains("Replay selected") && !html.contains("data-action=\"purge-selected\""),
         "viewer sees no actions"
     );
+    assert!(
+        !html.contains("action=\"/replays/preview\""),
+        "viewer: no action form around the table"
+    );
     let (_, _, html) = s
         .send(
             Request::get("/messages/orders.dlq/0/0")
