@@ -49,6 +49,13 @@ impl Dashboard {
             public_url: args.public_url.clone(),
             session_idle: args.session_idle,
             session_lifetime: args.session_lifetime,
+            proxy: auth::proxy::ProxyRules::parse(
+                &args.trusted_proxies,
+                &args.proxy_user_header,
+                &args.proxy_groups_header,
+                &args.proxy_group_roles,
+            )
+            .map_err(Error::Config)?,
         })?);
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
         let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)

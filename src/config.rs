@@ -129,6 +129,32 @@ pub struct ServeArgs {
     /// cookie Secure and adds HSTS.
     #[arg(long, env = "DLQ_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Addresses or CIDRs of the trusted reverse proxy (comma list). Only from these are the
+    /// user and groups headers believed; from anywhere else they are ignored.
+    #[arg(long, env = "DLQ_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// The header in which the trusted proxy names the user.
+    #[arg(
+        long,
+        env = "DLQ_PROXY_USER_HEADER",
+        default_value = "X-Forwarded-User"
+    )]
+    pub proxy_user_header: String,
+    /// The header in which the trusted proxy lists the user's groups (comma-separated).
+    #[arg(
+        long,
+        env = "DLQ_PROXY_GROUPS_HEADER",
+        default_value = "X-Forwarded-Groups"
+    )]
+    pub proxy_groups_header: String,
+    /// A proxy group's role, GROUP=ROLE (repeatable; env: ';'-separated); the highest of a
+    /// user's groups wins, and a user in no listed group is not signed in.
+    #[arg(
+        long = "proxy-group-role",
+        env = "DLQ_PROXY_GROUP_ROLE",
+        value_delimiter = ';'
+    )]
+    pub proxy_group_roles: Vec<String>,
     /// A session unused this long ends (e.g. 30m, 1h).
     #[arg(long, env = "DLQ_SESSION_IDLE", default_value = "1h", value_parser = crate::auth::duration::parse)]
     pub session_idle: Duration,
@@ -158,6 +184,10 @@ impl Default for ServeArgs {
             public_url: None,
             session_idle: Duration::from_secs(3600),
             session_lifetime: Duration::from_secs(12 * 3600),
+            trusted_proxies: Vec::new(),
+            proxy_user_header: "X-Forwarded-User".into(),
+            proxy_groups_header: "X-Forwarded-Groups".into(),
+            proxy_group_roles: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod duration;
 pub mod limiter;
 pub mod password;
+pub mod proxy;
 pub mod role;
 pub mod session;
 pub mod token;
@@ -49,6 +50,8 @@ pub enum Mode {
     Password,
     /// `Authorization: Bearer` with an API token.
     Token,
+    /// Headers from a trusted reverse proxy.
+    Proxy,
 }
 
 impl Mode {
@@ -58,6 +61,7 @@ impl Mode {
             Mode::Off => "no auth",
             Mode::Password => "password",
             Mode::Token => "token",
+            Mode::Proxy => "proxy",
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// `--session-lifetime`.
     pub session_lifetime: Duration,
+    /// `--trusted-proxies` and the header and group flags.
+    pub proxy: Option<proxy::ProxyRules>,
 }
 
 /// The authentication settings and state of a running dashboard.
@@ -128,6 +134,8 @@ pub struct Auth {
     pub insecure: bool,
     /// `--public-url` is https: Secure cookies and HSTS.
     pub https: bool,
+    /// The trusted reverse proxy, when there is one.
+    pub proxy: Option<proxy::ProxyRules>,
 }
 
 impl Auth {
@@ -135,9 +143,10 @@ impl Auth {
     /// address without authentication is refused unless `--insecure-no-auth` says so.
     pub fn new(args: &Settings) -> Result<Auth> {
         let users = args.users.as_deref().map(UsersStore::open).transpose()?;
-        if users.is_none() && !args.insecure_no_auth && !args.listen.ip().is_loopback() {
+        let configured = users.is_some() || args.proxy.is_some();
+        if !configured && !args.insecure_no_auth && !args.listen.ip().is_loopback() {
             return Err(Error::Config(format!(
-                "Refusing to listen on {} without authentication, since anyone who reaches it could replay and purge: configure users with --users FILE (see `dlq-dashboard user add --help`), or pass --insecure-no-auth to accept that.",
+                "Refusing to listen on {} without authentication, since anyone who reaches it could replay and purge: configure users with --users FILE (see `dlq-dashboard user add --help`) or a proxy with --trusted-proxies, or pass --insecure-no-auth to accept that.",
                 args.listen
             )));
         }
@@ -146,7 +155,8 @@ impl Auth {
             .as_deref()
             .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
         Ok(Auth {
-            insecure: users.is_none() && args.insecure_no_auth,
+            insecure: !configured && args.insecure_no_auth,
+            proxy: args.proxy.clone(),
             users,
             sessions: Sessions::new(args.session_idle, args.session_lifetime, https),
             https,
@@ -156,16 +166,17 @@ impl Auth {
 
     /// Whether requests must prove who they are.
     pub fn enabled(&self) -> bool {
-        self.users.is_some()
+        self.users.is_some() || self.proxy.is_some()
     }
 
     /// Whether authentication is on but nobody could sign in yet (an empty users file):
     /// the dashboard then serves only /healthz.
     pub fn awaiting_first_user(&self) -> bool {
-        self.users.as_ref().is_some_and(|u| {
-            let file = u.current();
-            file.users.is_empty() && file.tokens.is_empty()
-        })
+        self.proxy.is_none()
+            && self.users.as_ref().is_some_and(|u| {
+                let file = u.current();
+                file.users.is_empty() && file.tokens.is_empty()
+            })
     }
 
     /// The identity a bearer token stands for at `now` (ms), or a sentence why not.

@@ -100,6 +100,14 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
             Err(why) => unauthorized(why),
         };
     }
+    if let Some(who) = auth
+        .proxy
+        .as_ref()
+        .and_then(|p| p.identity(client_ip(request.extensions()), request.headers()))
+    {
+        request.extensions_mut().insert(who);
+        return next.run(request).await;
+    }
     let mut refreshed = None;
     if let Some(session) = auth.sessions.read(request.headers(), now) {
         if let Some(mut who) = auth.session_identity(session) {
@@ -197,7 +205,9 @@ pub async fn authorize(State(gate): State<Gate>, request: Request, next: Next) -
         }
         return forbidden(&gate.state, &who, api, sentence).await;
     }
-    if api && method == Method::POST && who.mode == Mode::Password {
+    // A browser attaches cookies, and a proxy its headers, to cross-site requests too.
+    let browser = matches!(who.mode, Mode::Password | Mode::Proxy);
+    if api && method == Method::POST && browser {
         let headers = request.headers();
         let checked = super::extract::require_json(headers).and_then(|()| {
             let has_origin = headers.contains_key(header::ORIGIN)

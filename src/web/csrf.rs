@@ -8,7 +8,9 @@
 //!
 //! With authentication on, the token is the session's own (random, made at sign-in, kept in
 //! the encrypted session cookie, see `auth::session`), so a token read by one user is no
-//! use against another's session. A signed-in browser's JSON POST carries no token; it
+//! use against another's session. Behind a trusted proxy there is no session of ours, so
+//! the token is keyed to the user name with a per-process secret (`auth::proxy`). A
+//! signed-in or proxied browser's JSON POST carries no token; it
 //! needs `Content-Type: application/json` and a same-origin `Origin` (`web::auth::authorize`).
 //! Bearer tokens need neither: a browser never attaches one by itself.
 //!

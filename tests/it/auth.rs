@@ -733,3 +733,94 @@ async fn an_empty_users_file_serves_only_healthz_and_insecure_mode_shows_a_banne
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_headers_are_believed_only_from_the_trusted_addresses() {
+    let kafka = Kafka::start(&[("orders.dlq", 1)]);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut args = serve_args(&kafka.bootstrap(), &dir.path().join("index.db"));
+    args.listen = "0.0.0.0:0".parse().unwrap();
+    args.trusted_proxies = vec!["10.0.0.0/8".into()];
+    args.proxy_group_roles = vec!["dlq-ops=operator".into(), "dlq-admins=admin".into()];
+    let s = Secured {
+        d: TestDashboard::start_with(args, dir.clone()).await,
+        users: dir.path().join("unused.json"),
+        tokens: Vec::new(),
+    };
+    let proxied = |path: &str, groups: &str| {
+        Request::get(path)
+            .header("x-forwarded-user", "pat")
+            .header("x-forwarded-groups", groups)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = s
+        .send_from(proxied("/messages", "staff, dlq-ops"), "10.1.2.3:4000")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "from the proxy, a signed-in operator: {body}"
+    );
+    assert!(
+        body.contains("<form id=\"bulk\""),
+        "the operator's action form"
+    );
+    let (status, _, _) = s
+        .send_from(proxied("/users", "dlq-ops"), "10.1.2.3:4000")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an operator has no users page"
+    );
+    let (status, headers, _) = s
+        .send_from(proxied("/messages", "dlq-admins"), "192.168.0.9:4000")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "headers from another address are ignored"
+    );
+    assert!(headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("/login"));
+    let (status, _, _) = s
+        .send_from(proxied("/api/messages", "dlq-admins"), "192.168.0.9:4000")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = s
+        .send_from(proxied("/messages", "staff"), "10.1.2.3:4000")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "no mapped group: not signed in"
+    );
+    // A proxied browser's JSON POST needs our Origin, as a signed-in one does.
+    let post = |origin: Option<&str>| {
+        let mut r = Request::post("/api/purges")
+            .header("host", FORM_HOST)
+            .header("content-type", "application/json")
+            .header("x-forwarded-user", "pat")
+            .header("x-forwarded-groups", "dlq-ops");
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.body(Body::from(
+            json!({"everything": true, "dry_run": true}).to_string(),
+        ))
+        .unwrap()
+    };
+    let (status, _, _) = s
+        .send_from(post(Some("https://evil.example")), "10.1.2.3:4000")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "cross-site");
+    let (status, _, body) = s.send_from(post(Some(ORIGIN)), "10.1.2.3:4000").await;
+    assert!(
+        status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+        "{status} {body}"
+    );
+    s.d.stop().await;
+}
