@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{Actions, Reclaimer};
+use crate::auth::{self, Auth};
 use crate::config::{DevClusterArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::index::consumer::Indexer;
@@ -40,6 +41,22 @@ impl Dashboard {
     /// Validate the configuration, open the index, connect to Kafka (or start the embedded
     /// cluster), bind the listener and start every background task.
     pub async fn start(args: ServeArgs) -> Result<Self> {
+        // First, so that an unsafe configuration is refused before anything starts.
+        let auth = Arc::new(Auth::new(&auth::Settings {
+            listen: args.listen,
+            users: args.users.clone(),
+            insecure_no_auth: args.insecure_no_auth,
+            public_url: args.public_url.clone(),
+            session_idle: args.session_idle,
+            session_lifetime: args.session_lifetime,
+            proxy: auth::proxy::ProxyRules::parse(
+                &args.trusted_proxies,
+                &args.proxy_user_header,
+                &args.proxy_groups_header,
+                &args.proxy_group_roles,
+            )
+            .map_err(Error::Config)?,
+        })?);
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
         let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
             .map_err(Error::Config)?;
@@ -119,6 +136,7 @@ impl Dashboard {
             kafka: kafka.clone(),
             actions,
             http: Default::default(),
+            auth,
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -167,6 +185,20 @@ impl Dashboard {
                 tracing::error!(error = %e, "web server stopped");
             }
         });
+        if let Some(users) = state
+            .auth
+            .users
+            .as_ref()
+            .filter(|_| state.auth.awaiting_first_user())
+        {
+            tracing::warn!(
+                "no user can sign in yet, so only /healthz is served: add one with `dlq-dashboard user add NAME --role admin --users {}` (in a container: docker exec -it CONTAINER dlq-dashboard user add NAME --role admin); no restart needed",
+                users.path().display()
+            );
+        }
+        if state.auth.insecure {
+            tracing::warn!("authentication is off (--insecure-no-auth): anyone who reaches {addr} can replay, purge and erase");
+        }
         if kafka.embedded {
             tracing::info!(
                 "dlq-dashboard on http://{addr} — embedded demo Kafka at {} (a mock cluster inside this process: its data lives only as long as the process; pass --brokers to index a real cluster)",

@@ -2,8 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use crate::auth::cli::{TokenCommand, UserCommand, UsersFileArg};
 
 /// dlq-dashboard: index Kafka dead-letter topics into SQLite and browse, inspect and replay them.
 #[derive(Debug, Parser)]
@@ -22,6 +25,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per run: boxing `Serve` to shrink the enum would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the dashboard (the default when no subcommand is given).
@@ -31,6 +36,17 @@ pub enum Command {
     /// Measure index and query speed (or, with --suite replay, bulk replay speed and memory;
     /// with --suite purge, a large purge) side by side with baselines, and print the ratios.
     Bench(BenchArgs),
+    /// Manage the local users of the users file (passwords are asked for, or read from
+    /// standard input when it is not a terminal).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage the API tokens of the users file.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 /// Flags of `serve`.
@@ -100,6 +116,51 @@ pub struct ServeArgs {
         action = clap::ArgAction::Set
     )]
     pub reclaim_keeps_payload: bool,
+    /// The users file (local users and API tokens, managed with `dlq-dashboard user` and
+    /// `token`). With it, every page and API call needs a sign-in or a token; while it
+    /// holds nobody, only /healthz is served.
+    #[arg(long, env = "DLQ_USERS")]
+    pub users: Option<PathBuf>,
+    /// Serve without authentication on a non-loopback address, with a red banner on every
+    /// page. Without it (and without --users), such an address refuses to start.
+    #[arg(long, env = "DLQ_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// The address users open, e.g. https://dlq.example.com; https makes the session
+    /// cookie Secure and adds HSTS.
+    #[arg(long, env = "DLQ_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Addresses or CIDRs of the trusted reverse proxy (comma list). Only from these are the
+    /// user and groups headers believed; from anywhere else they are ignored.
+    #[arg(long, env = "DLQ_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// The header in which the trusted proxy names the user.
+    #[arg(
+        long,
+        env = "DLQ_PROXY_USER_HEADER",
+        default_value = "X-Forwarded-User"
+    )]
+    pub proxy_user_header: String,
+    /// The header in which the trusted proxy lists the user's groups (comma-separated).
+    #[arg(
+        long,
+        env = "DLQ_PROXY_GROUPS_HEADER",
+        default_value = "X-Forwarded-Groups"
+    )]
+    pub proxy_groups_header: String,
+    /// A proxy group's role, GROUP=ROLE (repeatable; env: ';'-separated); the highest of a
+    /// user's groups wins, and a user in no listed group is not signed in.
+    #[arg(
+        long = "proxy-group-role",
+        env = "DLQ_PROXY_GROUP_ROLE",
+        value_delimiter = ';'
+    )]
+    pub proxy_group_roles: Vec<String>,
+    /// A session unused this long ends (e.g. 30m, 1h).
+    #[arg(long, env = "DLQ_SESSION_IDLE", default_value = "1h", value_parser = crate::auth::duration::parse)]
+    pub session_idle: Duration,
+    /// A session ends this long after signing in, used or not.
+    #[arg(long, env = "DLQ_SESSION_LIFETIME", default_value = "12h", value_parser = crate::auth::duration::parse)]
+    pub session_lifetime: Duration,
 }
 
 impl Default for ServeArgs {
@@ -118,6 +179,15 @@ impl Default for ServeArgs {
             replay_compression: None,
             replay_consumer_groups: Vec::new(),
             reclaim_keeps_payload: true,
+            users: None,
+            insecure_no_auth: false,
+            public_url: None,
+            session_idle: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            trusted_proxies: Vec::new(),
+            proxy_user_header: "X-Forwarded-User".into(),
+            proxy_groups_header: "X-Forwarded-Groups".into(),
+            proxy_group_roles: Vec::new(),
         }
     }
 }

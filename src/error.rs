@@ -22,7 +22,11 @@ pub enum Error {
     /// A request body in a format the endpoint does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// A form or request that may come from another site (no valid CSRF token).
+    /// The request proved no identity (authentication is on).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A form or request that may come from another site (no valid CSRF token), or a
+    /// role that may not do what was asked.
     #[error("{0}")]
     Forbidden(String),
     /// Something the request needs is not reachable right now (no broker answers).
@@ -63,6 +67,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Gone(_) => StatusCode::GONE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Kafka(_) => StatusCode::BAD_GATEWAY,

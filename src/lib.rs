@@ -10,6 +10,8 @@
 pub mod actions;
 /// Startup, background tasks, graceful shutdown.
 pub mod app;
+/// Users, passwords, API tokens, sessions and roles.
+pub mod auth;
 /// Side-by-side benchmarks (`dlq-dashboard bench`).
 pub mod bench;
 /// Background WAL checkpoints of the index files.

@@ -9,11 +9,9 @@ use std::sync::LazyLock;
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
 use crate::error::Error;
-use crate::web::AppState;
+use crate::web::routes::{Access, Routes};
 
 #[derive(rust_embed::Embed)]
 #[folder = "static/"]
@@ -63,10 +61,10 @@ pub fn urls() -> &'static AssetUrls {
 }
 
 /// The static file routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/static/{file}", get(unversioned))
-        .route("/static/{version}/{file}", get(by_version))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/static/{file}", Access::Public, unversioned)
+        .get("/static/{version}/{file}", Access::Public, by_version)
 }
 
 async fn unversioned(Path(file): Path<String>) -> Response {

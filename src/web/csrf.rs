@@ -6,15 +6,22 @@
 //! which a browser cannot send across sites without a CORS preflight this server never grants
 //! (see `web::extract::require_json`).
 //!
-//! One random token per process is enough here. The dashboard has no accounts, so the threat
-//! is a page on another site making an operator's browser post a form to a dashboard the
-//! attacker cannot reach themselves (it runs inside the operator's network). The same-origin
-//! policy keeps that page from reading the token out of our HTML, so it cannot forge a form
-//! that carries it; anyone who can load the pages can already press the buttons. When the
-//! dashboard gains authentication, the token must be bound to the session instead.
+//! With authentication on, the token is the session's own (random, made at sign-in, kept in
+//! the encrypted session cookie, see `auth::session`), so a token read by one user is no
+//! use against another's session. Behind a trusted proxy there is no session of ours, so
+//! the token is keyed to the user name with a per-process secret (`auth::proxy`). A
+//! signed-in or proxied browser's JSON POST carries no token; it
+//! needs `Content-Type: application/json` and a same-origin `Origin` (`web::auth::authorize`).
+//! Bearer tokens need neither: a browser never attaches one by itself.
 //!
-//! The token lives only in memory, so a restart invalidates forms that were open before it;
-//! the error page then asks the operator to reload the page and try again.
+//! With authentication off (a loopback address) there are no sessions, and one random token
+//! per process is enough: the threat is a page on another site making an operator's browser
+//! post a form to a dashboard the attacker cannot reach themselves. The same-origin policy
+//! keeps that page from reading the token out of our HTML, so it cannot forge a form that
+//! carries it; anyone who can load the pages can already press the buttons.
+//!
+//! Both tokens live only in memory, so a restart invalidates forms that were open before
+//! it; the error page then asks the operator to reload the page and try again.
 
 use std::sync::OnceLock;
 
@@ -36,11 +43,7 @@ pub fn token() -> &'static str {
     })
 }
 
-/// Compare without stopping at the first difference, so response times do not tell an
-/// attacker how much of a guess was right.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub(crate) use crate::auth::same;
 
 /// The sentence for a form without a valid token.
 pub(crate) const STALE: &str = "This form has expired or did not come from this dashboard (a restart of the dashboard expires open forms); reload the page and try again.";

@@ -7,12 +7,15 @@
 
 use askama::Template;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::auth::Identity;
 use crate::error::Error;
+use crate::web::auth::{to_login, Caller};
 use crate::web::frame::Frame;
+use crate::web::routes::is_api;
 use crate::web::AppState;
 
 /// An error shown as a page (the API shows the same errors as JSON).
@@ -66,18 +69,36 @@ impl IntoResponse for PageError {
 
 /// Render every page error in the frame of a normal page.
 pub async fn framed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let who = request.extensions().get::<Identity>().cloned();
     let response = next.run(request).await;
     let Some(problem) = response.extensions().get::<PageProblem>().cloned() else {
         return response;
     };
     let status = response.status();
-    render(&state, status, problem.title, problem.message).await
+    page(&state, who.as_ref(), status, problem.title, problem.message).await
 }
 
-/// The 404 page for any unknown path.
-pub async fn not_found(State(state): State<AppState>) -> Response {
-    render(
+/// The 404 page for any unknown path; a stranger is sent to sign in first, so that the
+/// answer does not tell which addresses exist.
+pub async fn not_found(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    if who.is_none() && state.auth.enabled() {
+        if is_api(uri.path()) {
+            return Error::Unauthorized(
+                "Sign in first: send an API token as Authorization: Bearer TOKEN.".into(),
+            )
+            .into_response();
+        }
+        let asked = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        return to_login(&method, asked);
+    }
+    page(
         &state,
+        who.as_ref(),
         StatusCode::NOT_FOUND,
         "Not found",
         "There is no page at this address. The overview lists every DLQ topic.".into(),
@@ -85,9 +106,16 @@ pub async fn not_found(State(state): State<AppState>) -> Response {
     .await
 }
 
-async fn render(state: &AppState, status: StatusCode, title: &str, message: String) -> Response {
+/// An error page in the frame `who` sees.
+pub(crate) async fn page(
+    state: &AppState,
+    who: Option<&Identity>,
+    status: StatusCode,
+    title: &str,
+    message: String,
+) -> Response {
     let page = ErrorPage {
-        frame: Frame::build(state, "").await,
+        frame: Frame::build(state, who, "").await,
         code: status.as_u16(),
         title: title.into(),
         message,

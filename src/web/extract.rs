@@ -6,31 +6,32 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 
+use crate::auth::Identity;
 use crate::error::{Error, Result};
 use crate::store::records::{self, RecordDetail, RecordId};
-use crate::web::csrf::{check_origin, same, token, FIELD, STALE};
+use crate::web::csrf::{check_origin, same, FIELD, STALE};
 use crate::web::error::PageError;
 use crate::web::AppState;
 
-/// Who is asking. There are no accounts yet, so it is the client's address; with
-/// authentication it becomes the user.
+/// Who is asking, as the audit log records it: the authenticated name and how it signed
+/// in (`alice (password)`, `ci (token)`), or with authentication off `anonymous` and the
+/// client's address.
 pub struct Actor(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Error;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _: &S,
     ) -> std::result::Result<Self, Self::Rejection> {
-        let addr = parts
+        // `web::auth::identify` leaves an identity on every request that reaches a route
+        // needing a role; its absence means the route was declared public by mistake.
+        parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        Ok(Actor(match addr {
-            Some(ip) => format!("anonymous ({ip})"),
-            None => "anonymous".into(),
-        }))
+            .get::<Identity>()
+            .map(|who| Actor(who.actor()))
+            .ok_or_else(|| Error::Unauthorized("Sign in first.".into()))
     }
 }
 
@@ -147,6 +148,12 @@ impl<S: Send + Sync> FromRequest<S> for CsrfForm {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        // The token to expect is the session's (with auth off, the process's); a bearer
+        // token has none to check, since a browser never sends one on its own.
+        let expected = match req.extensions().get::<Identity>() {
+            Some(who) => who.csrf.clone(),
+            None => return Err(Error::Forbidden(STALE.into()).into()),
+        };
         check_origin(req.headers(), authority.as_deref())?;
         let ctype = req
             .headers()
@@ -167,8 +174,9 @@ impl<S: Send + Sync> FromRequest<S> for CsrfForm {
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| Error::BadRequest("The form is not valid URL encoding.".into()))?;
         let mut tokens = fields.iter().filter(|(k, _)| k == FIELD);
-        let valid = match (tokens.next(), tokens.next()) {
-            (Some((_, t)), None) => same(t.as_bytes(), token().as_bytes()),
+        let valid = match (expected, tokens.next(), tokens.next()) {
+            (None, _, None) => true,
+            (Some(expected), Some((_, t)), None) => same(t.as_bytes(), expected.as_bytes()),
             _ => false,
         };
         if !valid {

@@ -1,6 +1,8 @@
-//! The frame around every page: top bar, connection status, navigation counts, and the
-//! CSRF token its forms carry.
+//! The frame around every page: top bar, connection status, navigation counts, who is
+//! signed in and what their role lets the page offer, and the CSRF token its forms carry.
 
+use crate::auth::role::Role;
+use crate::auth::{Identity, Mode};
 use crate::states::RecordStatus;
 use crate::store::{self, groups, stats};
 use crate::web::assets::AssetUrls;
@@ -27,15 +29,35 @@ pub struct Frame {
     pub groups: String,
     /// Confirmed replay jobs not finished yet, formatted; empty when there are none.
     pub active_jobs: String,
-    /// This process's CSRF token, carried by every form that changes something.
-    pub csrf: &'static str,
+    /// The CSRF token of this session (with auth off, of this process), carried by every
+    /// form that changes something.
+    pub csrf: String,
+    /// The signed-in user, who gets a sign-out button.
+    pub user: Option<String>,
+    /// The signed-in user's role.
+    pub role: &'static str,
+    /// Whether the role may replay, purge and undo (the pages hide those buttons otherwise).
+    pub can_act: bool,
+    /// Whether the role may erase and reclaim.
+    pub can_admin: bool,
+    /// Nobody is signed in and authentication is on: no navigation, status or counts.
+    pub signed_out: bool,
+    /// Authentication is off on purpose (`--insecure-no-auth`): the red banner.
+    pub insecure: bool,
     /// The hashed URLs of the stylesheet, script and icon.
     pub assets: &'static AssetUrls,
 }
 
 impl Frame {
-    /// The frame for a page whose navigation entry is `active`.
-    pub(crate) async fn build(state: &AppState, active: &'static str) -> Frame {
+    /// The frame for a page whose navigation entry is `active`, as `who` may see it.
+    pub(crate) async fn build(
+        state: &AppState,
+        who: Option<&Identity>,
+        active: &'static str,
+    ) -> Frame {
+        let Some(who) = who else {
+            return Frame::signed_out(state);
+        };
         let s = state.status.snapshot();
         let status_text = if s.connected {
             "connected".to_string()
@@ -66,7 +88,37 @@ impl Frame {
             } else {
                 String::new()
             },
-            csrf: super::csrf::token(),
+            csrf: who.csrf.clone().unwrap_or_default(),
+            user: (who.mode == Mode::Password).then(|| who.name.clone()),
+            role: who.role.as_str(),
+            can_act: who.role.allows(Role::Operator),
+            can_admin: who.role.allows(Role::Admin),
+            signed_out: false,
+            insecure: state.auth.insecure,
+            assets: super::assets::urls(),
+        }
+    }
+
+    /// The frame of the sign-in page and of errors shown to a stranger: nothing about the
+    /// cluster or the index.
+    pub(crate) fn signed_out(state: &AppState) -> Frame {
+        Frame {
+            active: "",
+            connected: true,
+            status_text: String::new(),
+            status_detail: None,
+            embedded: false,
+            brokers: String::new(),
+            unresolved: String::new(),
+            groups: String::new(),
+            active_jobs: String::new(),
+            csrf: String::new(),
+            user: None,
+            role: "",
+            can_act: false,
+            can_admin: false,
+            signed_out: true,
+            insecure: state.auth.insecure,
             assets: super::assets::urls(),
         }
     }

@@ -2,6 +2,7 @@
 
 mod api;
 mod assets;
+pub mod auth;
 pub mod csrf;
 mod error;
 mod extract;
@@ -11,6 +12,7 @@ pub mod links;
 pub mod metrics;
 mod pages;
 mod query;
+pub mod routes;
 mod state;
 pub mod view;
 
@@ -19,8 +21,8 @@ pub use state::{App, AppState};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{middleware, Json, Router};
+use routes::{Access, AccessTable, Routes, VIEWER};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 
@@ -28,16 +30,48 @@ use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 /// so a payload that slips into markup still cannot run.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// Every route with its access rule: pages, API, health, metrics, static files.
+pub fn routes(state: &AppState) -> Routes {
+    let framed = middleware::from_fn_with_state(state.clone(), error::framed);
+    Routes::new()
+        .merge(pages::router().map(|r| r.layer(framed)))
+        .merge(api::router())
+        .get("/healthz", Access::Public, healthz)
+        // Public: orchestrators probe it without credentials; it tells only whether the
+        // index and Kafka answer.
+        .get("/readyz", Access::Public, readyz)
+        .get("/metrics", VIEWER, metrics::metrics)
+        .merge(assets::router())
+}
+
+/// The access rules of every route, as [`router`] enforces them (for tests and docs).
+pub fn access_table(state: &AppState) -> AccessTable {
+    routes(state).into_parts().1
+}
+
 /// The whole application: pages, API, health, metrics, static files.
 pub fn router(state: AppState) -> Router {
+    let (routes, table) = routes(&state).into_parts();
+    // Only when users reach the dashboard over https: over plain http a browser ignores it,
+    // and sent by mistake it would lock a host out of http for a year.
+    let hsts = state
+        .auth
+        .https
+        .then(|| HeaderValue::from_static("max-age=31536000"));
+    let gate = auth::Gate {
+        state: state.clone(),
+        table: std::sync::Arc::new(table),
+    };
     Router::new()
-        .merge(pages::router().layer(middleware::from_fn_with_state(state.clone(), error::framed)))
-        .merge(api::router())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::metrics))
-        .merge(assets::router())
+        .merge(routes)
+        .route_layer(middleware::from_fn_with_state(gate, auth::authorize))
         .fallback(error::not_found)
+        // Outside the routes (so the fallback has an identity too), inside the metrics
+        // and the trace span.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
         .layer(middleware::from_fn_with_state(
             state.http.clone(),
             http_metrics::track,
@@ -63,6 +97,10 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            move |_: &Response| hsts.clone(),
         ))
         .with_state(state)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sqlx::SqlitePool;
 
 use crate::actions::Actions;
+use crate::auth::Auth;
 use crate::index::IndexerStatus;
 use crate::kafka::KafkaSettings;
 use crate::web::http_metrics::HttpMetrics;
@@ -22,6 +23,8 @@ pub struct App {
     pub actions: Arc<Actions>,
     /// HTTP request counts and latencies of this dashboard.
     pub http: HttpMetrics,
+    /// Users, tokens, sessions and the sign-in throttle.
+    pub auth: Arc<Auth>,
 }
 
 /// Cheap-to-clone handle on [`App`].

@@ -202,3 +202,163 @@ fn tls_and_sasl_settings_are_accepted_by_the_kafka_client() {
     let producer: Result<rdkafka::producer::BaseProducer, _> = settings.producer_config().create();
     assert!(producer.is_ok(), "{:?}", producer.err());
 }
+
+#[test]
+fn a_non_loopback_address_without_auth_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let args = [
+        "--listen",
+        "0.0.0.0:0",
+        "--brokers",
+        "127.0.0.1:1",
+        "--database",
+        db.to_str().unwrap(),
+    ];
+    exits_with_one_sentence(&args, "--insecure-no-auth");
+    exits_with_one_sentence(&args, "--users FILE");
+    assert!(!db.exists(), "refused before anything was opened");
+}
+
+/// Run `dlq-dashboard ARGS` with `stdin`; stdout, after asserting success.
+fn run_with_stdin(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn users_and_tokens_added_with_the_cli_work_on_a_running_dashboard() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = crate::harness::process::DevCluster::start(1, &["orders.dlq:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.json");
+    let users = users.to_str().unwrap();
+    let d = crate::harness::process::DashboardProcess::start(
+        &cluster.bootstrap,
+        &dir.path().join("index.db"),
+        &["--users", users],
+    );
+    // Nobody can sign in yet: only /healthz.
+    wait_for_blocking("healthz", DEADLINE, || {
+        (d.get("/healthz")?.0 == 200).then_some(())
+    });
+    let (status, body) = d.get("/api/cluster").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("user add"), "{body}");
+
+    // The password comes from standard input, never a flag.
+    let out = run_with_stdin(
+        &[
+            "user", "add", "alice", "--role", "operator", "--users", users,
+        ],
+        "a long enough password\n",
+    );
+    assert!(out.contains("Added alice"), "{out}");
+    let mode = std::fs::metadata(users).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(users).unwrap();
+    assert!(text.contains("$argon2id$") && !text.contains("a long enough password"));
+    assert!(run_with_stdin(&["user", "list", "--users", users], "").contains("alice\toperator"));
+    let short = bin()
+        .args(["user", "add", "bob", "--role", "viewer", "--users", users])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(1), "an empty password is refused");
+
+    // Signing in works without a restart.
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", d.port);
+    let login = |pw: &str| {
+        client
+            .post(url("/login"))
+            .form(&[("name", "alice"), ("password", pw), ("next", "/messages")])
+            .send()
+            .unwrap()
+    };
+    assert_eq!(login("not the password").status(), 401);
+    let response = login("a long enough password");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/messages");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http without an https --public-url: {cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = client
+        .get(url("/messages"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("alice · operator"));
+    let stranger = client.get(url("/messages")).send().unwrap();
+    assert_eq!(stranger.status(), 303);
+
+    // A token is printed once, alone on the last line, and works until revoked.
+    let out = run_with_stdin(
+        &[
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--name",
+            "ci",
+            "--expires",
+            "30d",
+            "--users",
+            users,
+        ],
+        "",
+    );
+    let secret = out.trim_end().lines().last().unwrap().trim().to_string();
+    assert!(secret.starts_with("dlq_"), "{out}");
+    assert!(
+        !std::fs::read_to_string(users).unwrap().contains(&secret),
+        "only its hash is kept"
+    );
+    let api = |token: &str| {
+        client
+            .get(url("/api/cluster"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(api(&secret), 200);
+    let listed = run_with_stdin(&["token", "list", "--users", users], "");
+    assert!(
+        listed.contains("ci\tviewer") && !listed.contains(&secret),
+        "{listed}"
+    );
+    run_with_stdin(&["token", "revoke", "ci", "--users", users], "");
+    assert_eq!(api(&secret), 401);
+    drop(d);
+}

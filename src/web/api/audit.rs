@@ -1,19 +1,19 @@
 //! `/api/audit`: the audit log, newest first.
 
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::clock::iso;
 use crate::error::Result;
 use crate::store::audit::{self, AuditEntry};
 use crate::web::query::audit_params;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/audit", get(list_audit))
+pub fn router() -> Routes {
+    Routes::new().get("/api/audit", VIEWER, list_audit)
 }
 
 /// One audit entry in the API.

@@ -1,16 +1,16 @@
 //! `/api/cluster`: where Kafka is and whether the indexer reaches it.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::clock::iso;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/cluster", get(cluster))
+pub fn router() -> Routes {
+    Routes::new().get("/api/cluster", VIEWER, cluster)
 }
 
 #[derive(Serialize)]

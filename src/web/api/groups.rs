@@ -1,18 +1,18 @@
 //! `/api/groups`: failure groups with their replay outcomes.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::clock::iso;
 use crate::error::Result;
 use crate::store::groups;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/groups", get(list_groups))
+pub fn router() -> Routes {
+    Routes::new().get("/api/groups", VIEWER, list_groups)
 }
 
 #[derive(Serialize)]

@@ -3,8 +3,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Serialize;
@@ -18,14 +17,23 @@ use crate::states::RecordStatus;
 use crate::store::records::RecordSummary;
 use crate::store::{self, records};
 use crate::web::extract::{find_record, not_indexed, record_id};
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/messages", get(messages))
-        .route("/api/messages/{topic}/{partition}/{offset}", get(message))
-        .route("/api/messages/{topic}/{partition}/{offset}/raw", get(raw))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/api/messages", VIEWER, messages)
+        .get(
+            "/api/messages/{topic}/{partition}/{offset}",
+            VIEWER,
+            message,
+        )
+        .get(
+            "/api/messages/{topic}/{partition}/{offset}/raw",
+            VIEWER,
+            raw,
+        )
 }
 
 /// Origin coordinates of a record.

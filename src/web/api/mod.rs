@@ -1,9 +1,7 @@
 //! The JSON API, one module per resource. Errors answer as JSON with the same sentences
 //! the pages show.
 
-use axum::Router;
-
-use crate::web::AppState;
+use crate::web::routes::Routes;
 
 mod audit;
 mod cluster;
@@ -14,8 +12,8 @@ mod replays;
 mod topics;
 
 /// Every API route.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> Routes {
+    Routes::new()
         .merge(topics::router())
         .merge(messages::router())
         .merge(groups::router())

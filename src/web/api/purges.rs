@@ -6,8 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::actions::purge::{self, PurgeRequest};
@@ -17,15 +16,17 @@ use crate::error::{Error, Result};
 use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
 use crate::store::purges::{self as stored, Purge, PurgeEntry};
 use crate::web::extract::{json_fields, json_flag as flag, Actor};
+use crate::web::routes::{Routes, ADMIN, OPERATOR, VIEWER};
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/purges", get(list).post(create))
-        .route("/api/purges/{id}", get(one))
-        .route("/api/purges/{id}/undo", post(undo))
-        .route("/api/purges/{id}/erase", post(erase))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/api/purges", VIEWER, list)
+        .post("/api/purges", OPERATOR, create)
+        .get("/api/purges/{id}", VIEWER, one)
+        .post("/api/purges/{id}/undo", OPERATOR, undo)
+        .post("/api/purges/{id}/erase", ADMIN, erase)
 }
 
 /// A purge in the API.

@@ -6,8 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::actions::replay::{self as plan};
@@ -22,15 +21,17 @@ use crate::store::items::{self, ItemResult, ReturnedRecord};
 use crate::store::jobs::{self, Job};
 use crate::web::extract::{json_fields, json_flag, require_json, Actor};
 use crate::web::query::results_query;
+use crate::web::routes::{Routes, OPERATOR, VIEWER};
 use crate::web::AppState;
 
 /// Routes under /api for replays and the audit log.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/replays", get(list).post(create))
-        .route("/api/replays/{id}", get(one))
-        .route("/api/replays/{id}/results", get(results))
-        .route("/api/replays/{id}/{action}", post(control))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/api/replays", VIEWER, list)
+        .post("/api/replays", OPERATOR, create)
+        .get("/api/replays/{id}", VIEWER, one)
+        .get("/api/replays/{id}/results", VIEWER, results)
+        .post("/api/replays/{id}/{action}", OPERATOR, control)
 }
 
 /// A job in the API.

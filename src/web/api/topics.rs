@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::actions::reclaim::ReclaimOutcome;
@@ -16,14 +15,15 @@ use crate::error::{Error, Result};
 use crate::store::reclaim::Reclaimable;
 use crate::store::{self, stats};
 use crate::web::extract::{require_json, Actor};
+use crate::web::routes::{Routes, ADMIN, VIEWER};
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/topics", get(topics)).route(
-        "/api/topics/{topic}/reclaim",
-        get(reclaimable).post(reclaim),
-    )
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/api/topics", VIEWER, topics)
+        .get("/api/topics/{topic}/reclaim", VIEWER, reclaimable)
+        .post("/api/topics/{topic}/reclaim", ADMIN, reclaim)
 }
 
 /// One partition in `GET /api/topics/{topic}/reclaim`.

@@ -2,20 +2,20 @@
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::Router;
 
 use super::{html, PageResult};
 use crate::store::audit;
+use crate::web::auth::Caller;
 use crate::web::frame::Frame;
 use crate::web::links::*;
 use crate::web::query::audit_params;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(audit_page))
+pub fn router() -> Routes {
+    Routes::new().get("/audit", VIEWER, audit_page)
 }
 
 struct AuditRow {
@@ -38,7 +38,11 @@ struct AuditPage {
 }
 
 /// `GET /audit`: who did what, newest first, with an "Older" keyset link.
-async fn audit_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> PageResult {
+async fn audit_page(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    RawQuery(query): RawQuery,
+) -> PageResult {
     let (before, limit) = audit_params(query.as_deref())?;
     let now = crate::clock::now_ms();
     let mut entries = audit::list(&state.pool, before, limit + 1).await?;
@@ -49,7 +53,7 @@ async fn audit_page(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         None
     };
     html(AuditPage {
-        frame: Frame::build(&state, "audit").await,
+        frame: Frame::build(&state, who.as_ref(), "audit").await,
         rows: entries
             .into_iter()
             .map(|e| AuditRow {

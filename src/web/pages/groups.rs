@@ -2,20 +2,20 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 
 use super::{html, PageResult};
 use crate::filter::encode_pairs;
 use crate::store::groups;
+use crate::web::auth::Caller;
 use crate::web::frame::Frame;
 use crate::web::links::*;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/groups", get(failure_groups))
+pub fn router() -> Routes {
+    Routes::new().get("/groups", VIEWER, failure_groups)
 }
 
 struct GroupRow {
@@ -48,7 +48,7 @@ struct GroupsPage {
     rows: Vec<GroupRow>,
 }
 
-async fn failure_groups(State(state): State<AppState>) -> PageResult {
+async fn failure_groups(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
     let now = crate::clock::now_ms();
     let mut rows = Vec::new();
     for g in groups::list(&state.pool, 200).await? {
@@ -84,7 +84,7 @@ async fn failure_groups(State(state): State<AppState>) -> PageResult {
         });
     }
     html(GroupsPage {
-        frame: Frame::build(&state, "groups").await,
+        frame: Frame::build(&state, who.as_ref(), "groups").await,
         rows,
     })
 }

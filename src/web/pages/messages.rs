@@ -3,8 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
-use axum::Router;
 
 use super::{html, PageResult};
 use crate::actions::replay::TargetCheck;
@@ -13,17 +11,21 @@ use crate::index::normalise::Convention;
 use crate::index::record::decode_headers;
 use crate::states::{ItemState, RecordStatus};
 use crate::store::{self, records, search, stats};
+use crate::web::auth::Caller;
 use crate::web::extract::{find_record, record_id};
 use crate::web::frame::Frame;
 use crate::web::links::*;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/messages", get(messages))
-        .route("/messages/{topic}/{partition}/{offset}", get(message))
+pub fn router() -> Routes {
+    Routes::new().get("/messages", VIEWER, messages).get(
+        "/messages/{topic}/{partition}/{offset}",
+        VIEWER,
+        message,
+    )
 }
 
 struct MessageRow {
@@ -93,7 +95,11 @@ struct MessagesPage {
 /// Count matches, but stop at a cap so that a broad filter over a large index stays fast.
 const COUNT_CAP: i64 = 1_000;
 
-async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
+async fn messages(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let query = MessageQuery::parse(raw.as_deref().unwrap_or(""))?;
     let now = crate::clock::now_ms();
     let page = records::list(&state.pool, &query).await?;
@@ -167,7 +173,7 @@ async fn messages(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Pag
     }
     topics.sort();
     html(MessagesPage {
-        frame: Frame::build(&state, "messages").await,
+        frame: Frame::build(&state, who.as_ref(), "messages").await,
         topics,
         statuses: RecordStatus::ALL.iter().map(|s| s.as_str()).collect(),
         error_classes: records::distinct_error_classes(&state.pool).await?,
@@ -354,6 +360,7 @@ impl ReplayAfter {
 
 async fn message(
     State(state): State<AppState>,
+    Caller(who): Caller,
     Path((topic, partition, offset)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
@@ -408,7 +415,7 @@ async fn message(
         })
         .collect();
     html(MessagePage {
-        frame: Frame::build(&state, "messages").await,
+        frame: Frame::build(&state, who.as_ref(), "messages").await,
         topic_link: messages_link(&[("topic", s.topic.clone())]),
         topic: s.topic.clone(),
         partition: s.partition,

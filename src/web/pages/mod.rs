@@ -3,26 +3,27 @@
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Router;
 
 use crate::error::Error;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::routes::Routes;
 
 mod audit;
 mod groups;
+mod login;
 mod messages;
 mod overview;
 mod purges;
 mod replays;
 mod selection;
 mod topics;
+mod users;
 
 pub(crate) use messages::ReplayAfter;
 
 /// Every page route.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> Routes {
+    Routes::new()
         .merge(overview::router())
         .merge(messages::router())
         .merge(groups::router())
@@ -30,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .merge(purges::router())
         .merge(audit::router())
         .merge(topics::router())
+        .merge(login::router())
+        .merge(users::router())
 }
 
 /// What a page handler returns.

@@ -3,19 +3,19 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 
 use super::{html, PageResult};
 use crate::store::{self, stats};
+use crate::web::auth::Caller;
 use crate::web::frame::Frame;
 use crate::web::links::*;
+use crate::web::routes::{Routes, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(overview))
+pub fn router() -> Routes {
+    Routes::new().get("/", VIEWER, overview)
 }
 
 struct ErrorClassLink {
@@ -60,7 +60,7 @@ struct OverviewPage {
     behind: String,
 }
 
-async fn overview(State(state): State<AppState>) -> PageResult {
+async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
     let now = crate::clock::now_ms();
     let snapshot = state.status.snapshot();
     let overviews = stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, now).await?;
@@ -114,7 +114,7 @@ async fn overview(State(state): State<AppState>) -> PageResult {
         })
         .collect::<Vec<_>>();
     html(OverviewPage {
-        frame: Frame::build(&state, "overview").await,
+        frame: Frame::build(&state, who.as_ref(), "overview").await,
         topic_count: cards.len(),
         cards,
         total_unresolved: view::count(total_unresolved),

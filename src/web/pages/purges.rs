@@ -5,8 +5,6 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
-use axum::Router;
 
 use super::selection::{
     parse_message_ref, selection_from_form, selection_view, RefusalRow, SelectionView,
@@ -18,22 +16,24 @@ use crate::error::{Error, Result};
 use crate::states::PurgeStatus;
 use crate::store::purges::{self as stored, Purge};
 use crate::store::records;
+use crate::web::auth::Caller;
 use crate::web::extract::{Actor, CsrfForm};
 use crate::web::frame::Frame;
 use crate::web::links::*;
+use crate::web::routes::{Routes, ADMIN, OPERATOR, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
 
 /// Page routes for purges.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/purges", get(purges_page))
-        .route("/purges/preview", post(create_preview))
-        .route("/purges/{id}", get(purge_page))
-        .route("/purges/{id}/preview", get(preview_page))
-        .route("/purges/{id}/confirm", post(confirm))
-        .route("/purges/{id}/undo", post(undo))
-        .route("/purges/{id}/erase", post(erase))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/purges", VIEWER, purges_page)
+        .post("/purges/preview", OPERATOR, create_preview)
+        .get("/purges/{id}", VIEWER, purge_page)
+        .get("/purges/{id}/preview", OPERATOR, preview_page)
+        .post("/purges/{id}/confirm", OPERATOR, confirm)
+        .post("/purges/{id}/undo", OPERATOR, undo)
+        .post("/purges/{id}/erase", ADMIN, erase)
 }
 
 /// Purges listed on /purges.
@@ -123,7 +123,11 @@ fn expired_preview(id: &str) -> Error {
 }
 
 /// `GET /purges/{id}/preview`: what confirming would purge.
-async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+async fn preview_page(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> PageResult {
     let Some(p) = stored::purge(&state.pool, &id).await? else {
         return Err(expired_preview(&id).into());
     };
@@ -134,7 +138,7 @@ async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> 
     let reset = records::current_generations(&state.pool).await?;
     let refused = refusal_rows(&preview.refused, &reset);
     html(PreviewPage {
-        frame: Frame::build(&state, "purges").await,
+        frame: Frame::build(&state, who.as_ref(), "purges").await,
         count: view::count(preview.count),
         count_n: preview.count,
         by_topic: counted(&preview.by_topic),
@@ -275,10 +279,10 @@ struct PurgesPage {
     purges: Vec<PurgeRow>,
 }
 
-async fn purges_page(State(state): State<AppState>) -> PageResult {
+async fn purges_page(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
     let purges = stored::purges(&state.pool, PURGES_LISTED).await?;
     html(PurgesPage {
-        frame: Frame::build(&state, "purges").await,
+        frame: Frame::build(&state, who.as_ref(), "purges").await,
         purges: purges.iter().map(PurgeRow::of).collect(),
     })
 }
@@ -294,7 +298,11 @@ struct PurgePage {
     refused_n: i64,
 }
 
-async fn purge_page(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+async fn purge_page(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> PageResult {
     let p = state.actions.find_purge(&id, false).await?;
     let reset = records::current_generations(&state.pool).await?;
     let refusals: Vec<crate::actions::Refusal> =
@@ -304,7 +312,7 @@ async fn purge_page(State(state): State<AppState>, Path(id): Path<String>) -> Pa
             .map(crate::actions::Refusal::from)
             .collect();
     html(PurgePage {
-        frame: Frame::build(&state, "purges").await,
+        frame: Frame::build(&state, who.as_ref(), "purges").await,
         selection: selection_view(&p.selection),
         purged_link: messages_link(&[("status", "purged".into())]),
         refused: refusal_rows(&refusals, &reset),

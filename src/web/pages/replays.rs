@@ -4,8 +4,6 @@
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
-use axum::Router;
 
 use super::selection::{selection_from_form, selection_view, RefusalRow, SelectionView};
 use super::ReplayAfter;
@@ -20,22 +18,24 @@ use crate::states::JobStatus;
 use crate::store::items;
 use crate::store::jobs::{self, Job};
 use crate::store::records;
+use crate::web::auth::Caller;
 use crate::web::extract::{Actor, CsrfForm};
 use crate::web::frame::Frame;
 use crate::web::links::*;
 use crate::web::query::{results_query, ResultsQuery};
+use crate::web::routes::{Routes, OPERATOR, VIEWER};
 use crate::web::view::{self, duration, target_text};
 use crate::web::AppState;
 
 /// Page routes for replays and the audit log.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/replays", get(jobs_page))
-        .route("/replays/preview", post(create_preview))
-        .route("/replays/{id}", get(job_page))
-        .route("/replays/{id}/preview", get(preview_page))
-        .route("/replays/{id}/start", post(start))
-        .route("/replays/{id}/{action}", post(control))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/replays", VIEWER, jobs_page)
+        .post("/replays/preview", OPERATOR, create_preview)
+        .get("/replays/{id}", VIEWER, job_page)
+        .get("/replays/{id}/preview", OPERATOR, preview_page)
+        .post("/replays/{id}/start", OPERATOR, start)
+        .post("/replays/{id}/{action}", OPERATOR, control)
 }
 
 /// Results listed per page on the job page.
@@ -127,7 +127,11 @@ impl CompressionView {
 }
 
 /// `GET /replays/{id}/preview`: what confirming would do.
-async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+async fn preview_page(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> PageResult {
     let Some(job) = jobs::job(&state.pool, &id).await? else {
         return Err(expired_preview(&id).into());
     };
@@ -149,7 +153,7 @@ async fn preview_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         })
         .collect::<Vec<_>>();
     html(PreviewPage {
-        frame: Frame::build(&state, "replays").await,
+        frame: Frame::build(&state, who.as_ref(), "replays").await,
         count: view::count(preview.count),
         count_n: preview.count,
         targets: preview
@@ -350,7 +354,7 @@ struct JobsPage {
 }
 
 /// `GET /replays`: jobs, newest first.
-async fn jobs_page(State(state): State<AppState>) -> PageResult {
+async fn jobs_page(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
     let now = crate::clock::now_ms();
     let jobs: Vec<JobFigures> = jobs::jobs(&state.pool, JOBS_LISTED)
         .await?
@@ -358,7 +362,7 @@ async fn jobs_page(State(state): State<AppState>) -> PageResult {
         .map(|j| JobFigures::new(j, now))
         .collect::<Result<_>>()?;
     html(JobsPage {
-        frame: Frame::build(&state, "replays").await,
+        frame: Frame::build(&state, who.as_ref(), "replays").await,
         capped: jobs.len() as i64 >= JOBS_LISTED,
         jobs,
     })
@@ -402,6 +406,7 @@ struct JobPageView {
 /// `GET /replays/{id}`: a job's progress, controls and per-message results.
 async fn job_page(
     State(state): State<AppState>,
+    Caller(who): Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
@@ -467,7 +472,7 @@ async fn job_page(
     });
     let s = job.status;
     html(JobPageView {
-        frame: Frame::build(&state, "replays").await,
+        frame: Frame::build(&state, who.as_ref(), "replays").await,
         can_pause: [JobStatus::Queued, JobStatus::Running].contains(&s),
         can_resume: s == JobStatus::Paused,
         can_cancel: [JobStatus::Queued, JobStatus::Running, JobStatus::Paused].contains(&s),

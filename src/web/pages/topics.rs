@@ -4,24 +4,25 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::Router;
 
 use super::{html, PageResult};
+use crate::auth::Identity;
 use crate::error::{Error, Result};
 use crate::store::reclaim::Reclaimable;
+use crate::web::auth::Caller;
 use crate::web::extract::{Actor, CsrfForm};
 use crate::web::frame::Frame;
 use crate::web::links::{messages_link, path_segment};
+use crate::web::routes::{Routes, ADMIN, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
 
 /// This resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/topics/{topic}", get(topic_page))
-        .route("/topics/{topic}/reclaim/preview", post(preview))
-        .route("/topics/{topic}/reclaim", post(confirm))
+pub fn router() -> Routes {
+    Routes::new()
+        .get("/topics/{topic}", VIEWER, topic_page)
+        .post("/topics/{topic}/reclaim/preview", ADMIN, preview)
+        .post("/topics/{topic}/reclaim", ADMIN, confirm)
 }
 
 /// One partition's row.
@@ -80,6 +81,7 @@ struct TopicPage {
 
 async fn render(
     state: &AppState,
+    who: Option<&Identity>,
     topic: &str,
     preview_of: Option<&[i32]>,
     banner: Option<Banner>,
@@ -93,7 +95,7 @@ async fn render(
             .collect(),
     };
     html(TopicPage {
-        frame: Frame::build(state, "overview").await,
+        frame: Frame::build(state, who, "overview").await,
         topic: topic.to_string(),
         topic_path: path_segment(topic),
         messages_link: messages_link(&[("topic", topic.to_string())]),
@@ -108,8 +110,12 @@ async fn render(
 }
 
 /// `GET /topics/{topic}`.
-async fn topic_page(State(state): State<AppState>, Path(topic): Path<String>) -> PageResult {
-    render(&state, &topic, None, None).await
+async fn topic_page(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(topic): Path<String>,
+) -> PageResult {
+    render(&state, who.as_ref(), &topic, None, None).await
 }
 
 /// The partitions a reclaim form names (`partition` fields), refused when none.
@@ -140,11 +146,12 @@ fn form_partitions(form: &CsrfForm) -> Result<Vec<i32>> {
 /// Nothing is changed; the confirmation recomputes every prefix.
 async fn preview(
     State(state): State<AppState>,
+    Caller(who): Caller,
     Path(topic): Path<String>,
     form: CsrfForm,
 ) -> PageResult {
     let partitions = form_partitions(&form)?;
-    render(&state, &topic, Some(&partitions), None).await
+    render(&state, who.as_ref(), &topic, Some(&partitions), None).await
 }
 
 /// `POST /topics/{topic}/reclaim`: reclaim on the broker, then the topic page with what
@@ -152,6 +159,7 @@ async fn preview(
 /// more) is a banner on the page, not an error page.
 async fn confirm(
     State(state): State<AppState>,
+    Caller(who): Caller,
     Actor(actor): Actor,
     Path(topic): Path<String>,
     form: CsrfForm,
@@ -193,5 +201,5 @@ async fn confirm(
         },
         Err(e) => return Err(e.into()),
     };
-    render(&state, &topic, None, Some(banner)).await
+    render(&state, who.as_ref(), &topic, None, Some(banner)).await
 }

@@ -1,0 +1,149 @@
+//! Routes declared together with who may use them. Every resource module adds its routes
+//! through [`Routes`], which builds the axum router and, from the same calls, the access
+//! table that `web::auth::authorize` enforces and the tests walk. A route cannot exist
+//! without a rule, so none can be forgotten.
+
+use std::collections::HashMap;
+
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::auth::role::Role;
+use crate::web::AppState;
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not (health, static files, the sign-in page).
+    Public,
+    /// Someone signed in with at least this role.
+    Role(Role),
+}
+
+/// Pages and read API.
+pub const VIEWER: Access = Access::Role(Role::Viewer);
+/// Replay, purge, undo.
+pub const OPERATOR: Access = Access::Role(Role::Operator);
+/// Erase, reclaim, users and tokens.
+pub const ADMIN: Access = Access::Role(Role::Admin);
+
+/// One route and its rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// GET or POST.
+    pub method: Method,
+    /// The path as declared, e.g. `/replays/{id}`.
+    pub path: &'static str,
+    /// Who may use it.
+    pub access: Access,
+}
+
+impl Rule {
+    /// Whether the route answers in JSON (401 and 403 as JSON) rather than as a page
+    /// (a redirect to the sign-in page).
+    pub fn is_api(&self) -> bool {
+        is_api(self.path)
+    }
+}
+
+/// Whether a path belongs to the JSON API or to machine endpoints.
+pub fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/metrics" || path == "/readyz"
+}
+
+/// A router under construction together with its access rules.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    rules: Vec<Rule>,
+}
+
+impl Routes {
+    /// No routes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A GET route (HEAD is answered by the same handler, under the same rule).
+    pub fn get<H, T>(mut self, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.rules.push(Rule {
+            method: Method::GET,
+            path,
+            access,
+        });
+        self.router = self.router.route(path, get(handler));
+        self
+    }
+
+    /// A POST route.
+    pub fn post<H, T>(mut self, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.rules.push(Rule {
+            method: Method::POST,
+            path,
+            access,
+        });
+        self.router = self.router.route(path, post(handler));
+        self
+    }
+
+    /// Both sets of routes.
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.rules.extend(other.rules);
+        self
+    }
+
+    /// Apply `f` to the router (a layer on these routes only), keeping the rules.
+    pub fn map(mut self, f: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Self {
+        self.router = f(self.router);
+        self
+    }
+
+    /// The router and its rules.
+    pub fn into_parts(self) -> (Router<AppState>, AccessTable) {
+        let table = AccessTable {
+            by_route: self.rules.iter().fold(HashMap::new(), |mut m, r| {
+                m.entry(r.method.clone())
+                    .or_insert_with(HashMap::new)
+                    .insert(r.path, r.access);
+                m
+            }),
+            rules: self.rules,
+        };
+        (self.router, table)
+    }
+}
+
+/// Every route's rule, looked up by method and declared path.
+#[derive(Debug, Clone, Default)]
+pub struct AccessTable {
+    rules: Vec<Rule>,
+    by_route: HashMap<Method, HashMap<&'static str, Access>>,
+}
+
+impl AccessTable {
+    /// The rule of a request that matched `path` (HEAD counts as GET).
+    pub fn access(&self, method: &Method, path: &str) -> Option<Access> {
+        let method = if method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        self.by_route.get(&method)?.get(path).copied()
+    }
+
+    /// Every rule, in the order the routes were declared.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}
