@@ -15,6 +15,7 @@ mod topic;
 
 // In process.
 mod api_snapshots;
+mod assignment;
 mod browse;
 mod conventions;
 mod hostile;
