@@ -95,7 +95,10 @@ impl Dashboard {
         let indexer = Indexer {
             kafka: kafka.clone(),
             topics: topics.clone(),
-            group_id: args.group_id.clone(),
+            group_id: match &args.group_id {
+                Some(g) => g.clone(),
+                None => format!("dlq-dashboard-{}", store::identity::index_id(&pool).await?),
+            },
             pool: pool.clone(),
             status: status.clone(),
             probe: Default::default(),

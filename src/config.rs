@@ -66,9 +66,11 @@ pub struct ServeArgs {
     /// Default: names ending in .dlq, -dlq, _dlq, .dlt, -dlt or _dlt, any case.
     #[arg(long, env = "DLQ_TOPICS", value_delimiter = ',')]
     pub dlq_topics: Vec<String>,
-    /// Consumer group id the indexer joins (positions live in SQLite; the group assigns partitions).
-    #[arg(long, env = "DLQ_GROUP_ID", default_value = "dlq-dashboard")]
-    pub group_id: String,
+    /// Group under which the indexer commits its offsets to Kafka, for lag tools only: the
+    /// indexer joins no group (it reads every partition itself; positions live in SQLite).
+    /// Default: dlq-dashboard-<id of the index file>, so no two index files share one.
+    #[arg(long, env = "DLQ_GROUP_ID")]
+    pub group_id: Option<String>,
     /// Extra librdkafka property, e.g. security.protocol=SASL_SSL (repeatable; values may
     /// contain commas, as librdkafka's lists do; in the env variable separate entries with ';').
     #[arg(long = "kafka-config", env = "DLQ_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
@@ -170,7 +172,7 @@ impl Default for ServeArgs {
             database: PathBuf::from("dlq-dashboard.db"),
             brokers: None,
             dlq_topics: Vec::new(),
-            group_id: "dlq-dashboard".into(),
+            group_id: None,
             kafka_config: Vec::new(),
             port_file: None,
             no_demo: false,

@@ -1,14 +1,16 @@
 //! Which topics are DLQ topics: the `--dlq-topics` names and patterns, shared by the
 //! indexer (what to read) and replay (what never to send to).
 
-/// Topic names ending in .dlq, -dlq, _dlq, .dlt, -dlt or _dlt, in any case. Written for
-/// librdkafka's own regex engine, which has no case-insensitive flag.
+/// Topic names ending in .dlq, -dlq, _dlq, .dlt, -dlt or _dlt, in any case. Written without
+/// a case-insensitive flag, which librdkafka's own regex engine (subscribe, used before the
+/// indexer assigned partitions itself) did not have.
 pub const DEFAULT_DLQ_PATTERN: &str = "^.*[._-]([dD][lL][qQ]|[dD][lL][tT])$";
 
-/// How the indexer chooses topics: exact names plus librdkafka regexes (`^...`).
+/// How the indexer chooses topics: exact names plus regexes (`^...`), matched against the
+/// cluster's topic list (see `index::consumer`).
 #[derive(Debug, Clone)]
 pub struct TopicSelection {
-    /// Exact names and `^` patterns as given to librdkafka's subscribe.
+    /// Exact names and `^` patterns as given.
     pub subscriptions: Vec<String>,
     patterns: Vec<regex::Regex>,
     names: Vec<String>,
@@ -58,6 +60,11 @@ impl TopicSelection {
             patterns,
             names,
         })
+    }
+
+    /// The exact names given (as opposed to patterns): topics the operator expects to exist.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Whether a topic is one of the DLQ topics this dashboard indexes.

@@ -1,11 +1,22 @@
-//! The consumer loop: subscribe to the DLQ topics, batch records, write each batch and the
-//! positions it advances in one SQLite transaction.
+//! The consumer loop: read every partition of the DLQ topics, batch records, write each
+//! batch and the positions it advances in one SQLite transaction.
 //!
-//! Positions live in SQLite, not in Kafka: on every assignment a partition starts at the
-//! position SQLite holds (or the beginning), so a new database file always indexes the whole
-//! topic, and a crash between the SQLite commit and the Kafka commit re-reads records that
-//! the unique key then skips. Offsets are still committed to Kafka afterwards so that the
-//! usual lag tooling sees the group.
+//! Positions live in SQLite, not in Kafka, so the indexer joins no consumer group: it assigns
+//! itself every partition of the matching topics (`incremental_assign`). A group would split
+//! the partitions between two dashboards that each keep their own index file, and each would
+//! silently show part of every topic. Every `DISCOVER_EVERY` the cluster's topic list
+//! (metadata) is matched against the selection ([`TopicSelection`], names and patterns): new
+//! topics and partitions are assigned, partitions the cluster no longer has are dropped from
+//! the assignment, their SQLite positions kept for when the topic comes back.
+//!
+//! A partition starts at the position SQLite holds (or the beginning), so a new database file
+//! always indexes the whole topic, and a crash between the SQLite commit and the Kafka commit
+//! re-reads records that the unique key then skips. Offsets are still committed to Kafka
+//! afterwards, for the usual lag tooling only, under `group_id` (by default unique to the
+//! index file): librdkafka commits for a consumer that is not a group member (the broker
+//! checks no membership for a group with no members; librdkafka's mock cluster accepts it
+//! too). A broker that refuses (a group of that id with live members answers
+//! UNKNOWN_MEMBER_ID) costs only the lag tools' view: the refusal is logged at debug.
 //!
 //! The broker's log can move under the index: retention deletes records not yet indexed, or
 //! a topic is deleted and recreated and its offsets start again. Each batch's first record
@@ -16,16 +27,15 @@
 //! position with the log start past it means records were deleted before they were indexed
 //! (a gap, recorded and shown). Nothing is skipped silently.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::metadata::Metadata;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -51,6 +61,11 @@ const BATCH_LINGER: Duration = Duration::from_millis(50);
 /// How often stored positions are compared with the brokers' watermarks: the high one (a
 /// restarted log) and the low one (records the broker no longer has, see `expire`).
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
+/// How often the cluster's topic list is read for new matching topics and partitions (and
+/// for deleted ones): the longest a new DLQ topic waits before it is indexed.
+const DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// How long one metadata request may take; the loop does not read records meanwhile.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the indexer knows about one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -144,72 +159,85 @@ impl ClientContext for IndexerContext {
     }
 }
 
-impl ConsumerContext for IndexerContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        let parts: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                {
-                    let mut states = lock(&self.states);
-                    for (topic, partition) in &parts {
-                        let start = states
-                            .entry((topic.clone(), *partition))
-                            .or_default()
-                            .start();
-                        if let Err(e) = tpl.set_partition_offset(topic, *partition, start) {
-                            tracing::error!(topic, partition, error = %e, "cannot set start offset");
-                        }
-                    }
-                }
-                let result = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "partition assignment failed");
-                    self.status
-                        .set_error(format!("Partition assignment failed: {e}"));
-                }
-                tracing::info!(partitions = ?parts, "partitions assigned");
-                self.status.assign(&parts);
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "partition revocation failed");
-                }
-                tracing::info!(partitions = ?parts, "partitions revoked");
-                self.status.revoke(if cooperative { &parts } else { &[] });
-            }
-            other => {
-                tracing::error!(error = ?other, "rebalance error");
-                self.status
-                    .set_error(format!("Consumer group rebalance failed: {other:?}"));
-                // librdkafka requires an assign call on error: drop the assignment and let the
-                // group hand it out again.
-                let _ = consumer.unassign();
-                self.status.revoke(&[]);
+// No rebalance callback: the indexer is in no group, it assigns partitions itself
+// (`Indexer::discover`).
+impl ConsumerContext for IndexerContext {}
+
+/// A topic as the cluster's metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClusterTopic {
+    /// The topic exists with these partitions.
+    Partitions(Vec<i32>),
+    /// The broker answered with an error other than "unknown topic" (a leader election, a
+    /// topic being created): keep the assignment as it is until the next look.
+    Unsettled,
+}
+
+/// What the cluster's topic list changes in the assignment.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AssignmentChange {
+    /// Matching partitions not assigned yet.
+    add: Vec<(String, i32)>,
+    /// Assigned partitions the cluster no longer has.
+    drop: Vec<(String, i32)>,
+    /// Topics named exactly in the selection that the cluster does not have.
+    missing: Vec<String>,
+}
+
+/// Compare the cluster's topics with the selection and the current assignment. A topic
+/// absent from the answer (or answered as unknown) is gone; its partitions are dropped.
+fn plan_assignment(
+    selection: &TopicSelection,
+    cluster: &BTreeMap<String, ClusterTopic>,
+    assigned: &BTreeSet<(String, i32)>,
+) -> AssignmentChange {
+    let mut change = AssignmentChange::default();
+    for (topic, state) in cluster {
+        let ClusterTopic::Partitions(partitions) = state else {
+            continue;
+        };
+        if !selection.matches(topic) {
+            continue;
+        }
+        for p in partitions {
+            let key = (topic.clone(), *p);
+            if !assigned.contains(&key) {
+                change.add.push(key);
             }
         }
     }
+    change.drop = assigned
+        .iter()
+        .filter(|(t, p)| match cluster.get(t) {
+            None => true,
+            Some(ClusterTopic::Unsettled) => false,
+            Some(ClusterTopic::Partitions(ps)) => !ps.contains(p),
+        })
+        .cloned()
+        .collect();
+    change.missing = selection
+        .names()
+        .iter()
+        .filter(|n| !matches!(cluster.get(*n), Some(ClusterTopic::Partitions(_))))
+        .cloned()
+        .collect();
+    change
+}
+
+/// The topics of a metadata answer (of every topic), by name.
+fn cluster_topics(metadata: &Metadata) -> BTreeMap<String, ClusterTopic> {
+    metadata
+        .topics()
+        .iter()
+        .filter_map(|t| {
+            let state = match t.error() {
+                None => ClusterTopic::Partitions(t.partitions().iter().map(|p| p.id()).collect()),
+                Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return None,
+                Some(_) => ClusterTopic::Unsettled,
+            };
+            Some((t.name().to_string(), state))
+        })
+        .collect()
 }
 
 /// Everything the indexer needs.
@@ -218,13 +246,13 @@ pub struct Indexer {
     pub kafka: KafkaSettings,
     /// Which topics.
     pub topics: TopicSelection,
-    /// Consumer group.
+    /// The group offsets are committed under, for lag tools; never joined.
     pub group_id: String,
     /// The index.
     pub pool: SqlitePool,
     /// Shared status.
     pub status: Arc<IndexerStatus>,
-    /// A plain client for watermark queries, created on first use.
+    /// A plain client for watermark and metadata queries, created on first use.
     pub probe: std::sync::OnceLock<Arc<rdkafka::consumer::BaseConsumer>>,
     /// Per partition, the count of broker outages (`IndexerStatus::disconnects`) through
     /// which its log was last seen to be the stored one. Missing means before the first.
@@ -232,7 +260,8 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Create the consumer and subscribe; errors here are configuration errors.
+    /// Create the consumer (it reads nothing until `run` assigns partitions); errors here are
+    /// configuration errors.
     pub async fn connect(&self) -> crate::error::Result<StreamConsumer<IndexerContext>> {
         let stored = positions::all(&self.pool).await?;
         self.status.seed_positions(
@@ -266,20 +295,14 @@ impl Indexer {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "1000")
-            // The default (5 minutes) would hide a new DLQ topic that long.
+            // Leaders of the assigned partitions are looked up again this often (the default
+            // is 5 minutes). New topics are found by `discover`.
             .set("topic.metadata.refresh.interval.ms", "10000")
             .set("reconnect.backoff.max.ms", "2000");
         for (key, value) in &self.kafka.extra {
             config.set(key, value);
         }
         let consumer: StreamConsumer<IndexerContext> = config.create_with_context(context)?;
-        let subs: Vec<&str> = self
-            .topics
-            .subscriptions
-            .iter()
-            .map(String::as_str)
-            .collect();
-        consumer.subscribe(&subs)?;
         Ok(consumer)
     }
 
@@ -289,12 +312,23 @@ impl Indexer {
         let mut pending: Vec<NewRecord> = Vec::new();
         let mut audit = tokio::time::interval(AUDIT_EVERY);
         audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // The first tick is immediate: the first assignment is made on start.
+        let mut discover = tokio::time::interval(DISCOVER_EVERY);
+        discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut was_connected = false;
         loop {
             if pending.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     msg = consumer.recv() => self.take(msg, &mut pending),
+                    _ = discover.tick() => {
+                        // Unreachable brokers keep the assignment as it is; the outage is
+                        // reported by the client's callbacks.
+                        if let Err(e) = self.discover(&consumer).await {
+                            tracing::debug!(error = %e, "reading the cluster's topic list failed");
+                        }
+                        continue;
+                    }
                     _ = audit.tick() => {
                         let connected = self.status.is_connected();
                         if connected && !was_connected {
@@ -343,9 +377,89 @@ impl Indexer {
             }
         }
         // Nothing is lost by stopping here: unwritten records are re-read from the stored
-        // positions next time.
-        consumer.unsubscribe();
+        // positions next time. No group to leave.
         tracing::info!("indexer stopped");
+    }
+
+    /// Read the cluster's topic list and bring the assignment in line with it: matching
+    /// partitions not read yet are assigned, each from its stored position exactly as on
+    /// start (one record early, see [`PartitionState::start`]); partitions the cluster no
+    /// longer has are unassigned, their state kept here and in SQLite.
+    async fn discover(
+        &self,
+        consumer: &Arc<StreamConsumer<IndexerContext>>,
+    ) -> crate::error::Result<()> {
+        let probe = self.probe()?;
+        let metadata =
+            tokio::task::spawn_blocking(move || probe.fetch_metadata(None, METADATA_TIMEOUT))
+                .await
+                .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))??;
+        let cluster = cluster_topics(&metadata);
+        let assigned: BTreeSet<(String, i32)> = self.status.assigned().into_iter().collect();
+        let change = plan_assignment(&self.topics, &cluster, &assigned);
+        if !change.missing.is_empty() {
+            self.status.set_error(format!(
+                "The DLQ topic {} does not exist on the cluster (yet); check --dlq-topics.",
+                change.missing.join(", ")
+            ));
+        }
+        if change.add.is_empty() && change.drop.is_empty() {
+            return Ok(());
+        }
+        let starts: Vec<(String, i32, Offset)> = {
+            let mut states = lock(&consumer.context().states);
+            change
+                .add
+                .iter()
+                .map(|(t, p)| {
+                    let start = states.entry((t.clone(), *p)).or_default().start();
+                    (t.clone(), *p, start)
+                })
+                .collect()
+        };
+        let drop = change.drop.clone();
+        let c = consumer.clone();
+        // Both calls wait on librdkafka's main thread, which can be busy reconnecting.
+        let (added, dropped) = tokio::task::spawn_blocking(move || {
+            let added = (!starts.is_empty()).then(|| {
+                let mut tpl = TopicPartitionList::new();
+                for (t, p, start) in &starts {
+                    tpl.add_partition_offset(t, *p, *start)?;
+                }
+                c.incremental_assign(&tpl)
+            });
+            let dropped = (!drop.is_empty()).then(|| {
+                let mut tpl = TopicPartitionList::new();
+                for (t, p) in &drop {
+                    tpl.add_partition(t, *p);
+                }
+                c.incremental_unassign(&tpl)
+            });
+            (added, dropped)
+        })
+        .await
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
+        match added {
+            Some(Ok(())) => {
+                tracing::info!(partitions = ?change.add, "partitions assigned");
+                self.status.assign(&change.add);
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "partition assignment failed");
+                self.status
+                    .set_error(format!("Partition assignment failed: {e}"));
+            }
+            None => {}
+        }
+        match dropped {
+            Some(Ok(())) => {
+                tracing::info!(partitions = ?change.drop, "partitions of deleted topics unassigned");
+                self.status.revoke(&change.drop);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "unassigning partitions failed"),
+            None => {}
+        }
+        Ok(())
     }
 
     fn take(&self, msg: Result<BorrowedMessage<'_>, KafkaError>, pending: &mut Vec<NewRecord>) {
@@ -353,7 +467,7 @@ impl Indexer {
             Ok(m) => pending.push(NewRecord::from_parts(parts_of(&m), crate::clock::now_ms())),
             Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
                 self.status.set_error(
-                    "A configured DLQ topic does not exist on the cluster (yet); check --dlq-topics.".into(),
+                    "Kafka answered that a DLQ topic being read does not exist (was it deleted?); check --dlq-topics.".into(),
                 );
             }
             Err(e) => {
@@ -508,7 +622,13 @@ impl Indexer {
     /// waits there. A high watermark below the stored position is the sign; it is confirmed
     /// with the broker before the partition starts a new generation.
     async fn audit(&self, consumer: &StreamConsumer<IndexerContext>) -> crate::error::Result<()> {
+        // A partition no longer read (its topic was deleted) has stale statistics, and the
+        // broker cannot confirm them: asking would fail the audit of every other partition.
+        let assigned: BTreeSet<(String, i32)> = self.status.assigned().into_iter().collect();
         for (topic, partition, high) in self.status.high_watermarks() {
+            if !assigned.contains(&(topic.clone(), partition)) {
+                continue;
+            }
             let state = lock(&consumer.context().states)
                 .get(&(topic.clone(), partition))
                 .copied();
@@ -539,7 +659,13 @@ impl Indexer {
     /// above, a watermark alone is never acted on: tansu's ListOffsets answers (0, 1) for a
     /// partition of 40 records, and a fetch answer may carry none.
     async fn expire(&self, consumer: &StreamConsumer<IndexerContext>) -> crate::error::Result<()> {
-        let lows = self.status.low_watermarks();
+        let assigned: BTreeSet<(String, i32)> = self.status.assigned().into_iter().collect();
+        let lows: Vec<_> = self
+            .status
+            .low_watermarks()
+            .into_iter()
+            .filter(|(t, p, _)| assigned.contains(&(t.clone(), *p)))
+            .collect();
         if lows.is_empty() {
             return Ok(());
         }
@@ -578,21 +704,14 @@ impl Indexer {
     }
 
     /// The first offset the broker still has for a partition. A long-lived client on a
-    /// blocking thread: the round trip blocks, and it must not disturb the group consumer.
+    /// blocking thread: the round trip blocks, and it must not disturb the indexing consumer.
     async fn low_watermark(&self, topic: &str, partition: i32) -> crate::error::Result<i64> {
         Ok(self.watermarks(topic, partition).await?.0)
     }
 
     /// The low and high watermarks of a partition, asked of the broker.
     async fn watermarks(&self, topic: &str, partition: i32) -> crate::error::Result<(i64, i64)> {
-        let probe = match self.probe.get() {
-            Some(p) => p.clone(),
-            None => {
-                let p: Arc<rdkafka::consumer::BaseConsumer> =
-                    Arc::new(self.kafka.client_config().create()?);
-                self.probe.get_or_init(|| p).clone()
-            }
-        };
+        let probe = self.probe()?;
         let topic = topic.to_string();
         let watermarks = tokio::task::spawn_blocking(move || {
             probe.fetch_watermarks(&topic, partition, Duration::from_secs(10))
@@ -600,6 +719,18 @@ impl Indexer {
         .await
         .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))??;
         Ok(watermarks)
+    }
+
+    /// The plain client for watermark and metadata queries, created on first use.
+    fn probe(&self) -> crate::error::Result<Arc<rdkafka::consumer::BaseConsumer>> {
+        Ok(match self.probe.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p: Arc<rdkafka::consumer::BaseConsumer> =
+                    Arc::new(self.kafka.client_config().create()?);
+                self.probe.get_or_init(|| p).clone()
+            }
+        })
     }
 
     /// Record that a partition's log restarted: generation + 1, old rows kept.
@@ -768,6 +899,57 @@ pub fn read_headers(m: &BorrowedMessage<'_>) -> Vec<RawHeader> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cluster(topics: &[(&str, Option<&[i32]>)]) -> BTreeMap<String, ClusterTopic> {
+        topics
+            .iter()
+            .map(|(t, ps)| {
+                let state = match ps {
+                    Some(ps) => ClusterTopic::Partitions(ps.to_vec()),
+                    None => ClusterTopic::Unsettled,
+                };
+                (t.to_string(), state)
+            })
+            .collect()
+    }
+
+    fn parts(items: &[(&str, i32)]) -> Vec<(String, i32)> {
+        items.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn new_topics_and_partitions_are_added_and_gone_ones_dropped() {
+        let selection = TopicSelection::parse(&["^.*\\.dlq$".into(), "named".into()]).unwrap();
+        let assigned: BTreeSet<(String, i32)> = parts(&[
+            ("a.dlq", 0),
+            ("a.dlq", 1),
+            ("gone.dlq", 0),
+            ("shrunk.dlq", 1),
+        ])
+        .into_iter()
+        .collect();
+        let now = cluster(&[
+            ("a.dlq", Some(&[0, 1, 2])),
+            ("b.dlq", Some(&[0])),
+            ("shrunk.dlq", Some(&[0])),
+            ("orders", Some(&[0, 1])),
+        ]);
+        let change = plan_assignment(&selection, &now, &assigned);
+        assert_eq!(
+            change.add,
+            parts(&[("a.dlq", 2), ("b.dlq", 0), ("shrunk.dlq", 0)])
+        );
+        assert_eq!(change.drop, parts(&[("gone.dlq", 0), ("shrunk.dlq", 1)]));
+        assert_eq!(change.missing, vec!["named".to_string()]);
+    }
+
+    #[test]
+    fn an_unsettled_topic_keeps_its_assignment_and_gains_nothing() {
+        let selection = TopicSelection::parse(&[]).unwrap();
+        let assigned: BTreeSet<(String, i32)> = parts(&[("a.dlq", 0)]).into_iter().collect();
+        let change = plan_assignment(&selection, &cluster(&[("a.dlq", None)]), &assigned);
+        assert_eq!(change, AssignmentChange::default());
+    }
 
     #[test]
     fn start_rereads_the_last_indexed_record() {

@@ -1,5 +1,5 @@
-//! The indexer: a consumer group over the DLQ topics that writes every record to SQLite
-//! together with the position it advances.
+//! The indexer: a consumer that assigns itself every partition of the DLQ topics (no group)
+//! and writes every record to SQLite together with the position it advances.
 
 pub mod consumer;
 pub mod normalise;

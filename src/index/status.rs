@@ -97,7 +97,7 @@ impl IndexerStatus {
         }
     }
 
-    /// Partitions were revoked (an empty list revokes all).
+    /// Partitions were unassigned (an empty list unassigns all).
     pub fn revoke(&self, partitions: &[(String, i32)]) {
         let mut s = self.lock();
         if partitions.is_empty() {
@@ -147,7 +147,7 @@ impl IndexerStatus {
             .collect()
     }
 
-    /// Partitions assigned now, as the rebalance callbacks reported them.
+    /// Partitions assigned now, as the indexer assigned them.
     pub fn assigned(&self) -> Vec<(String, i32)> {
         self.lock()
             .assigned

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod events;
 pub mod expiry;
 pub mod groups;
+pub mod identity;
 pub mod items;
 pub mod jobs;
 pub mod outcomes;

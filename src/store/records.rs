@@ -32,7 +32,7 @@ const BODY_INSERT_SQL: &str =
 pub struct BatchOutcome {
     /// Records newly stored.
     pub inserted: usize,
-    /// Records already in the index (re-read after a restart or rebalance) and skipped.
+    /// Records already in the index (re-read after a restart or a new assignment) and skipped.
     pub already_indexed: usize,
 }
 

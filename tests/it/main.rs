@@ -15,6 +15,7 @@ mod topic;
 
 // In process.
 mod api_snapshots;
+mod assignment;
 mod auth;
 mod browse;
 mod conventions;

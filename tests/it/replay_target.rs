@@ -77,8 +77,6 @@ async fn each_message_shows_its_first_retry_topic_or_why_it_is_refused() {
     // A template that lands on the live topic is refused, never used.
     let mut args = serve_args(&kafka.bootstrap(), &dir.path().join("i2.db"));
     args.replay_template = "{origin_topic}".into();
-    // Its own group, so it does not wait for the first dashboard's member to leave.
-    args.group_id = "second-dashboard".into();
     let d = TestDashboard::start_with(args, dir).await;
     d.wait_indexed(3).await;
     let (_, v) = d.get_json("/api/messages/orders.dlq/0/0").await;
