@@ -325,11 +325,17 @@ pub fn parse_time(v: &str, param: &str) -> Result<i64> {
     )))
 }
 
-/// Format ms as the `YYYY-MM-DDTHH:MM:SSZ` form that `parse_time` reads back.
+/// Format ms as the `YYYY-MM-DDTHH:MM:SSZ` form that `parse_time` reads back, with the
+/// milliseconds when there are any, so that a link keeps the exact bound it was made from.
 pub fn format_time(ms: i64) -> String {
+    let format = if ms % 1000 == 0 {
+        "%Y-%m-%dT%H:%M:%SZ"
+    } else {
+        "%Y-%m-%dT%H:%M:%S%.3fZ"
+    };
     Utc.timestamp_millis_opt(ms)
         .single()
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .map(|t| t.format(format).to_string())
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -363,6 +369,9 @@ mod tests {
         assert_eq!(f.error_class.as_deref(), Some("java.lang.NPE"));
         assert_eq!(f.key.as_deref(), Some("k 1"));
         assert_eq!(f.from, Some(1_767_225_600_000));
+        assert_eq!(format_time(1_767_225_600_000), "2026-01-01T00:00:00Z");
+        assert_eq!(format_time(1_767_225_600_001), "2026-01-01T00:00:00.001Z");
+        assert_eq!(parse_time(&format_time(-1), "from").unwrap(), -1);
         assert_eq!(f.to, Some(1_767_225_600_000 + 34 * 3_600_000));
         assert_eq!(q.limit, 10);
         assert_eq!(q.page, Page::Older(Cursor { ts: 5, id: 7 }));

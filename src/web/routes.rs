@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use crate::auth::role::Role;
@@ -67,32 +67,36 @@ impl Routes {
     }
 
     /// A GET route (HEAD is answered by the same handler, under the same rule).
-    pub fn get<H, T>(mut self, path: &'static str, access: Access, handler: H) -> Self
+    pub fn get<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.rules.push(Rule {
-            method: Method::GET,
-            path,
-            access,
-        });
-        self.router = self.router.route(path, get(handler));
-        self
+        self.add(Method::GET, path, access, get(handler))
     }
 
     /// A POST route.
-    pub fn post<H, T>(mut self, path: &'static str, access: Access, handler: H) -> Self
+    pub fn post<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        self.add(Method::POST, path, access, post(handler))
+    }
+
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        route: MethodRouter<AppState>,
+    ) -> Self {
         self.rules.push(Rule {
-            method: Method::POST,
+            method,
             path,
             access,
         });
-        self.router = self.router.route(path, post(handler));
+        self.router = self.router.route(path, route);
         self
     }
 

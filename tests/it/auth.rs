@@ -76,6 +76,17 @@ impl Secured {
         self.send_from(request, "10.0.0.1:5000").await
     }
 
+    /// GET `path` with a session cookie.
+    async fn get_with(&self, path: &str, cookie: &str) -> (StatusCode, HeaderMap, String) {
+        self.send(
+            Request::get(path)
+                .header("cookie", cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn send_from(
         &self,
         mut request: Request<Body>,
@@ -118,14 +129,7 @@ impl Secured {
 
     /// The CSRF token the pages give this session.
     async fn csrf(&self, cookie: &str) -> String {
-        let (status, _, html) = self
-            .send(
-                Request::get("/messages")
-                    .header("cookie", cookie)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let (status, _, html) = self.get_with("/messages", cookie).await;
         assert_eq!(status, StatusCode::OK);
         html.split("name=\"csrf\" value=\"")
             .nth(1)
@@ -377,14 +381,7 @@ async fn sessions_carry_identity_role_and_their_own_csrf_token() {
 
     // A viewer sees no action buttons; an operator sees replay and purge, not reclaim.
     let viewer = s.sign_in("viewer").await;
-    let (status, _, html) = s
-        .send(
-            Request::get("/messages")
-                .header("cookie", &viewer)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (status, _, html) = s.get_with("/messages", &viewer).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("viewer · viewer") && html.contains("Sign out"),
@@ -398,62 +395,27 @@ async fn sessions_carry_identity_role_and_their_own_csrf_token() {
         !html.contains("action=\"/replays/preview\""),
         "viewer: no action form around the table"
     );
-    let (_, _, html) = s
-        .send(
-            Request::get("/messages/orders.dlq/0/0")
-                .header("cookie", &viewer)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (_, _, html) = s.get_with("/messages/orders.dlq/0/0", &viewer).await;
     assert!(
         !html.contains("Replay…") && !html.contains("Purge…"),
         "viewer: no buttons on the message page"
     );
-    let (_, _, html) = s
-        .send(
-            Request::get("/groups")
-                .header("cookie", &viewer)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (_, _, html) = s.get_with("/groups", &viewer).await;
     assert!(!html.contains("Replay group"), "viewer: no group actions");
 
     let operator = s.sign_in("operator").await;
-    let (_, _, html) = s
-        .send(
-            Request::get("/messages")
-                .header("cookie", &operator)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (_, _, html) = s.get_with("/messages", &operator).await;
     assert!(html.contains("Replay selected") && html.contains("data-action=\"purge-selected\""));
     assert!(
         !html.contains("href=\"/users\""),
         "operators have no users page"
     );
-    let (_, _, html) = s
-        .send(
-            Request::get("/messages/orders.dlq/0/0")
-                .header("cookie", &operator)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (_, _, html) = s.get_with("/messages/orders.dlq/0/0", &operator).await;
     assert!(
         html.contains("Replay…") && html.contains("Purge…"),
         "operator: the message's actions"
     );
-    let (_, _, html) = s
-        .send(
-            Request::get("/groups")
-                .header("cookie", &operator)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (_, _, html) = s.get_with("/groups", &operator).await;
     assert!(html.contains("Replay group"), "operator: group actions");
 
     // CSRF: the session's own token, from the dashboard's own origin.
@@ -571,14 +533,7 @@ async fn sessions_carry_identity_role_and_their_own_csrf_token() {
     let mut file = UsersFile::load(&s.users).unwrap();
     file.users.retain(|u| u.name != "viewer");
     file.save(&s.users).unwrap();
-    let (status, headers, _) = s
-        .send(
-            Request::get("/messages")
-                .header("cookie", &viewer)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (status, headers, _) = s.get_with("/messages", &viewer).await;
     assert_eq!(
         status,
         StatusCode::SEE_OTHER,
@@ -596,14 +551,7 @@ async fn sessions_carry_identity_role_and_their_own_csrf_token() {
         .unwrap()
         .password = password::hash("another password").unwrap();
     file.save(&s.users).unwrap();
-    let (status, _, _) = s
-        .send(
-            Request::get("/users")
-                .header("cookie", &admin)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (status, _, _) = s.get_with("/users", &admin).await;
     assert_eq!(
         status,
         StatusCode::SEE_OTHER,
