@@ -12,17 +12,9 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, SHOTS } from "./env.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, "..", "..");
-const BIN = path.resolve(
-  process.env.DLQ_DASHBOARD_BIN ||
-    path.join(process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target"), "debug", "dlq-dashboard"),
-);
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const SHOTS = path.join(REPO, "test-output", "browser");
 const OVERALL_TIMEOUT_MS = 150_000;
 const PASSWORD = "a browser test password";
 

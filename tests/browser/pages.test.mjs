@@ -17,18 +17,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, SHOTS } from "./env.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, "..", "..");
-// CI builds into CARGO_TARGET_DIR (see .ci/run), so that wins over the in-tree target/.
-const BIN = path.resolve(
-  process.env.DLQ_DASHBOARD_BIN ||
-    path.join(process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, "target"), "debug", "dlq-dashboard"),
-);
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const SHOTS = path.join(REPO, "test-output", "browser");
 
 const OVERALL_TIMEOUT_MS = 150_000; // the whole file; nothing may hang CI past this
 const READY_TIMEOUT_MS = 30_000;
