@@ -139,6 +139,25 @@ struct RateRow {
     consumed_after: f64,
 }
 
+/// CPU seconds this process has used, all threads (user and system), from /proc/self/stat:
+/// on a loaded 2-core machine wall times of one run swing 2x, the CPU a phase costs much
+/// less. /proc reports clock ticks of USER_HZ, 100 on Linux whatever the kernel's HZ.
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers,
+    // utime and stime being the 14th and 15th of the line.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
 /// The consumer group the bench's "service" commits under (`--replay-consumer-group`).
 const BENCH_GROUP: &str = "bench-service";
 
@@ -190,8 +209,12 @@ async fn rate_with(dashboard: &Dashboard, n: usize) -> Result<RateRow> {
     let preview = preview(dashboard, n).await?;
     let items = load_items(&dashboard.state.pool, &preview).await?;
     let kafka = dashboard.state.kafka.clone();
+    let cpu_at_start = cpu_secs();
     let (bare_before, wire_bytes) = bare_produce(&kafka, &preview, &items).await?;
+    let cpu_bare = cpu_secs() - cpu_at_start;
+    let cpu_at_confirm = cpu_secs();
     let (replay_secs, job) = replay(dashboard, &preview).await?;
+    let cpu_replay = cpu_secs() - cpu_at_confirm;
     if job.sent != n as i64 {
         return Err(Error::Conflict(format!(
             "the bench job sent {} of {n} messages ({} failed)",
@@ -202,6 +225,12 @@ async fn rate_with(dashboard: &Dashboard, n: usize) -> Result<RateRow> {
     println!(
         "  bare {:.2} s, replay {replay_secs:.2} s, bare again {bare_after:.2} s",
         bare_before
+    );
+    println!(
+        "  CPU of the whole process (broker included): bare {cpu_bare:.2} s, replay {cpu_replay:.2} s ({:.1} and {:.1} µs per message; replay / bare {:.2}x)",
+        cpu_bare * 1e6 / n as f64,
+        cpu_replay * 1e6 / n as f64,
+        cpu_replay / cpu_bare.max(1e-9)
     );
     let consumed_after = consumption_seen(dashboard, &job).await?;
     println!(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::SqlitePool;
 
-use super::raw::{with_handle, Handle, STATEMENTS_PER_HOLD};
+use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::Result;
 use crate::states::ItemState;
 
@@ -88,15 +88,6 @@ pub async fn next_items(
     .await
 }
 
-/// Make this connection's temporary table `name` exist and be empty.
-fn empty_temp_table(db: &Handle<'_>, name: &str, columns: &str) -> Result<()> {
-    db.run(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})"
-    ))?;
-    db.run(&format!("DELETE FROM {name}"))?;
-    Ok(())
-}
-
 /// Claim a job's items up to record id `through` before they are handed to the producer:
 /// one cursor per job, not a write per item. Items are sent in record id order, so every
 /// pending item at or below the cursor may have reached the broker (`sending` in results;
@@ -145,43 +136,63 @@ pub async fn record_deliveries(
         return Ok(());
     }
     let (_turn, mut tx) = super::begin_write(pool).await?;
+    // Per record, three statements prepared once per hold and stepped with bound values:
+    // the item, its record's topic, status and group (a rowid seek), the record. This
+    // replaced a temporary table of the batch driving set-based UPDATE ... FROM statements,
+    // which cost a seek of the item and the record more per delivery to fill, materialised
+    // each join, sorted the batch for the counters, and (for statements changing thousands
+    // of rows) copied every page they touched into a statement journal on disk. The turn is
+    // held from here to the commit; the loop yields after each hold of the handle.
+    //
+    // OR FAIL: a failing statement stops without a statement journal (which only an
+    // ABORT needs, to undo the statement alone); any error returns and the whole
+    // transaction rolls back, so nothing of a failed batch stays.
+    let mut moved = StatusMoves::default();
     let (mut sent, mut failed) = (0_i64, 0_i64);
-    // The turn is held from here to the commit: statements are stepped on this task, with
-    // no round trips, and a yield after each hold of the handle.
-    // The batch goes into a keyed temporary table first, with each record's topic
-    // and status before this outcome, so that every update below is driven by the
-    // batch's ids (a join the planner might turn around would scan the job or the
-    // whole index per batch) and the counters are adjusted without reading the
-    // records again. The updates join the batch once per row (UPDATE ... FROM)
-    // rather than looking it up once per column; the `IN (SELECT id ...)` beside the
-    // join keeps the planner driving from the batch (without it, it scans `records`).
-    with_handle(&mut tx, |db| {
-        empty_temp_table(
-            db,
-            "delivered",
-            "id INTEGER PRIMARY KEY, n INTEGER, p INTEGER, o INTEGER, e TEXT,
-             topic TEXT NOT NULL, status TEXT NOT NULL, fingerprint TEXT NOT NULL",
-        )
-    })
-    .await?;
     for chunk in deliveries.chunks(STATEMENTS_PER_HOLD) {
         with_handle(&mut tx, |db| {
             // Only items still unsent count: a report for an item the job no longer owns
             // (never expected) changes nothing.
-            let mut add = db.prepare(
-                "INSERT OR REPLACE INTO delivered (id, n, p, o, e, topic, status, fingerprint)
-                 SELECT r.id, ?2, ?3, ?4, ?5, r.topic, r.status, r.fingerprint
-                 FROM replay_items i JOIN records r ON r.id = i.record_id
-                 WHERE i.job_id = ?6 AND i.record_id = ?1 AND i.state = 'pending'",
+            let mut item = db.prepare(
+                "UPDATE OR FAIL replay_items SET state = ?3, reason = ?4, replay_count = ?5,
+                   target_partition = ?6, target_offset = ?7, finished_at = ?8
+                 WHERE job_id = ?1 AND record_id = ?2 AND state = 'pending'",
             )?;
-            add.text(6, Some(job_id))?;
+            let mut before = db.prepare("SELECT topic, status, fingerprint FROM records WHERE id = ?1")?;
+            // A record's replay count counts delivered replays; its status is its latest
+            // outcome.
+            let mut record = db.prepare(
+                "UPDATE OR FAIL records SET status = ?2, replay_count = replay_count + ?3 WHERE id = ?1",
+            )?;
+            item.text(1, Some(job_id))?;
+            item.int(8, now)?;
             for d in chunk {
-                add.int(1, d.record_id)?;
-                add.int(2, d.replay_count)?;
-                add.opt_int(3, d.partition.map(i64::from))?;
-                add.opt_int(4, d.offset)?;
-                add.text(5, d.error.as_deref())?;
-                add.execute()?;
+                let delivered = d.error.is_none();
+                item.int(2, d.record_id)?;
+                item.text(3, Some(if delivered { "sent" } else { "failed" }))?;
+                item.text(4, d.error.as_deref())?;
+                item.int(5, d.replay_count)?;
+                item.opt_int(6, d.partition.map(i64::from))?;
+                item.opt_int(7, d.offset)?;
+                if item.execute()? == 0 {
+                    continue;
+                }
+                if delivered {
+                    sent += 1;
+                } else {
+                    failed += 1;
+                }
+                before.int(1, d.record_id)?;
+                if let Some(row) = before.next_row()? {
+                    let text = |i| String::from_utf8_lossy(row.bytes(i).unwrap_or_default()).into_owned();
+                    moved.record(text(0), text(1), text(2), delivered);
+                }
+                while before.next_row()?.is_some() {}
+                let status = if delivered { "replayed" } else { "replay_failed" };
+                record.int(1, d.record_id)?;
+                record.text(2, Some(status))?;
+                record.int(3, i64::from(delivered))?;
+                record.execute()?;
             }
             Ok(())
         })
@@ -189,43 +200,25 @@ pub async fn record_deliveries(
         tokio::task::yield_now().await;
     }
     with_handle(&mut tx, |db| {
-        let mut counts = db.prepare("SELECT COALESCE(SUM(e IS NULL), 0), COALESCE(SUM(e IS NOT NULL), 0) FROM delivered",
-        )?;
-        if let Some(row) = counts.next_row()? {
-            (sent, failed) = (row.int(0), row.int(1));
-        }
-        drop(counts);
-        let mut items = db.prepare("UPDATE replay_items SET
-               state = CASE WHEN d.e IS NULL THEN 'sent' ELSE 'failed' END,
-               reason = d.e, replay_count = d.n, target_partition = d.p, target_offset = d.o,
-               finished_at = ?1
-             FROM delivered AS d
-             WHERE replay_items.job_id = ?2 AND replay_items.record_id IN (SELECT id FROM delivered)
-               AND replay_items.record_id = d.id",
-        )?;
-        items.int(1, now)?;
-        items.text(2, Some(job_id))?;
-        items.execute()?;
-        // A record's replay count counts delivered replays; its status is its latest
-        // outcome.
-        db.run("UPDATE records SET
-               status = CASE WHEN d.e IS NULL THEN 'replayed' ELSE 'replay_failed' END,
-               replay_count = replay_count + (d.e IS NULL)
-             FROM delivered AS d
-             WHERE records.id IN (SELECT id FROM delivered) AND records.id = d.id",
-        )?;
-        db.run("INSERT INTO topic_status_counts (topic, status, count)
-             SELECT topic, status, -COUNT(*) FROM delivered GROUP BY topic, status
-             UNION ALL
-             SELECT topic, CASE WHEN e IS NULL THEN 'replayed' ELSE 'replay_failed' END, COUNT(*)
-             FROM delivered GROUP BY 1, 2
+        let mut counts = db.prepare(
+            "INSERT INTO topic_status_counts (topic, status, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
         )?;
-        db.run("UPDATE failure_groups SET replayed = replayed + c.n
-             FROM (SELECT fingerprint, COUNT(*) AS n FROM delivered WHERE e IS NULL GROUP BY fingerprint) AS c
-             WHERE failure_groups.fingerprint = c.fingerprint",
-        )?;
-        let mut job = db.prepare("UPDATE replay_jobs SET sent = sent + ?1, failed = failed + ?2 WHERE id = ?3",
+        for ((topic, status), n) in moved.counts.iter().filter(|(_, n)| **n != 0) {
+            counts.text(1, Some(topic))?;
+            counts.text(2, Some(status))?;
+            counts.int(3, *n)?;
+            counts.execute()?;
+        }
+        let mut groups = db
+            .prepare("UPDATE failure_groups SET replayed = replayed + ?2 WHERE fingerprint = ?1")?;
+        for (fingerprint, n) in &moved.replayed_by_group {
+            groups.text(1, Some(fingerprint))?;
+            groups.int(2, *n)?;
+            groups.execute()?;
+        }
+        let mut job = db.prepare(
+            "UPDATE replay_jobs SET sent = sent + ?1, failed = failed + ?2 WHERE id = ?3",
         )?;
         job.int(1, sent)?;
         job.int(2, failed)?;
@@ -236,6 +229,32 @@ pub async fn record_deliveries(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What a batch of recorded deliveries changes in the per-topic status counters and the
+/// failure groups' replayed counts.
+#[derive(Default)]
+struct StatusMoves {
+    counts: BTreeMap<(String, String), i64>,
+    replayed_by_group: BTreeMap<String, i64>,
+}
+
+impl StatusMoves {
+    fn record(&mut self, topic: String, status: String, fingerprint: String, delivered: bool) {
+        let now = if delivered {
+            "replayed"
+        } else {
+            "replay_failed"
+        };
+        *self
+            .counts
+            .entry((topic.clone(), now.to_string()))
+            .or_default() += 1;
+        *self.counts.entry((topic, status)).or_default() -= 1;
+        if delivered {
+            *self.replayed_by_group.entry(fingerprint).or_default() += 1;
+        }
+    }
 }
 
 /// Give back what a stopped job claimed but never handed to the producer. On pause (and
