@@ -184,8 +184,8 @@ pub async fn record_deliveries(
                 }
                 before.int(1, d.record_id)?;
                 if let Some(row) = before.next_row()? {
-                    let text = |i| String::from_utf8_lossy(row.bytes(i).unwrap_or_default()).into_owned();
-                    moved.record(text(0), text(1), text(2), delivered);
+                    let column = |i| row.bytes(i).unwrap_or_default();
+                    moved.record(column(0), column(1), column(2), delivered);
                 }
                 while before.next_row()?.is_some() {}
                 let status = if delivered { "replayed" } else { "replay_failed" };
@@ -199,6 +199,7 @@ pub async fn record_deliveries(
         .await?;
         tokio::task::yield_now().await;
     }
+    moved.end_run();
     with_handle(&mut tx, |db| {
         let mut counts = db.prepare(
             "INSERT INTO topic_status_counts (topic, status, count) VALUES (?1, ?2, ?3)
@@ -232,27 +233,65 @@ pub async fn record_deliveries(
 }
 
 /// What a batch of recorded deliveries changes in the per-topic status counters and the
-/// failure groups' replayed counts.
+/// failure groups' replayed counts. A batch's records mostly share a topic, a status and a
+/// group, so runs of equal keys are counted before they are looked up: no allocation per
+/// record.
 #[derive(Default)]
 struct StatusMoves {
     counts: BTreeMap<(String, String), i64>,
     replayed_by_group: BTreeMap<String, i64>,
+    run: Option<Run>,
+}
+
+/// Consecutive deliveries of records with the same topic, status, group and outcome.
+struct Run {
+    topic: Vec<u8>,
+    status: Vec<u8>,
+    fingerprint: Vec<u8>,
+    delivered: bool,
+    n: i64,
 }
 
 impl StatusMoves {
-    fn record(&mut self, topic: String, status: String, fingerprint: String, delivered: bool) {
-        let now = if delivered {
+    fn record(&mut self, topic: &[u8], status: &[u8], fingerprint: &[u8], delivered: bool) {
+        if let Some(run) = self.run.as_mut().filter(|r| {
+            r.delivered == delivered
+                && r.topic == topic
+                && r.status == status
+                && r.fingerprint == fingerprint
+        }) {
+            run.n += 1;
+            return;
+        }
+        self.end_run();
+        self.run = Some(Run {
+            topic: topic.to_vec(),
+            status: status.to_vec(),
+            fingerprint: fingerprint.to_vec(),
+            delivered,
+            n: 1,
+        });
+    }
+
+    fn end_run(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let now = if run.delivered {
             "replayed"
         } else {
             "replay_failed"
         };
+        let topic = text(&run.topic);
         *self
             .counts
             .entry((topic.clone(), now.to_string()))
-            .or_default() += 1;
-        *self.counts.entry((topic, status)).or_default() -= 1;
-        if delivered {
-            *self.replayed_by_group.entry(fingerprint).or_default() += 1;
+            .or_default() += run.n;
+        *self.counts.entry((topic, text(&run.status))).or_default() -= run.n;
+        if run.delivered {
+            *self
+                .replayed_by_group
+                .entry(text(&run.fingerprint))
+                .or_default() += run.n;
         }
     }
 }
