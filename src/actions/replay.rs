@@ -305,8 +305,20 @@ impl Actions {
         Ok(job)
     }
 
-    /// Pause, resume or cancel a confirmed job, audited as `actor`.
+    /// Pause, resume or cancel a confirmed job, audited as `actor`; refused as a whole when
+    /// the job holds messages of a topic outside the actor's scope (an operator limited to
+    /// some topics may not resume, or stop, someone else's replay of others).
     pub async fn control(&self, id: &str, action: JobControl, actor: &Actor) -> Result<jobs::Job> {
+        if actor.scope.is_limited() {
+            let topics = jobs::job_topics(&self.pool, id).await?;
+            self.check_scope(
+                actor,
+                "replay control",
+                Some(id),
+                topics.iter().map(String::as_str),
+            )
+            .await?;
+        }
         self.runner.control(id, action, actor).await
     }
 

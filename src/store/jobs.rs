@@ -218,6 +218,17 @@ pub async fn topics_to_send(tx: &mut sqlx::SqliteConnection, id: &str) -> Result
     .await?)
 }
 
+/// The DLQ topics of the messages a job holds (all but the refused ones).
+pub async fn job_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
+         WHERE i.job_id = ? AND i.state != 'refused'",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The DLQ topics of the messages a job refused.
 pub async fn refused_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(

@@ -278,6 +278,21 @@ async fn role_topics_refuse_what_a_role_may_not_touch_and_never_act_in_part() {
         html.contains("Auth mode")
             && html.contains("<td class=\"nowrap\" data-field=\"mode\">token</td>")
     );
+
+    // An admin's job on the other topic cannot be steered by the operator.
+    let (status, job) = s
+        .api(
+            Role::Admin,
+            "POST",
+            "/api/replays",
+            Some(message("orders.dlq")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let pause = format!("/api/replays/{}/pause", job["id"].as_str().unwrap());
+    let (status, v) = s.api(Role::Operator, "POST", &pause, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("orders.dlq"), "{v}");
     s.d.stop().await;
 }
 
