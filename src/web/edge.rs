@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
+use crate::auth::proxy::ProxyRules;
 use crate::error::Error;
 
 /// The limits, from `--max-request-body`, `--request-timeout` and
@@ -44,14 +45,18 @@ impl Default for EdgeLimits {
 #[derive(Debug)]
 pub struct PerClient {
     max: u32,
+    /// Behind a trusted proxy, the client is the address the proxy names.
+    proxy: Option<ProxyRules>,
     in_flight: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
 }
 
 impl PerClient {
-    /// At most `max` requests at once per address.
-    pub fn new(max: u32) -> Self {
+    /// At most `max` requests at once per address; requests through a trusted proxy count
+    /// for the address in its `X-Forwarded-For`.
+    pub fn new(max: u32, proxy: Option<ProxyRules>) -> Self {
         PerClient {
             max: max.max(1),
+            proxy,
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -82,8 +87,12 @@ pub async fn per_client(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(ip) = super::auth::client_ip(request.extensions()) else {
+    let Some(peer) = super::auth::client_ip(request.extensions()) else {
         return next.run(request).await;
+    };
+    let ip = match &limit.proxy {
+        Some(proxy) => proxy.client(peer, request.headers()),
+        None => peer,
     };
     let semaphore = limit.semaphore(ip);
     let Ok(permit) = semaphore.clone().try_acquire_owned() else {
@@ -111,7 +120,7 @@ mod tests {
 
     #[test]
     fn an_address_is_forgotten_once_nothing_of_it_is_in_flight() {
-        let limit = PerClient::new(2);
+        let limit = PerClient::new(2, None);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let s = limit.semaphore(ip);
         let a = s.clone().try_acquire_owned().unwrap();

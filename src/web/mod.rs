@@ -91,7 +91,10 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(limits.max_body))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
-            std::sync::Arc::new(edge::PerClient::new(limits.per_client)),
+            std::sync::Arc::new(edge::PerClient::new(
+                limits.per_client,
+                state.auth.proxy.clone(),
+            )),
             edge::per_client,
         ))
         .layer(middleware::from_fn_with_state(
