@@ -49,6 +49,7 @@ impl Dashboard {
             public_url: args.public_url.clone(),
             session_idle: args.session_idle,
             session_lifetime: args.session_lifetime,
+            tls: args.tls_cert.is_some(),
             proxy: auth::proxy::ProxyRules::parse(
                 &args.trusted_proxies,
                 &args.proxy_user_header,
@@ -57,6 +58,15 @@ impl Dashboard {
             )
             .map_err(Error::Config)?,
         })?);
+        let role_topics = crate::actions::RoleTopics::parse(
+            &args.role_topics,
+            &auth::role::Role::ALL.map(|r| r.as_str()),
+        )
+        .map_err(Error::Config)?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
         let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
             .map_err(Error::Config)?;
@@ -140,6 +150,18 @@ impl Dashboard {
             actions,
             http: Default::default(),
             auth,
+            role_topics,
+            disclosure: crate::redact::Disclosure::new(
+                args.viewer_payloads,
+                &args.redact_json_fields,
+                &args.redact_headers,
+                args.redact_for_all,
+            ),
+            edge: web::edge::EdgeLimits {
+                max_body: args.max_request_body,
+                timeout: args.request_timeout,
+                per_client: args.max_requests_per_client,
+            },
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -177,17 +199,39 @@ impl Dashboard {
         }
         let app = web::router(state.clone());
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "web server stopped");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            None => {
+                tasks.spawn(async move {
+                    let served = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "web server stopped");
+                    }
+                });
             }
-        });
+            Some(config) => {
+                let listener = listener.into_std()?;
+                tasks.spawn(async move {
+                    let handle = axum_server::Handle::new();
+                    let server = axum_server::from_tcp_rustls(listener, config)
+                        .handle(handle.clone())
+                        .serve(app.into_make_service_with_connect_info::<SocketAddr>());
+                    let trigger = async {
+                        stop.cancelled().await;
+                        handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                    };
+                    let (served, ()) = tokio::join!(server, trigger);
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "web server stopped");
+                    }
+                });
+            }
+        }
         if let Some(users) = state
             .auth
             .users
@@ -204,12 +248,12 @@ impl Dashboard {
         }
         if kafka.embedded {
             tracing::info!(
-                "dlq-dashboard on http://{addr} — embedded demo Kafka at {} (a mock cluster inside this process: its data lives only as long as the process; pass --brokers to index a real cluster)",
+                "dlq-dashboard on {scheme}://{addr} — embedded demo Kafka at {} (a mock cluster inside this process: its data lives only as long as the process; pass --brokers to index a real cluster)",
                 kafka.brokers
             );
         } else {
             tracing::info!(
-                "dlq-dashboard on http://{addr} — indexing {} from {}",
+                "dlq-dashboard on {scheme}://{addr} — indexing {} from {}",
                 state.actions.topics().subscriptions.join(","),
                 kafka.brokers
             );
@@ -267,6 +311,46 @@ fn database_path(args: &ServeArgs) -> Result<std::path::PathBuf> {
         }
     }
     Ok(demo)
+}
+
+/// The TLS settings of `--tls-cert` and `--tls-key` (PEM files), or a sentence naming the
+/// file that could not be read.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unreadable = |file: &std::path::Path, what: &str, e: &dyn std::fmt::Display| {
+        Error::Config(format!(
+            "Cannot read {what} from {} ({e}); give a PEM file.",
+            file.display()
+        ))
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| unreadable(cert, "the --tls-cert certificates", &e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| unreadable(cert, "the --tls-cert certificates", &e))?;
+    if chain.is_empty() {
+        return Err(unreadable(cert, "a certificate", &"none found"));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable(key, "the --tls-key key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS cannot be set up ({e}).")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            Error::Config(format!(
+                "The --tls-key does not fit the --tls-cert ({e}); give the key the certificate was made for."
+            ))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
 }
 
 /// `dev-cluster`: run the mock cluster alone and print its bootstrap address.

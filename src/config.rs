@@ -163,6 +163,45 @@ pub struct ServeArgs {
     /// A session ends this long after signing in, used or not.
     #[arg(long, env = "DLQ_SESSION_LIFETIME", default_value = "12h", value_parser = crate::auth::duration::parse)]
     pub session_lifetime: Duration,
+    /// The DLQ topics a role may act on (replay, purge, undo, erase, reclaim), ROLE=REGEX,
+    /// e.g. operator=^shop\. (repeatable; env: ';'-separated). The regex is searched in the
+    /// topic name (anchor it with ^ and $ to match the whole name). A role without one may
+    /// act on every topic. Messages outside it are refused in previews; an action on them
+    /// is refused as a whole.
+    #[arg(long = "role-topics", env = "DLQ_ROLE_TOPICS", value_delimiter = ';')]
+    pub role_topics: Vec<String>,
+    /// What viewers see of a record: full, or hidden (metadata only: no payload, header
+    /// values or stack trace, and no raw download).
+    #[arg(long, env = "DLQ_VIEWER_PAYLOADS", value_enum, default_value_t = crate::redact::ViewerPayloads::Full)]
+    pub viewer_payloads: crate::redact::ViewerPayloads,
+    /// JSON fields masked at any depth in shown payloads (comma list, any case), for roles
+    /// below admin (everyone with --redact-for-all). Replays send the original bytes.
+    #[arg(long, env = "DLQ_REDACT_JSON_FIELDS", value_delimiter = ',')]
+    pub redact_json_fields: Vec<String>,
+    /// Headers whose values are masked (comma list, any case), like --redact-json-fields.
+    #[arg(long, env = "DLQ_REDACT_HEADERS", value_delimiter = ',')]
+    pub redact_headers: Vec<String>,
+    /// Mask the redacted fields and headers for admins too (the raw download stays theirs).
+    #[arg(long, env = "DLQ_REDACT_FOR_ALL")]
+    pub redact_for_all: bool,
+    /// The largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, env = "DLQ_MAX_REQUEST_BODY", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_body: usize,
+    /// How long a request may take before it is answered 408, except the action POSTs
+    /// (replay, purge, undo, erase, reclaim), whose answer is their result: they run to
+    /// their end (a million-message purge takes a minute or more) in tasks of their own.
+    #[arg(long, env = "DLQ_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::auth::duration::parse)]
+    pub request_timeout: Duration,
+    /// Requests served at once for one client address; more get 429 until one finishes.
+    #[arg(long, env = "DLQ_MAX_REQUESTS_PER_CLIENT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_client: u32,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key). Without it, plain HTTP,
+    /// and a TLS-terminating reverse proxy is expected in front of a shared dashboard.
+    #[arg(long, env = "DLQ_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "DLQ_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -190,6 +229,16 @@ impl Default for ServeArgs {
             proxy_user_header: "X-Forwarded-User".into(),
             proxy_groups_header: "X-Forwarded-Groups".into(),
             proxy_group_roles: Vec::new(),
+            role_topics: Vec::new(),
+            viewer_payloads: crate::redact::ViewerPayloads::Full,
+            redact_json_fields: Vec::new(),
+            redact_headers: Vec::new(),
+            redact_for_all: false,
+            max_request_body: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_requests_per_client: 32,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum Error {
     /// role that may not do what was asked.
     #[error("{0}")]
     Forbidden(String),
+    /// One client sent more requests at once than the dashboard serves for it.
+    #[error("{0}")]
+    TooMany(String),
     /// Something the request needs is not reachable right now (no broker answers).
     #[error("{0}")]
     Unavailable(String),
@@ -69,6 +72,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Kafka(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

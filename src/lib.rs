@@ -32,6 +32,8 @@ pub mod index;
 pub mod kafka;
 /// Freed memory given back to the operating system after bursts of work.
 pub mod memory;
+/// What each role sees of payloads, headers and stack traces (hiding and redaction).
+pub mod redact;
 /// Replay: targets, previews, jobs, and what became of each replayed record.
 pub mod replay;
 /// Lifecycle states of records, jobs and items.

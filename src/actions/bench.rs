@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::actions::purge::PurgeRequest;
 use crate::actions::selection::Selection;
+use crate::actions::Actor;
 use crate::app::Dashboard;
 use crate::bench::{percentile, remove_database_files};
 use crate::config::{BenchArgs, ServeArgs};
@@ -151,7 +152,7 @@ async fn purge_with(dashboard: &Dashboard, n: usize) -> Result<()> {
     let under = tokio::spawn(measure(pool.clone(), done.clone(), None));
     let started = Instant::now();
     let preview = actions
-        .purge_preview(filter, PurgeRequest::default(), "bench")
+        .purge_preview(filter, PurgeRequest::default(), &Actor::unlimited("bench"))
         .await?;
     let preview_secs = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
@@ -160,7 +161,7 @@ async fn purge_with(dashboard: &Dashboard, n: usize) -> Result<()> {
     let under = tokio::spawn(measure(pool.clone(), done.clone(), None));
     let confirmed = Instant::now();
     let purged = actions
-        .purge_confirm(&preview.preview_id, false, None, "bench")
+        .purge_confirm(&preview.preview_id, false, None, &Actor::unlimited("bench"))
         .await?;
     let apply_secs = confirmed.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
@@ -178,7 +179,9 @@ async fn purge_with(dashboard: &Dashboard, n: usize) -> Result<()> {
     under_preview.line("under preview");
     under_apply.line("under apply");
     let undo_started = Instant::now();
-    let undone = actions.purge_undo(&purged.id, None, "bench").await?;
+    let undone = actions
+        .purge_undo(&purged.id, None, &Actor::unlimited("bench"))
+        .await?;
     println!(
         "  undo of {} in {:.1} s",
         undone.changed,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kafka::admin::{BrokerAdmin, PartitionDeletion};
 use crate::kafka::{Compression, TopicCache};
 use crate::replay::target::TargetRules;
@@ -48,6 +48,139 @@ pub struct Refusal {
     pub generation: i64,
     /// Why, in a sentence with the fix.
     pub reason: String,
+}
+
+/// Who acts, as the operations core needs to know it: the name the audit log records, how
+/// they proved who they are (the audit log's mode column), and the DLQ topics they may act
+/// on.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The name the audit log records, e.g. `alice (password)`.
+    pub name: String,
+    /// The auth mode (`password`, `token`, `proxy`, `no auth`); none for the dashboard's
+    /// own work and for tools such as the benchmark.
+    pub mode: Option<String>,
+    /// The DLQ topics this actor may act on.
+    pub scope: TopicScope,
+}
+
+impl Actor {
+    /// An actor that may act on every topic and has no auth mode (tests, benchmarks).
+    pub fn unlimited(name: &str) -> Self {
+        Actor {
+            name: name.to_string(),
+            mode: None,
+            scope: TopicScope::default(),
+        }
+    }
+
+    /// The audit entry's mode.
+    pub fn mode(&self) -> Option<&str> {
+        self.mode.as_deref()
+    }
+}
+
+/// The DLQ topics one actor may act on (`--role-topics ROLE=REGEX`): every topic, or
+/// those a role's regex matches.
+#[derive(Debug, Clone, Default)]
+pub struct TopicScope {
+    limit: Option<(String, regex::Regex)>,
+}
+
+impl TopicScope {
+    /// Only the topics `pattern` matches, as the limit of `role`.
+    pub fn limited(role: &str, pattern: regex::Regex) -> Self {
+        TopicScope {
+            limit: Some((role.to_string(), pattern)),
+        }
+    }
+
+    /// Whether any topic is outside this scope at all.
+    pub fn is_limited(&self) -> bool {
+        self.limit.is_some()
+    }
+
+    /// Whether an action may touch `topic`.
+    pub fn allows(&self, topic: &str) -> bool {
+        self.limit.as_ref().is_none_or(|(_, re)| re.is_match(topic))
+    }
+
+    /// Why a message of `topic` is refused, in a sentence.
+    pub fn refusal(&self, topic: &str) -> String {
+        match &self.limit {
+            Some((role, re)) => format!(
+                "Role {role} may act only on DLQ topics matching {}, and {topic} is not one of them; ask someone whose role may.",
+                re.as_str()
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Refuse, as a whole, an action on any topic outside the scope: a Forbidden naming
+    /// them, so that nothing is done to part of what was asked.
+    pub fn check<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let Some((role, re)) = &self.limit else {
+            return Ok(());
+        };
+        let mut outside: Vec<&str> = topics.into_iter().filter(|t| !re.is_match(t)).collect();
+        outside.sort_unstable();
+        outside.dedup();
+        if outside.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "Role {role} may act only on DLQ topics matching {}, and this action touches {}; nothing was done. Narrow the selection to the topics your role may act on, or ask someone whose role may.",
+            re.as_str(),
+            outside.join(", ")
+        )))
+    }
+}
+
+/// `--role-topics`: per role, a regex of the DLQ topics it may act on; a role without one
+/// may act on every topic.
+#[derive(Debug, Clone, Default)]
+pub struct RoleTopics {
+    by_role: Vec<(String, regex::Regex)>,
+}
+
+impl RoleTopics {
+    /// Parse `ROLE=REGEX` entries; `roles` names the roles that exist.
+    pub fn parse(entries: &[String], roles: &[&str]) -> std::result::Result<Self, String> {
+        let mut by_role: Vec<(String, regex::Regex)> = Vec::new();
+        for entry in entries.iter().filter(|e| !e.trim().is_empty()) {
+            let Some((role, pattern)) = entry.split_once('=') else {
+                return Err(format!(
+                    "--role-topics '{entry}' is not ROLE=REGEX, e.g. operator=^shop\\."
+                ));
+            };
+            let role = role.trim().to_ascii_lowercase();
+            if !roles.contains(&role.as_str()) {
+                return Err(format!(
+                    "--role-topics '{entry}' names no role; roles are {}.",
+                    roles.join(", ")
+                ));
+            }
+            if by_role.iter().any(|(r, _)| *r == role) {
+                return Err(format!(
+                    "--role-topics gives role {role} twice; combine the patterns with |."
+                ));
+            }
+            let re = regex::Regex::new(pattern).map_err(|e| {
+                format!("--role-topics '{entry}': the pattern is not a regex ({e}).")
+            })?;
+            by_role.push((role, re));
+        }
+        Ok(RoleTopics { by_role })
+    }
+
+    /// The scope of `role`.
+    pub fn scope(&self, role: &str) -> TopicScope {
+        self.by_role
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(r, re)| TopicScope::limited(r, re.clone()))
+            .unwrap_or_default()
+    }
 }
 
 /// A new action id: a letter for its kind (`r` replay, `p` purge), then ten random
@@ -117,7 +250,7 @@ pub trait JobRunner: Send + Sync {
         &'a self,
         id: &'a str,
         action: JobControl,
-        actor: &'a str,
+        actor: &'a Actor,
     ) -> BoxFuture<'a, Result<Job>>;
 }
 
@@ -156,6 +289,68 @@ impl Actions {
         }
     }
 
+    /// Audit an action refused because it touches topics outside the actor's scope, and
+    /// hand back the refusal. Called outside any write transaction.
+    pub(crate) async fn refused(
+        &self,
+        actor: &Actor,
+        what: &str,
+        id: Option<&str>,
+        refusal: Error,
+    ) -> Error {
+        let summary = format!("Refused {what}: {refusal}");
+        let entry = crate::store::audit::NewEntry {
+            at: crate::clock::now_ms(),
+            actor: &actor.name,
+            mode: actor.mode(),
+            action: "auth.refused",
+            job_id: id,
+            summary: &summary,
+            detail: &serde_json::json!({ "action": what, "reason": refusal.to_string() }),
+        };
+        if let Err(e) = crate::store::audit::append(&self.pool, &entry).await {
+            tracing::error!(error = %e, "the refusal could not be audited");
+        }
+        refusal
+    }
+
+    /// [`TopicScope::check`], audited when it refuses.
+    pub(crate) async fn check_scope<'a>(
+        &self,
+        actor: &Actor,
+        what: &str,
+        id: Option<&str>,
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        match actor.scope.check(topics) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.refused(actor, what, id, e).await),
+        }
+    }
+
+    /// For a caller that confirms a preview it never showed (the one-step JSON API): refuse
+    /// the whole action, audited, when the preview refused messages for lying outside the
+    /// actor's topics, so that such a request is never carried out in part without anyone
+    /// seeing what was left out. `purge` tells a purge preview from a replay one.
+    pub async fn whole_in_scope(&self, preview_id: &str, purge: bool, actor: &Actor) -> Result<()> {
+        if !actor.scope.is_limited() {
+            return Ok(());
+        }
+        let refused = if purge {
+            crate::store::purges::refused_topics(&self.pool, preview_id).await?
+        } else {
+            crate::store::jobs::refused_topics(&self.pool, preview_id).await?
+        };
+        let what = if purge { "purge" } else { "replay" };
+        self.check_scope(
+            actor,
+            what,
+            Some(preview_id),
+            refused.iter().map(String::as_str),
+        )
+        .await
+    }
+
     /// Which topics are DLQ topics.
     pub fn topics(&self) -> &TopicSelection {
         &self.topics
@@ -181,6 +376,10 @@ mod tests {
     use crate::store::positions::Position;
     use crate::store::{self, audit, records};
 
+    fn tester() -> Actor {
+        Actor::unlimited("tester")
+    }
+
     /// A runner that only counts how often it was asked to start jobs.
     #[derive(Default)]
     struct CountingRunner {
@@ -196,7 +395,7 @@ mod tests {
             &'a self,
             id: &'a str,
             _: JobControl,
-            _: &'a str,
+            _: &'a Actor,
         ) -> BoxFuture<'a, Result<Job>> {
             Box::pin(async move { Err(replay::unknown_job(id)) })
         }
@@ -296,7 +495,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (actions, runner, pool) = core(&dir, &["orders", "orders.retry.1"]).await;
         let all = Selection::Filter(MessageFilter::default());
-        let preview = actions.preview(all, 0, "tester").await.unwrap();
+        let preview = actions.preview(all, 0, &tester()).await.unwrap();
         assert_eq!(preview.count, 2);
         assert_eq!(preview.targets.get("orders.retry.1"), Some(&2));
         assert_eq!(
@@ -307,7 +506,7 @@ mod tests {
         assert!(audit::list(&pool, None, 10).await.unwrap().is_empty());
 
         let job = actions
-            .confirm(&preview.preview_id, Some(50), "tester")
+            .confirm(&preview.preview_id, Some(50), &tester())
             .await
             .unwrap();
         assert_eq!((job.status, job.rate), (JobStatus::Queued, 50));
@@ -319,7 +518,7 @@ mod tests {
             ("replay.start", "tester")
         );
 
-        let again = actions.confirm(&preview.preview_id, None, "tester").await;
+        let again = actions.confirm(&preview.preview_id, None, &tester()).await;
         assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
         assert_eq!(audit::list(&pool, None, 10).await.unwrap().len(), 1);
         assert_eq!(runner.wakes.load(Ordering::SeqCst), 1);
@@ -340,9 +539,9 @@ mod tests {
         let (actions, _, pool) = core(&dir, &["orders", "orders.retry.1"]).await;
         // A replay previewed before a purge does not send what the purge took meanwhile.
         let all = Selection::Filter(MessageFilter::default());
-        let replay = actions.preview(all, 0, "tester").await.unwrap();
+        let replay = actions.preview(all, 0, &tester()).await.unwrap();
         let purge = actions
-            .purge_preview(listed(0), purge::PurgeRequest::default(), "tester")
+            .purge_preview(listed(0), purge::PurgeRequest::default(), &tester())
             .await
             .unwrap();
         assert_eq!(
@@ -351,25 +550,25 @@ mod tests {
             "a preview holds nothing"
         );
         let done = actions
-            .purge_confirm(&purge.preview_id, false, None, "tester")
+            .purge_confirm(&purge.preview_id, false, None, &tester())
             .await
             .unwrap();
         assert_eq!((done.purged, done.refused), (1, 0));
         let job = actions
-            .confirm(&replay.preview_id, None, "tester")
+            .confirm(&replay.preview_id, None, &tester())
             .await
             .unwrap();
         assert_eq!((job.total, job.refused), (1, 1), "{job:?}");
 
         // A purge refuses what a confirmed job still has to send.
         let purge = actions
-            .purge_preview(listed(1), purge::PurgeRequest::default(), "tester")
+            .purge_preview(listed(1), purge::PurgeRequest::default(), &tester())
             .await
             .unwrap();
         assert_eq!((purge.count, purge.refused_count), (0, 1));
         assert!(purge.refused[0].reason.contains(&job.id), "{purge:?}");
         let refused = actions
-            .purge_confirm(&purge.preview_id, false, None, "tester")
+            .purge_confirm(&purge.preview_id, false, None, &tester())
             .await;
         assert!(matches!(refused, Err(Error::BadRequest(_))), "{refused:?}");
 
@@ -387,13 +586,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (actions, runner, pool) = core(&dir, &["orders"]).await;
         let all = Selection::Filter(MessageFilter::default());
-        let preview = actions.preview(all, 0, "tester").await.unwrap();
+        let preview = actions.preview(all, 0, &tester()).await.unwrap();
         assert_eq!((preview.count, preview.refused_count), (0, 2));
         assert!(
             preview.refused[0].reason.contains("orders.retry.1"),
             "{preview:?}"
         );
-        let confirmed = actions.confirm(&preview.preview_id, None, "tester").await;
+        let confirmed = actions.confirm(&preview.preview_id, None, &tester()).await;
         assert!(
             matches!(confirmed, Err(Error::BadRequest(_))),
             "{confirmed:?}"
@@ -406,12 +605,12 @@ mod tests {
     async fn a_broker_without_delete_records_refuses_a_reclaim_and_the_mark_is_cleared() {
         let dir = tempfile::tempdir().unwrap();
         let (actions, _, pool) = core(&dir, &["orders", "orders.retry.1"]).await;
-        let nothing = actions.reclaim("orders.dlq", None, "tester").await;
+        let nothing = actions.reclaim("orders.dlq", None, &tester()).await;
         assert!(matches!(nothing, Err(Error::Conflict(_))), "{nothing:?}");
         assert!(audit::list(&pool, None, 10).await.unwrap().is_empty());
 
         replay_both(&pool).await;
-        let refused = actions.reclaim("orders.dlq", None, "tester").await;
+        let refused = actions.reclaim("orders.dlq", None, &tester()).await;
         let Err(Error::Conflict(why)) = refused else {
             panic!("{refused:?}")
         };
@@ -429,8 +628,45 @@ mod tests {
             "{}",
             entries[0].summary
         );
-        let unknown = actions.reclaim("other.dlq", None, "tester").await;
+        let unknown = actions.reclaim("other.dlq", None, &tester()).await;
         assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    }
+
+    #[tokio::test]
+    async fn a_role_limited_to_other_topics_reclaims_nothing_and_the_refusal_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let reclaim = Reclaimer::new(Arc::new(DeletesRecords), true);
+        let (actions, _, pool) = core_with(&dir, &["orders", "orders.retry.1"], reclaim).await;
+        replay_both(&pool).await;
+        let roles = RoleTopics::parse(&["admin=^shop\\.".into()], &["viewer", "operator", "admin"])
+            .unwrap();
+        let limited = Actor {
+            name: "root (token)".into(),
+            mode: Some("token".into()),
+            scope: roles.scope("admin"),
+        };
+        let refused = actions.reclaim("orders.dlq", None, &limited).await;
+        let Err(Error::Forbidden(why)) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(
+            why.contains("orders.dlq") && why.contains("^shop\\."),
+            "{why}"
+        );
+        let plan = actions.reclaimable("orders.dlq").await.unwrap();
+        assert_eq!((plan[0].reclaimed_to, plan[0].reclaiming_to), (None, None));
+        let entries = audit::list(&pool, None, 10).await.unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            (entries[0].action.as_str(), entries[0].mode.as_deref()),
+            ("auth.refused", Some("token"))
+        );
+        assert!(
+            roles.scope("operator").allows("orders.dlq"),
+            "no limit of its own"
+        );
+        assert!(RoleTopics::parse(&["root=x".into()], &["admin"]).is_err());
+        assert!(RoleTopics::parse(&["admin=(".into()], &["admin"]).is_err());
     }
 
     #[tokio::test]
@@ -440,7 +676,7 @@ mod tests {
         let (actions, _, pool) = core_with(&dir, &["orders", "orders.retry.1"], reclaim).await;
         replay_both(&pool).await;
         let done = actions
-            .reclaim("orders.dlq", Some(&[0]), "tester")
+            .reclaim("orders.dlq", Some(&[0]), &tester())
             .await
             .unwrap();
         assert_eq!(done.reclaimed.len(), 1);
@@ -473,7 +709,7 @@ mod tests {
         }
         // What was reclaimed is not replayed.
         let all = Selection::Filter(MessageFilter::default());
-        let preview = actions.preview(all, 0, "tester").await.unwrap();
+        let preview = actions.preview(all, 0, &tester()).await.unwrap();
         assert_eq!((preview.count, preview.refused_count), (0, 2));
         let entries = audit::list(&pool, None, 10).await.unwrap();
         assert_eq!(entries[0].action, "reclaim.finish");

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::selection::{self, Selection};
-use super::{new_action_id, Actions, Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
+use super::{new_action_id, Actions, Actor, Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::states::PurgeStatus;
 use crate::store::audit::{self, NewEntry};
@@ -143,7 +143,7 @@ impl Actions {
         &self,
         selection: Selection,
         request: PurgeRequest,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PurgePreview> {
         let frozen = selection::freeze(&self.pool, &selection).await?;
         let everything = matches!(&selection, Selection::Filter(f) if f.selects_everything());
@@ -152,7 +152,7 @@ impl Actions {
         purges::delete_stale_previews(&self.pool, now - PREVIEW_TTL_MS).await?;
         let purge = NewPurge {
             id: new_action_id('p'),
-            actor: actor.to_string(),
+            actor: actor.name.clone(),
             selection: selection.to_json().to_string(),
             reason: request.reason,
             erase: request.erase,
@@ -177,6 +177,16 @@ impl Actions {
         if items == 0 {
             purges::delete_preview(&self.pool, &purge.id).await?;
             return Err(frozen.nothing_matches());
+        }
+        // Messages of topics outside the actor's scope are refused, each with the reason,
+        // so the preview shows what the role may not purge.
+        if actor.scope.is_limited() {
+            for topic in purges::preview_topics(&self.pool, &purge.id).await? {
+                if !actor.scope.allows(&topic) {
+                    let reason = actor.scope.refusal(&topic);
+                    purges::refuse_topic(&self.pool, &purge.id, &topic, &reason).await?;
+                }
+            }
         }
         purges::finish_preview(&self.pool, &purge.id).await?;
         self.purge_preview_of(&purge.id).await
@@ -224,7 +234,7 @@ impl Actions {
         id: &str,
         everything: bool,
         changed: Option<PurgeRequest>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PurgeDone> {
         let (turn, mut tx) = crate::store::begin_write(&self.pool).await?;
         let mut purge = purges::purge(&mut *tx, id)
@@ -260,6 +270,15 @@ impl Actions {
             return Err(Error::BadRequest(
                 "Every message of this selection is refused, so there is nothing to purge; the preview says why.".into(),
             ));
+        }
+        // A preview made by someone else is confirmed only within the confirmer's topics.
+        if let Err(refusal) = actor
+            .scope
+            .check(purge.by_topic.0.keys().map(String::as_str))
+        {
+            drop(tx);
+            drop(turn);
+            return Err(self.refused(actor, "purge", Some(id), refusal).await);
         }
         // A page's confirm form may change the reason and the erasure (not the selection,
         // which is what the preview froze).
@@ -298,7 +317,8 @@ impl Actions {
             &mut *tx,
             &NewEntry {
                 at: now,
-                actor,
+                actor: &actor.name,
+                mode: actor.mode(),
                 action: "purge.start",
                 job_id: Some(id),
                 summary: &summary,
@@ -321,8 +341,8 @@ impl Actions {
     }
 
     /// Apply a confirmed purge to its end, in a task of its own.
-    async fn apply_purge(&self, id: &str, actor: &str) -> Result<PurgeDone> {
-        let (pool, id_owned, actor) = (self.pool.clone(), id.to_string(), actor.to_string());
+    async fn apply_purge(&self, id: &str, actor: &Actor) -> Result<PurgeDone> {
+        let (pool, id_owned, actor) = (self.pool.clone(), id.to_string(), actor.clone());
         let task = tokio::spawn(async move {
             let mut sizer = ChunkSizer::items();
             loop {
@@ -364,7 +384,10 @@ impl Actions {
     pub async fn resume_purges(&self) -> Result<()> {
         for purge in purges::purges_in(&self.pool, PurgeStatus::Applying).await? {
             tracing::info!(purge = %purge.id, "applying a purge confirmed before the restart");
-            self.apply_purge(&purge.id, &purge.actor).await?;
+            // The erase at its end is the confirmer's, whose mode is not stored with the
+            // purge: the audit entry keeps the name.
+            self.apply_purge(&purge.id, &Actor::unlimited(&purge.actor))
+                .await?;
         }
         Ok(())
     }
@@ -375,11 +398,18 @@ impl Actions {
         &self,
         id: &str,
         messages: Option<Vec<selection::MessageRef>>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PurgeChange> {
-        let (_, only, listed_refused, holdable) = self
+        let (purge, only, listed_refused, holdable) = self
             .held_by(id, messages.as_deref(), "undone", "undo")
             .await?;
+        self.check_scope(
+            actor,
+            "undo",
+            Some(id),
+            scope_topics(&purge, messages.as_deref()),
+        )
+        .await?;
         let pool = self.pool.clone();
         let id_owned = id.to_string();
         let task = tokio::spawn(async move {
@@ -428,7 +458,8 @@ impl Actions {
             &self.pool,
             &NewEntry {
                 at: crate::clock::now_ms(),
-                actor,
+                actor: &actor.name,
+                mode: actor.mode(),
                 action: "purge.undo",
                 job_id: Some(id),
                 summary: &summary,
@@ -454,12 +485,19 @@ impl Actions {
         &self,
         id: &str,
         messages: Option<Vec<selection::MessageRef>>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PurgeChange> {
         let (purge, only, listed_refused, _) = self
             .held_by(id, messages.as_deref(), "erased", "erase")
             .await?;
-        let (pool, actor_owned) = (self.pool.clone(), actor.to_string());
+        self.check_scope(
+            actor,
+            "erase",
+            Some(id),
+            scope_topics(&purge, messages.as_deref()),
+        )
+        .await?;
+        let (pool, actor_owned) = (self.pool.clone(), actor.clone());
         let task =
             tokio::spawn(
                 async move { erase_all(&pool, &purge, only.as_deref(), &actor_owned).await },
@@ -524,6 +562,18 @@ impl Actions {
     }
 }
 
+/// The topics an undo or erase touches: the listed messages', else every topic the purge
+/// took messages from.
+fn scope_topics<'a>(
+    purge: &'a Purge,
+    listed: Option<&'a [selection::MessageRef]>,
+) -> Box<dyn Iterator<Item = &'a str> + Send + 'a> {
+    match listed {
+        Some(list) => Box::new(list.iter().map(|m| m.topic.as_str())),
+        None => Box::new(purge.by_topic.0.keys().map(String::as_str)),
+    }
+}
+
 /// Why an undo or erase finds nothing to change, in a sentence.
 fn nothing_held(purge: &Purge, listed: bool, verb: &str) -> String {
     let id = &purge.id;
@@ -545,7 +595,7 @@ async fn erase_all(
     pool: &sqlx::SqlitePool,
     purge: &Purge,
     only: Option<&[i64]>,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<(i64, bool)> {
     let mut search_conn = search::connect(pool).await?;
     let mut erased = 0;
@@ -599,7 +649,8 @@ async fn erase_all(
         pool,
         &NewEntry {
             at: crate::clock::now_ms(),
-            actor,
+            actor: &actor.name,
+            mode: actor.mode(),
             action: "purge.erase",
             job_id: Some(&purge.id),
             summary: &summary,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rdkafka::error::RDKafkaErrorCode;
 use serde::Serialize;
 
-use super::{Actions, RecordDeleter};
+use super::{Actions, Actor, RecordDeleter};
 use crate::error::{Error, Result};
 use crate::store::audit::{self, NewEntry};
 use crate::store::reclaim::{self as rule, Reclaimable};
@@ -119,8 +119,9 @@ impl Actions {
         &self,
         topic: &str,
         partitions: Option<&[i32]>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ReclaimOutcome> {
+        self.check_scope(actor, "reclaim", None, [topic]).await?;
         let _one_at_a_time = self.reclaim.running.lock().await;
         let planned = self.mark_reclaim(topic, partitions, actor).await?;
         let to: Vec<(i32, i64)> = planned.iter().map(|p| (p.partition, p.bound)).collect();
@@ -197,7 +198,7 @@ impl Actions {
         &self,
         topic: &str,
         partitions: Option<&[i32]>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Vec<Reclaimable>> {
         let (_turn, mut tx) = store::begin_write(&self.pool).await?;
         let plan = rule::plan_in(&mut tx, topic, partitions).await?;
@@ -244,7 +245,8 @@ impl Actions {
             &mut *tx,
             &NewEntry {
                 at: crate::clock::now_ms(),
-                actor,
+                actor: &actor.name,
+                mode: actor.mode(),
                 action: "reclaim",
                 job_id: None,
                 summary: &summary,
@@ -272,7 +274,7 @@ impl Actions {
         &self,
         planned: &[Reclaimable],
         outcome: &ReclaimOutcome,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> Result<()> {
         let (_turn, mut tx) = store::begin_write(&self.pool).await?;
@@ -302,7 +304,8 @@ impl Actions {
             &mut *tx,
             &NewEntry {
                 at: now,
-                actor,
+                actor: &actor.name,
+                mode: actor.mode(),
                 action: "reclaim.finish",
                 job_id: None,
                 summary: &summary,

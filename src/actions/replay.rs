@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::selection::{self, Selection};
-use super::{new_action_id, Actions};
+use super::{new_action_id, Actions, Actor};
 pub use super::{Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::kafka::Compression;
@@ -144,8 +144,9 @@ pub struct TargetCheck {
 }
 
 impl Actions {
-    /// Resolve and freeze a selection as a preview job.
-    pub async fn preview(&self, selection: Selection, rate: i64, actor: &str) -> Result<Preview> {
+    /// Resolve and freeze a selection as a preview job. Messages of topics outside the
+    /// actor's scope are refused in it, each with the sentence why.
+    pub async fn preview(&self, selection: Selection, rate: i64, actor: &Actor) -> Result<Preview> {
         let frozen = selection::freeze(&self.pool, &selection).await?;
         let keys = jobs::routing_keys(&self.pool, frozen.source(), frozen.max_id).await?;
         if keys.is_empty() {
@@ -169,6 +170,9 @@ impl Actions {
                     |t| existing.contains(t),
                 );
                 let (target, reason) = match resolution {
+                    _ if !actor.scope.allows(&k.topic) => {
+                        (None, Some(actor.scope.refusal(&k.topic)))
+                    }
                     Resolution::Target { topic, .. } => (Some(topic), None),
                     Resolution::Refused(why) => (None, Some(why)),
                 };
@@ -186,7 +190,7 @@ impl Actions {
         jobs::delete_stale_previews(&self.pool, now - PREVIEW_TTL_MS).await?;
         let job = NewJob {
             id: new_action_id('r'),
-            actor: actor.to_string(),
+            actor: actor.name.clone(),
             selection: selection.to_json().to_string(),
             rate,
             compression: self.replay_compression,
@@ -230,8 +234,10 @@ impl Actions {
     }
 
     /// Confirm a preview: it becomes a queued job, with `rate` if given, and the start is
-    /// audited, all in one transaction. Nothing is sent before this.
-    pub async fn confirm(&self, id: &str, rate: Option<i64>, actor: &str) -> Result<jobs::Job> {
+    /// audited, all in one transaction. Nothing is sent before this. A preview made by
+    /// someone else is refused as a whole when it would send a message of a topic outside
+    /// the confirming actor's scope.
+    pub async fn confirm(&self, id: &str, rate: Option<i64>, actor: &Actor) -> Result<jobs::Job> {
         let (_turn, mut tx) = crate::store::begin_write(&self.pool).await?;
         let job = jobs::job(&mut *tx, id)
             .await?
@@ -243,6 +249,14 @@ impl Actions {
             )));
         }
         jobs::refuse_purged(&mut tx, id).await?;
+        if actor.scope.is_limited() {
+            let topics = jobs::topics_to_send(&mut tx, id).await?;
+            if let Err(refusal) = actor.scope.check(topics.iter().map(String::as_str)) {
+                drop(tx);
+                drop(_turn);
+                return Err(self.refused(actor, "replay", Some(id), refusal).await);
+            }
+        }
         let job = jobs::job(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_job(id))?;
@@ -271,7 +285,8 @@ impl Actions {
             &mut *tx,
             &NewEntry {
                 at: now,
-                actor,
+                actor: &actor.name,
+                mode: actor.mode(),
                 action: "replay.start",
                 job_id: Some(id),
                 summary: &summary,
@@ -290,8 +305,20 @@ impl Actions {
         Ok(job)
     }
 
-    /// Pause, resume or cancel a confirmed job, audited as `actor`.
-    pub async fn control(&self, id: &str, action: JobControl, actor: &str) -> Result<jobs::Job> {
+    /// Pause, resume or cancel a confirmed job, audited as `actor`; refused as a whole when
+    /// the job holds messages of a topic outside the actor's scope (an operator limited to
+    /// some topics may not resume, or stop, someone else's replay of others).
+    pub async fn control(&self, id: &str, action: JobControl, actor: &Actor) -> Result<jobs::Job> {
+        if actor.scope.is_limited() {
+            let topics = jobs::job_topics(&self.pool, id).await?;
+            self.check_scope(
+                actor,
+                "replay control",
+                Some(id),
+                topics.iter().map(String::as_str),
+            )
+            .await?;
+        }
         self.runner.control(id, action, actor).await
     }
 

@@ -118,6 +118,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// `--session-lifetime`.
     pub session_lifetime: Duration,
+    /// Whether the dashboard serves HTTPS itself (`--tls-cert`).
+    pub tls: bool,
     /// `--trusted-proxies` and the header and group flags.
     pub proxy: Option<proxy::ProxyRules>,
 }
@@ -132,7 +134,7 @@ pub struct Auth {
     pub limiter: LoginLimiter,
     /// `--insecure-no-auth` with no authentication configured: every page shows a red banner.
     pub insecure: bool,
-    /// `--public-url` is https: Secure cookies and HSTS.
+    /// Served over https (`--tls-cert`, or `--public-url` is https): Secure cookies and HSTS.
     pub https: bool,
     /// The trusted reverse proxy, when there is one.
     pub proxy: Option<proxy::ProxyRules>,
@@ -150,10 +152,11 @@ impl Auth {
                 args.listen
             )));
         }
-        let https = args
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
+        let https = args.tls
+            || args
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
         Ok(Auth {
             insecure: !configured && args.insecure_no_auth,
             proxy: args.proxy.clone(),

@@ -73,12 +73,33 @@ impl ProxyRules {
         }))
     }
 
+    /// Whether `peer` is one of the trusted proxies.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&peer))
+    }
+
+    /// The address a request came from before the trusted proxy: the last entry of the
+    /// `X-Forwarded-For` it added, when `peer` is a trusted proxy and the entry is an
+    /// address; else `peer` itself (anyone else can write that header).
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
     /// The identity a request from `peer` carries in its headers: none unless the peer is
     /// a trusted proxy, the user header is set, and one of the groups has a role (the
     /// highest wins).
     pub fn identity(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<Identity> {
-        let peer = peer?;
-        if !self.nets.iter().any(|n| n.contains(&peer)) {
+        if !self.trusts(peer?) {
             return None;
         }
         let text = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim);
@@ -143,6 +164,23 @@ mod tests {
             "not a listed proxy"
         );
         assert!(rules.identity(None, &h).is_none());
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "192.168.1.6".parse().unwrap();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 203.0.113.7"),
+        );
+        assert_eq!(
+            rules.client(proxy, &h),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            rules.client(stranger, &h),
+            stranger,
+            "only a proxy is believed"
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(rules.client(proxy, &h), proxy);
         h.insert("x-forwarded-groups", HeaderValue::from_static("staff"));
         assert!(
             rules

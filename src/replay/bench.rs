@@ -382,7 +382,11 @@ async fn preview(dashboard: &Dashboard, n: usize) -> Result<String> {
     let preview = dashboard
         .state
         .actions
-        .preview(Selection::Filter(MessageFilter::default()), 0, "bench")
+        .preview(
+            Selection::Filter(MessageFilter::default()),
+            0,
+            &crate::actions::Actor::unlimited("bench"),
+        )
         .await?;
     if preview.count != n as i64 {
         return Err(Error::Conflict(format!(
@@ -483,7 +487,7 @@ async fn replay(dashboard: &Dashboard, preview_id: &str) -> Result<(f64, jobs::J
     dashboard
         .state
         .actions
-        .confirm(preview_id, None, "bench")
+        .confirm(preview_id, None, &crate::actions::Actor::unlimited("bench"))
         .await?;
     loop {
         let job = jobs::job(pool, preview_id)

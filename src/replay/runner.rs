@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::replay::{rate_text, unknown_job, JobControl};
-use crate::actions::JobRunner;
+use crate::actions::{Actor, JobRunner};
 use crate::error::{Error, Result};
 use crate::index::record::decode_headers;
 use crate::kafka::{Compression, KafkaSettings};
@@ -296,6 +296,7 @@ impl Replayer {
                         &NewEntry {
                             at: now,
                             actor: "dashboard",
+                            mode: None,
                             action: "replay.finish",
                             job_id: Some(&job.id),
                             summary: &summary,
@@ -401,7 +402,7 @@ impl Replayer {
     }
 
     /// Apply an operator's pause, resume or cancel.
-    pub async fn apply(&self, id: &str, action: JobControl, actor: &str) -> Result<Job> {
+    pub async fn apply(&self, id: &str, action: JobControl, actor: &Actor) -> Result<Job> {
         match action {
             JobControl::Pause => self.pause(id, actor).await,
             JobControl::Resume => self.resume(id, actor).await,
@@ -410,7 +411,7 @@ impl Replayer {
     }
 
     /// Pause a queued or running job; its in-flight messages finish and are recorded.
-    pub async fn pause(&self, id: &str, actor: &str) -> Result<Job> {
+    pub async fn pause(&self, id: &str, actor: &Actor) -> Result<Job> {
         self.control(
             id,
             actor,
@@ -424,7 +425,7 @@ impl Replayer {
     }
 
     /// Resume a paused job: it queues and starts when its partitions are free.
-    pub async fn resume(&self, id: &str, actor: &str) -> Result<Job> {
+    pub async fn resume(&self, id: &str, actor: &Actor) -> Result<Job> {
         let job = self
             .control(
                 id,
@@ -441,7 +442,7 @@ impl Replayer {
     }
 
     /// Cancel a job that has not finished: nothing more is sent; what was sent stays sent.
-    pub async fn cancel(&self, id: &str, actor: &str) -> Result<Job> {
+    pub async fn cancel(&self, id: &str, actor: &Actor) -> Result<Job> {
         let job = self
             .control(
                 id,
@@ -460,7 +461,7 @@ impl Replayer {
     async fn control(
         &self,
         id: &str,
-        actor: &str,
+        actor: &Actor,
         from: &[JobStatus],
         to: JobStatus,
         signal: Control,
@@ -516,7 +517,8 @@ impl Replayer {
             &self.pool,
             &NewEntry {
                 at: now,
-                actor,
+                actor: &actor.name,
+                mode: actor.mode(),
                 action,
                 job_id: Some(id),
                 summary: &summary,
@@ -537,7 +539,7 @@ impl JobRunner for Replayer {
         &'a self,
         id: &'a str,
         action: JobControl,
-        actor: &'a str,
+        actor: &'a Actor,
     ) -> BoxFuture<'a, Result<Job>> {
         Box::pin(self.apply(id, action, actor))
     }

@@ -13,6 +13,10 @@ pub struct AuditEntry {
     pub at: i64,
     /// Who.
     pub actor: String,
+    /// How they proved it: `password`, `token`, `proxy` or `no auth`; none for the
+    /// dashboard's own entries (and entries from before the column, when the actor did not
+    /// say it).
+    pub mode: Option<String>,
     /// What: replay.start, replay.pause, replay.resume, replay.cancel, replay.finish.
     pub action: String,
     /// The job it concerns.
@@ -30,6 +34,8 @@ pub struct NewEntry<'a> {
     pub at: i64,
     /// Who.
     pub actor: &'a str,
+    /// How they proved it (see [`AuditEntry::mode`]).
+    pub mode: Option<&'a str>,
     /// What, e.g. `replay.start`.
     pub action: &'a str,
     /// The job it concerns.
@@ -44,10 +50,11 @@ pub struct NewEntry<'a> {
 /// audit entry are committed together.
 pub async fn append<'e>(db: impl SqliteExecutor<'e>, entry: &NewEntry<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, job_id, summary, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor, mode, action, job_id, summary, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(entry.at)
     .bind(entry.actor)
+    .bind(entry.mode)
     .bind(entry.action)
     .bind(entry.job_id)
     .bind(entry.summary)
@@ -60,7 +67,7 @@ pub async fn append<'e>(db: impl SqliteExecutor<'e>, entry: &NewEntry<'_>) -> Re
 /// Entries newest first, older than the entry id `before` when given.
 pub async fn list(pool: &SqlitePool, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
     Ok(sqlx::query_as(
-        "SELECT id, at, actor, action, job_id, summary, detail FROM audit_log
+        "SELECT id, at, actor, mode, action, job_id, summary, detail FROM audit_log
          WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
     )
     .bind(before)

@@ -207,6 +207,39 @@ pub async fn refuse_purged(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<
     Ok(done.rows_affected())
 }
 
+/// The DLQ topics of the messages a job in preview would still send.
+pub async fn topics_to_send(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
+         WHERE i.job_id = ? AND i.state = 'pending'",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
+/// The DLQ topics of the messages a job holds (all but the refused ones).
+pub async fn job_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
+         WHERE i.job_id = ? AND i.state != 'refused'",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The DLQ topics of the messages a job refused.
+pub async fn refused_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
+         WHERE i.job_id = ? AND i.state = 'refused'",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Row ids of records named by coordinates (the newest generation when none is given);
 /// None for each one not in the index.
 pub async fn record_ids(pool: &SqlitePool, ids: &[RecordId]) -> Result<Vec<Option<i64>>> {

@@ -226,6 +226,45 @@ pub async fn add_preview_window(
     Ok((done.rows_affected(), started.elapsed()))
 }
 
+/// The DLQ topics of a building preview's messages that are not refused.
+pub async fn preview_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.topic FROM purge_items i JOIN records r ON r.id = i.record_id
+         WHERE i.purge_id = ? AND i.state = 'pending'",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The DLQ topics of the messages a purge refused.
+pub async fn refused_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.topic FROM purge_items i JOIN records r ON r.id = i.record_id
+         WHERE i.purge_id = ? AND i.state = 'refused'",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Refuse, with `reason`, the pending messages of `topic` in a building preview.
+pub async fn refuse_topic(pool: &SqlitePool, id: &str, topic: &str, reason: &str) -> Result<()> {
+    let (_turn, mut tx) = super::begin_write(pool).await?;
+    sqlx::query(
+        "UPDATE purge_items SET state = 'refused', reason = ?3
+         WHERE purge_id = ?1 AND state = 'pending'
+           AND record_id IN (SELECT id FROM records WHERE topic = ?2)",
+    )
+    .bind(id)
+    .bind(topic)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Finish a building preview: count it per topic and status, and make it confirmable.
 pub async fn finish_preview(pool: &SqlitePool, id: &str) -> Result<()> {
     let counts: Vec<(String, String, String, i64)> = sqlx::query_as(

@@ -251,6 +251,7 @@ async fn refused(state: &AppState, who: &Identity, route: &str, path: &str, need
     let entry = audit::NewEntry {
         at: now_ms(),
         actor: &who.actor(),
+        mode: Some(who.mode.as_str()),
         action: "auth.refused",
         job_id: None,
         summary: &summary,

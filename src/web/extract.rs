@@ -13,25 +13,35 @@ use crate::web::csrf::{check_origin, same, FIELD, STALE};
 use crate::web::error::PageError;
 use crate::web::AppState;
 
-/// Who is asking, as the audit log records it: the authenticated name and how it signed
-/// in (`alice (password)`, `ci (token)`), or with authentication off `anonymous` and the
-/// client's address.
-pub struct Actor(pub String);
+/// Who is asking, as the operations core takes it: the name the audit log records (the
+/// authenticated name and how it signed in, `alice (password)`, `ci (token)`, or with
+/// authentication off `anonymous` and the client's address), the auth mode, and the DLQ
+/// topics the role may act on (`--role-topics`).
+pub struct Actor(pub crate::actions::Actor);
 
-impl<S: Send + Sync> FromRequestParts<S> for Actor {
+impl FromRequestParts<AppState> for Actor {
     type Rejection = Error;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _: &S,
+        state: &AppState,
     ) -> std::result::Result<Self, Self::Rejection> {
         // `web::auth::identify` leaves an identity on every request that reaches a route
         // needing a role; its absence means the route was declared public by mistake.
-        parts
+        let who = parts
             .extensions
             .get::<Identity>()
-            .map(|who| Actor(who.actor()))
-            .ok_or_else(|| Error::Unauthorized("Sign in first.".into()))
+            .ok_or_else(|| Error::Unauthorized("Sign in first.".into()))?;
+        Ok(Actor(crate::actions::Actor {
+            name: who.actor(),
+            mode: Some(who.mode.as_str().to_string()),
+            // With authentication off nobody has a role of their own to limit.
+            scope: if who.mode == crate::auth::Mode::Off {
+                Default::default()
+            } else {
+                state.role_topics.scope(who.role.as_str())
+            },
+        }))
     }
 }
 

@@ -4,6 +4,7 @@ mod api;
 mod assets;
 pub mod auth;
 pub mod csrf;
+pub mod edge;
 mod error;
 mod extract;
 mod frame;
@@ -18,12 +19,15 @@ pub mod view;
 
 pub use state::{App, AppState};
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{middleware, Json, Router};
 use routes::{Access, AccessTable, Routes, VIEWER};
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 
 /// Content security policy: scripts and styles only from our own static files, nothing inline,
@@ -34,7 +38,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub fn routes(state: &AppState) -> Routes {
     let framed = middleware::from_fn_with_state(state.clone(), error::framed);
     Routes::new()
-        .merge(pages::router().map(|r| r.layer(framed)))
+        .merge(pages::router().map(|r| r.layer(framed.clone())))
         .merge(api::router())
         .get("/healthz", Access::Public, healthz)
         // Public: orchestrators probe it without credentials; it tells only whether the
@@ -46,12 +50,16 @@ pub fn routes(state: &AppState) -> Routes {
 
 /// The access rules of every route, as [`router`] enforces them (for tests and docs).
 pub fn access_table(state: &AppState) -> AccessTable {
-    routes(state).into_parts().1
+    routes(state).into_parts().table
 }
 
 /// The whole application: pages, API, health, metrics, static files.
 pub fn router(state: AppState) -> Router {
-    let (routes, table) = routes(&state).into_parts();
+    let routes::Parts {
+        timed,
+        actions,
+        table,
+    } = routes(&state).into_parts();
     // Only when users reach the dashboard over https: over plain http a browser ignores it,
     // and sent by mistake it would lock a host out of http for a year.
     let hsts = state
@@ -62,8 +70,14 @@ pub fn router(state: AppState) -> Router {
         state: state.clone(),
         table: std::sync::Arc::new(table),
     };
+    let limits = state.edge.clone();
     Router::new()
-        .merge(routes)
+        .merge(timed.layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.timeout,
+        )))
+        // Exempt from the timeout (see `routes::Routes`).
+        .merge(actions)
         .route_layer(middleware::from_fn_with_state(gate, auth::authorize))
         .fallback(error::not_found)
         // Outside the routes (so the fallback has an identity too), inside the metrics
@@ -71,6 +85,17 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::identify,
+        ))
+        // The limits come before anything reads the body or the index: a body over the
+        // limit is 413 before authentication, and a client over its share is 429.
+        .layer(RequestBodyLimitLayer::new(limits.max_body))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::new(edge::PerClient::new(
+                limits.per_client,
+                state.auth.proxy.clone(),
+            )),
+            edge::per_client,
         ))
         .layer(middleware::from_fn_with_state(
             state.http.clone(),

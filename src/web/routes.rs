@@ -53,11 +53,33 @@ pub fn is_api(path: &str) -> bool {
     path.starts_with("/api/") || path == "/metrics" || path == "/readyz"
 }
 
-/// A router under construction together with its access rules.
+/// A router under construction together with its access rules. The actions (POST routes
+/// that need operator or admin: replay, purge, undo, erase, reclaim, job control) are
+/// kept in a router of their own, which the request timeout does not cover: their answer
+/// is their result, and a large purge or its preview takes longer than any timeout that
+/// fits a page (the work itself runs in tasks that a dropped request does not stop).
 #[derive(Default)]
 pub struct Routes {
     router: Router<AppState>,
+    actions: Router<AppState>,
     rules: Vec<Rule>,
+}
+
+/// The parts [`Routes::into_parts`] hands back.
+pub struct Parts {
+    /// Every route but the actions.
+    pub timed: Router<AppState>,
+    /// The action POSTs, exempt from the request timeout.
+    pub actions: Router<AppState>,
+    /// Every route's rule.
+    pub table: AccessTable,
+}
+
+impl Rule {
+    /// Whether this is an action POST, exempt from the request timeout (see [`Routes`]).
+    pub fn is_action(&self) -> bool {
+        self.method == Method::POST && matches!(self.access, Access::Role(r) if r != Role::Viewer)
+    }
 }
 
 impl Routes {
@@ -91,30 +113,37 @@ impl Routes {
         access: Access,
         route: MethodRouter<AppState>,
     ) -> Self {
-        self.rules.push(Rule {
+        let rule = Rule {
             method,
             path,
             access,
-        });
-        self.router = self.router.route(path, route);
+        };
+        if rule.is_action() {
+            self.actions = self.actions.route(path, route);
+        } else {
+            self.router = self.router.route(path, route);
+        }
+        self.rules.push(rule);
         self
     }
 
     /// Both sets of routes.
     pub fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
+        self.actions = self.actions.merge(other.actions);
         self.rules.extend(other.rules);
         self
     }
 
-    /// Apply `f` to the router (a layer on these routes only), keeping the rules.
-    pub fn map(mut self, f: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Self {
+    /// Apply `f` to the routers (a layer on these routes only), keeping the rules.
+    pub fn map(mut self, f: impl Fn(Router<AppState>) -> Router<AppState>) -> Self {
         self.router = f(self.router);
+        self.actions = f(self.actions);
         self
     }
 
-    /// The router and its rules.
-    pub fn into_parts(self) -> (Router<AppState>, AccessTable) {
+    /// The routers and their rules.
+    pub fn into_parts(self) -> Parts {
         let table = AccessTable {
             by_route: self.rules.iter().fold(HashMap::new(), |mut m, r| {
                 m.entry(r.method.clone())
@@ -124,7 +153,11 @@ impl Routes {
             }),
             rules: self.rules,
         };
-        (self.router, table)
+        Parts {
+            timed: self.router,
+            actions: self.actions,
+            table,
+        }
     }
 }
 

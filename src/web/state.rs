@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use sqlx::SqlitePool;
 
-use crate::actions::Actions;
+use crate::actions::{Actions, RoleTopics};
 use crate::auth::Auth;
 use crate::index::IndexerStatus;
 use crate::kafka::KafkaSettings;
+use crate::redact::Disclosure;
 use crate::web::http_metrics::HttpMetrics;
 
 /// Shared application state handed to every request handler.
@@ -25,6 +26,13 @@ pub struct App {
     pub http: HttpMetrics,
     /// Users, tokens, sessions and the sign-in throttle.
     pub auth: Arc<Auth>,
+    /// The DLQ topics each role may act on (`--role-topics`).
+    pub role_topics: RoleTopics,
+    /// What each role sees of payloads, headers and stack traces (`--viewer-payloads`, the
+    /// redaction flags).
+    pub disclosure: Disclosure,
+    /// Request body limit, timeout and per-client concurrency (the web edge's layers).
+    pub edge: crate::web::edge::EdgeLimits,
 }
 
 /// Cheap-to-clone handle on [`App`].

@@ -4,7 +4,7 @@
 #   tests/browser/run.sh
 #
 # Installs what it needs on a fresh Debian machine (Chromium from apt; Node.js and npm through
-# ../node-env.sh; the pinned playwright-core from the lock file), then runs pages.test.mjs with Node's test
+# ../node-env.sh; the pinned playwright-core from the lock file), then runs every *.test.mjs with Node's test
 # runner against the already-built binary (DLQ_DASHBOARD_BIN, default target/debug/dlq-dashboard;
 # this script never builds it). Idempotent: a second run installs nothing. Exits with the tests'
 # exit code. Screenshots and the dashboard's log go to test-output/browser/.
@@ -21,6 +21,8 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM_PATH:-}" ]; then
 fi
 
 npm_ci_if_stale "$HERE"
+# hostile.test.mjs produces its corpus with the KafkaJS of tests/kafkajs.
+npm_ci_if_stale "$HERE/../kafkajs"
 
 echo "run.sh: $("$NODE" --version), $("${CHROMIUM_PATH:-/usr/bin/chromium}" --version 2>/dev/null || echo 'chromium ?')"
 rc=0

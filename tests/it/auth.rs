@@ -20,12 +20,12 @@ use tower::ServiceExt;
 
 use crate::harness::in_process::{serve_args, Kafka, TestDashboard, FORM_HOST};
 
-const PASSWORD: &str = "correct horse battery";
-const ORIGIN: &str = "http://dashboard.test";
+pub(crate) const PASSWORD: &str = "correct horse battery";
+pub(crate) const ORIGIN: &str = "http://dashboard.test";
 
 /// A users file with one user and one token per role: `viewer`, `operator`, `admin`, and
 /// tokens `viewer-token`, ...; returns the tokens by role.
-fn users_file(path: &Path) -> Vec<(Role, String)> {
+pub(crate) fn users_file(path: &Path) -> Vec<(Role, String)> {
     let mut file = UsersFile::default();
     let hash = password::hash(PASSWORD).unwrap();
     let mut tokens = Vec::new();
@@ -49,35 +49,48 @@ fn users_file(path: &Path) -> Vec<(Role, String)> {
     tokens
 }
 
-struct Secured {
-    d: TestDashboard,
-    users: PathBuf,
-    tokens: Vec<(Role, String)>,
+pub(crate) struct Secured {
+    pub(crate) d: TestDashboard,
+    pub(crate) users: PathBuf,
+    pub(crate) tokens: Vec<(Role, String)>,
 }
 
 impl Secured {
-    async fn start(kafka: &Kafka) -> Self {
+    pub(crate) async fn start(kafka: &Kafka) -> Self {
+        Self::start_configured(kafka, |_| {}).await
+    }
+
+    /// [`Secured::start`] with flags of its own.
+    pub(crate) async fn start_configured(
+        kafka: &Kafka,
+        configure: impl FnOnce(&mut dlq_dashboard::config::ServeArgs),
+    ) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let users = dir.path().join("users.json");
         let tokens = users_file(&users);
         let mut args = serve_args(&kafka.bootstrap(), &dir.path().join("index.db"));
         args.users = Some(users.clone());
         args.public_url = Some("https://dashboard.test".into());
+        configure(&mut args);
         let d = TestDashboard::start_with(args, dir).await;
         Secured { d, users, tokens }
     }
 
-    fn token(&self, role: Role) -> &str {
+    pub(crate) fn token(&self, role: Role) -> &str {
         &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
     }
 
     /// Send a request through the real router from `client`; status, headers, body.
-    async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
         self.send_from(request, "10.0.0.1:5000").await
     }
 
     /// GET `path` with a session cookie.
-    async fn get_with(&self, path: &str, cookie: &str) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn get_with(
+        &self,
+        path: &str,
+        cookie: &str,
+    ) -> (StatusCode, HeaderMap, String) {
         self.send(
             Request::get(path)
                 .header("cookie", cookie)
@@ -87,7 +100,7 @@ impl Secured {
         .await
     }
 
-    async fn send_from(
+    pub(crate) async fn send_from(
         &self,
         mut request: Request<Body>,
         client: &str,
@@ -103,7 +116,7 @@ impl Secured {
     }
 
     /// Sign in; the session cookie (`name=value`).
-    async fn sign_in(&self, name: &str) -> String {
+    pub(crate) async fn sign_in(&self, name: &str) -> String {
         let (status, headers, body) = self.login(name, PASSWORD, "10.0.0.1:5000").await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
         let set = headers[header::SET_COOKIE].to_str().unwrap();
@@ -114,7 +127,12 @@ impl Secured {
         cookie_of(&headers).expect("a session cookie")
     }
 
-    async fn login(&self, name: &str, pw: &str, client: &str) -> (StatusCode, HeaderMap, String) {
+    pub(crate) async fn login(
+        &self,
+        name: &str,
+        pw: &str,
+        client: &str,
+    ) -> (StatusCode, HeaderMap, String) {
         let body =
             serde_urlencoded::to_string([("name", name), ("password", pw), ("next", "/messages")])
                 .unwrap();
@@ -128,7 +146,7 @@ impl Secured {
     }
 
     /// The CSRF token the pages give this session.
-    async fn csrf(&self, cookie: &str) -> String {
+    pub(crate) async fn csrf(&self, cookie: &str) -> String {
         let (status, _, html) = self.get_with("/messages", cookie).await;
         assert_eq!(status, StatusCode::OK);
         html.split("name=\"csrf\" value=\"")
@@ -138,7 +156,7 @@ impl Secured {
             .to_string()
     }
 
-    async fn form(
+    pub(crate) async fn form(
         &self,
         path: &str,
         cookie: &str,
@@ -160,7 +178,7 @@ impl Secured {
         .await
     }
 
-    async fn audit_actions(&self) -> Vec<(String, String)> {
+    pub(crate) async fn audit_actions(&self) -> Vec<(String, String)> {
         let (status, _, body) = self
             .send(
                 Request::get("/api/audit")
@@ -189,7 +207,7 @@ impl Secured {
     }
 }
 
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cookie_of(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::SET_COOKIE)
         .iter()

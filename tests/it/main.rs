@@ -14,6 +14,7 @@ mod poll;
 mod topic;
 
 // In process.
+mod access;
 mod api_snapshots;
 mod assignment;
 mod auth;

@@ -22,6 +22,9 @@ pub struct AuditJson {
     id: i64,
     at: String,
     actor: String,
+    /// How the actor proved who they are: password, token, proxy or "no auth"; null for
+    /// the dashboard's own entries.
+    mode: Option<String>,
     action: String,
     job_id: Option<String>,
     summary: String,
@@ -35,6 +38,7 @@ impl AuditJson {
             id: e.id,
             at: iso(e.at),
             actor: e.actor,
+            mode: e.mode,
             action: e.action,
             job_id: e.job_id,
             summary: e.summary,

@@ -16,6 +16,7 @@ use crate::index::record::decode_headers;
 use crate::states::RecordStatus;
 use crate::store::records::RecordSummary;
 use crate::store::{self, records};
+use crate::web::auth::Caller;
 use crate::web::extract::{find_record, not_indexed, record_id};
 use crate::web::routes::{Routes, VIEWER};
 use crate::web::AppState;
@@ -172,6 +173,10 @@ struct HeaderJson {
     name: String,
     value: Option<String>,
     value_base64: Option<String>,
+    /// Whether the value is withheld from this caller: `hidden` (viewers with
+    /// `--viewer-payloads=hidden`) or `redacted` (`--redact-headers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<&'static str>,
 }
 
 /// The full record in `GET /api/messages/{topic}/{partition}/{offset}`.
@@ -191,10 +196,15 @@ struct MessageDetailJson {
     replays: Vec<super::replays::ResultJson>,
     /// Every purge of this message, newest first.
     purges: Vec<super::purges::PurgeHistoryJson>,
+    /// What this answer withholds from the caller, in a sentence (hidden payloads or
+    /// redacted fields); absent when nothing is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<String>,
 }
 
 async fn message(
     State(state): State<AppState>,
+    Caller(who): Caller,
     Path((topic, partition, offset)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<MessageDetailJson>> {
@@ -203,16 +213,34 @@ async fn message(
         &record_id(&topic, &partition, &offset, query.as_deref())?,
     )
     .await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     let headers = decode_headers(&d.headers)
         .into_iter()
-        .map(|h| HeaderJson {
-            value: h
-                .value
-                .as_deref()
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_string),
-            value_base64: h.value.as_deref().map(|v| BASE64.encode(v)),
-            name: h.name,
+        .map(|h| {
+            let withheld = if !sight.payloads() {
+                Some("hidden")
+            } else if sight.header_masked(&h.name) {
+                Some("redacted")
+            } else {
+                None
+            };
+            let value = match withheld {
+                Some("hidden") => None,
+                Some(_) => Some(crate::redact::MASK.as_bytes().to_vec()),
+                None => h.value,
+            };
+            HeaderJson {
+                value: value
+                    .as_deref()
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_string),
+                value_base64: value
+                    .as_deref()
+                    .filter(|_| withheld.is_none())
+                    .map(|v| BASE64.encode(v)),
+                name: h.name,
+                withheld,
+            }
         })
         .collect();
     let replay = state.actions.target_for(&d.summary).await;
@@ -228,15 +256,21 @@ async fn message(
         .collect();
     let mut summary = MessageJson::from_summary(d.summary);
     summary.error.message = d.full_error_message;
-    summary.error.stacktrace = Some(d.stacktrace);
+    summary.error.stacktrace = Some(d.stacktrace.filter(|_| sight.payloads()));
+    // A later export must go through the same `Sight` (issue 13: exports are masked too).
+    let value = d
+        .value
+        .as_deref()
+        .filter(|_| sight.payloads())
+        .map(|v| sight.payload(v).into_owned());
     Ok(Json(MessageDetailJson {
+        withheld: sight.note(),
         summary,
-        value: d
-            .value
+        value: value
             .as_deref()
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::to_string),
-        value_base64: d.value.as_deref().map(|v| BASE64.encode(v)),
+        value_base64: value.as_deref().map(|v| BASE64.encode(v)),
         headers,
         attempts: d.attempts,
         problems: d
@@ -251,12 +285,21 @@ async fn message(
     }))
 }
 
-/// `GET .../raw`: the value bytes exactly as stored, as a download.
+/// `GET .../raw`: the value bytes exactly as stored, as a download; refused to viewers
+/// whose payloads are hidden and, while anything is redacted, to everyone but admins.
 pub async fn raw(
     State(state): State<AppState>,
+    Caller(who): Caller,
     Path((topic, partition, offset)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
+    if let Some(why) = state
+        .disclosure
+        .sight(who.as_ref().map(|w| w.role))
+        .raw_refusal()
+    {
+        return Err(Error::Forbidden(why.into()));
+    }
     let id = record_id(&topic, &partition, &offset, query.as_deref())?;
     let value = match records::value(&state.pool, &id)
         .await?

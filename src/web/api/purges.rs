@@ -177,6 +177,10 @@ async fn create(
     if dry_run {
         return Ok(Json(preview).into_response());
     }
+    state
+        .actions
+        .whole_in_scope(&preview.preview_id, true, &actor)
+        .await?;
     let done = state
         .actions
         .purge_confirm(&preview.preview_id, everything, None, &actor)

@@ -127,6 +127,10 @@ async fn create(
     if dry_run {
         return Ok(Json(preview).into_response());
     }
+    state
+        .actions
+        .whole_in_scope(&preview.preview_id, false, &actor)
+        .await?;
     let job = state
         .actions
         .confirm(&preview.preview_id, None, &actor)

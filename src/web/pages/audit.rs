@@ -23,6 +23,8 @@ struct AuditRow {
     at_exact: String,
     at_iso: String,
     actor: String,
+    /// How the actor proved who they are; empty for the dashboard's own entries.
+    mode: String,
     action: String,
     job: Option<(String, String)>,
     summary: String,
@@ -62,6 +64,7 @@ async fn audit_page(
                 at_iso: crate::clock::iso(e.at),
                 job: e.job_id.map(|id| (action_link(&e.action, &id), id)),
                 actor: e.actor,
+                mode: e.mode.unwrap_or_default(),
                 action: e.action,
                 summary: e.summary,
             })

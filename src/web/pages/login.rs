@@ -170,6 +170,7 @@ async fn audit_refusal(state: &AppState, name: &str, client: &str, key: &str) {
     let entry = audit::NewEntry {
         at: now_ms(),
         actor: &actor,
+        mode: Some(crate::auth::Mode::Password.as_str()),
         action: "auth.login_refused",
         job_id: None,
         summary: &summary,

@@ -90,6 +90,8 @@ struct MessagesPage {
     older_link: Option<String>,
     newer_link: Option<String>,
     api_link: String,
+    /// What the rows withhold from this caller, in a sentence.
+    withheld: Option<String>,
 }
 
 /// Count matches, but stop at a cap so that a broad filter over a large index stays fast.
@@ -113,6 +115,7 @@ async fn messages(
         None => None,
     };
     let reset = records::current_generations(&state.pool).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     let page_link = |param: &str, cursor: crate::filter::Cursor| {
         let mut p = pairs.clone();
         if query.limit != crate::filter::DEFAULT_LIMIT {
@@ -155,7 +158,8 @@ async fn messages(
             payload_preview: r
                 .value_head
                 .as_deref()
-                .map(payload_preview)
+                .filter(|_| sight.payloads())
+                .map(|head| payload_preview(&sight.payload(head)))
                 .unwrap_or_default(),
             origin: r.origin_topic.clone().unwrap_or_default(),
             status: r.status,
@@ -202,6 +206,7 @@ async fn messages(
         filtered: !f.is_empty(),
         older_link: page.older.map(|c| page_link("cursor", c)),
         newer_link: page.newer.map(|c| page_link("after", c)),
+        withheld: sight.note(),
         api_link: if pairs.is_empty() {
             "/api/messages".into()
         } else {
@@ -270,6 +275,12 @@ struct MessagePage {
     purges: Vec<PurgeHistoryRow>,
     /// This page's path, for forms that come back here.
     here: String,
+    /// Whether the payload, header values and stack trace are shown to this caller.
+    payloads_shown: bool,
+    /// Whether this caller may download the raw payload.
+    raw_allowed: bool,
+    /// What the page withholds from this caller, in a sentence.
+    withheld: Option<String>,
 }
 
 /// Who purged a message, when and why, as its page says it.
@@ -371,7 +382,13 @@ async fn message(
     .await?;
     let now = crate::clock::now_ms();
     let s = &d.summary;
-    let (payload, payload_cut) = view::payload(d.value.as_deref());
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    let shown = d
+        .value
+        .as_deref()
+        .filter(|_| sight.payloads())
+        .map(|v| sight.payload(v).into_owned());
+    let (payload, payload_cut) = view::payload(shown.as_deref());
     let reset = records::current_generations(&state.pool).await?;
     let coordinates = message_path(s, &reset);
     let replay = state.actions.target_for(s).await;
@@ -399,6 +416,8 @@ async fn message(
         .into_iter()
         .map(|h| {
             let (value, binary) = match h.value.as_deref() {
+                _ if !sight.payloads() => ("(hidden)".to_string(), false),
+                _ if sight.header_masked(&h.name) => (crate::redact::MASK.to_string(), false),
                 None => ("(null)".to_string(), false),
                 Some(v) => match std::str::from_utf8(v) {
                     Ok(t) if !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
@@ -443,7 +462,10 @@ async fn message(
         convention: Convention::parse(&s.convention).unwrap_or_default().label(),
         error_class: s.error_class.clone(),
         error_message: d.full_error_message.clone(),
-        stacktrace: d.stacktrace.clone(),
+        stacktrace: d.stacktrace.clone().filter(|_| sight.payloads()),
+        payloads_shown: sight.payloads(),
+        raw_allowed: sight.raw_refusal().is_none(),
+        withheld: sight.note(),
         attempts: d.attempts,
         origin_topic: s.origin_topic.clone(),
         origin_partition: s.origin_partition,
