@@ -226,7 +226,7 @@ impl Actions {
         changed: Option<PurgeRequest>,
         actor: &str,
     ) -> Result<PurgeDone> {
-        let (turn, mut tx) = crate::store::begin_write(&self.pool).await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         let mut purge = purges::purge(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_purge(id))?;
@@ -314,9 +314,8 @@ impl Actions {
             },
         )
         .await?;
-        tx.commit().await?;
         // The chunks take the writer in turns of their own.
-        drop(turn);
+        tx.commit().await?;
         self.apply_purge(id, actor).await
     }
 

@@ -232,7 +232,7 @@ impl Actions {
     /// Confirm a preview: it becomes a queued job, with `rate` if given, and the start is
     /// audited, all in one transaction. Nothing is sent before this.
     pub async fn confirm(&self, id: &str, rate: Option<i64>, actor: &str) -> Result<jobs::Job> {
-        let (_turn, mut tx) = crate::store::begin_write(&self.pool).await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         let job = jobs::job(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_job(id))?;

@@ -103,7 +103,7 @@ fn empty_temp_table(db: &Handle<'_>, name: &str, columns: &str) -> Result<()> {
 /// after a crash it is sent again with the same replay id) and every one above it has not.
 /// Records keep their status until their delivery is recorded.
 pub async fn claim(pool: &SqlitePool, job_id: &str, through: i64) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query("UPDATE replay_jobs SET claimed_through = MAX(claimed_through, ?) WHERE id = ?")
         .bind(through)
         .bind(job_id)
@@ -144,7 +144,7 @@ pub async fn record_deliveries(
     if deliveries.is_empty() {
         return Ok(());
     }
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let (mut sent, mut failed) = (0_i64, 0_i64);
     // The turn is held from here to the commit: statements are stepped on this task, with
     // no round trips, and a yield after each hold of the handle.
@@ -250,7 +250,7 @@ pub async fn release(
     handed_through: Option<i64>,
     now: i64,
 ) -> Result<i64> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let released = if cancel {
         let done = sqlx::query(
             "UPDATE replay_items SET state = 'cancelled', finished_at = ?

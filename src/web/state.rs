@@ -9,6 +9,8 @@ use crate::actions::Actions;
 use crate::auth::Auth;
 use crate::index::IndexerStatus;
 use crate::kafka::KafkaSettings;
+use crate::store::health::WriteHealth;
+use crate::store::space::MinFreeSpace;
 use crate::web::http_metrics::HttpMetrics;
 
 /// Shared application state handed to every request handler.
@@ -25,6 +27,10 @@ pub struct App {
     pub http: HttpMetrics,
     /// Users, tokens, sessions and the sign-in throttle.
     pub auth: Arc<Auth>,
+    /// Whether the index can be written (its writers report there).
+    pub health: Arc<WriteHealth>,
+    /// Below this much free space on the index's file system, the pages warn.
+    pub min_free_space: MinFreeSpace,
 }
 
 /// Cheap-to-clone handle on [`App`].

@@ -22,6 +22,7 @@ mod conventions;
 mod hostile;
 mod lifecycle;
 mod logmoves;
+mod machine_faults;
 mod outage;
 mod outcomes;
 mod purge;
