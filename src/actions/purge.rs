@@ -10,6 +10,7 @@
 //! ([`Actions::resume_purges`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -18,6 +19,7 @@ use super::{new_action_id, Actions, Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::states::PurgeStatus;
 use crate::store::audit::{self, NewEntry};
+use crate::store::health::Backoff;
 use crate::store::purges::{self, ChunkSizer, NewPurge, Purge};
 use crate::store::{search, wal};
 
@@ -324,8 +326,25 @@ impl Actions {
         let (pool, id_owned, actor) = (self.pool.clone(), id.to_string(), actor.to_string());
         let task = tokio::spawn(async move {
             let mut sizer = ChunkSizer::items();
+            let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
             loop {
-                let chunk = purges::apply_chunk(&pool, &id_owned, sizer.size()).await?;
+                // Each chunk is one transaction that re-checks its records, so a chunk that
+                // met a full disk (or a read-only or locked file) is simply tried again once
+                // the cause may be gone: the purge waits rather than stopping half-applied
+                // until the next restart.
+                let chunk = match purges::apply_chunk(&pool, &id_owned, sizer.size()).await {
+                    Ok(chunk) => {
+                        retry.succeeded();
+                        chunk
+                    }
+                    Err(e) if e.write_fault().is_some() => {
+                        let pause = retry.failed();
+                        tracing::warn!(purge = %id_owned, error = %e, retry_in = ?pause, "applying a purge chunk failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if chunk.through.is_none() {
                     break;
                 }

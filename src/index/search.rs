@@ -34,7 +34,7 @@ pub async fn run(pool: SqlitePool, health: Arc<WriteHealth>, shutdown: Cancellat
     let mut retry = Backoff::new(RETRY_FIRST, Duration::from_secs(5));
     let mut damaged = false;
     loop {
-        if damaged || search::missing(&pool) {
+        if damaged || search::missing(&pool) || search::header_damaged(&pool) {
             if let Some(c) = search.take() {
                 let _ = c.close().await;
             }

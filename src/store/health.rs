@@ -14,77 +14,7 @@ use super::space::{self, Space};
 use crate::clock::now_ms;
 use crate::error::Error;
 
-/// What a failed write met, from SQLite's primary result code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// SQLITE_FULL: the file system is full (or a page limit was reached).
-    DiskFull,
-    /// SQLITE_READONLY: the file or its file system cannot be written.
-    ReadOnly,
-    /// SQLITE_IOERR: the operating system failed a read or write.
-    Io,
-    /// SQLITE_BUSY or SQLITE_LOCKED past the busy timeout: another connection holds the lock.
-    Busy,
-    /// SQLITE_CORRUPT or SQLITE_NOTADB: the file is damaged or not a database.
-    Corrupt,
-    /// SQLITE_CANTOPEN: the file (or its folder) cannot be opened.
-    CantOpen,
-    /// Anything else.
-    Other,
-}
-
-impl FaultKind {
-    /// Every kind, in the order metrics list them.
-    pub const ALL: [FaultKind; 7] = [
-        FaultKind::DiskFull,
-        FaultKind::ReadOnly,
-        FaultKind::Io,
-        FaultKind::Busy,
-        FaultKind::Corrupt,
-        FaultKind::CantOpen,
-        FaultKind::Other,
-    ];
-
-    /// The kind of an SQLite result code (primary or extended).
-    pub fn of_code(code: i32) -> FaultKind {
-        match code & 0xff {
-            13 => FaultKind::DiskFull,
-            8 => FaultKind::ReadOnly,
-            10 => FaultKind::Io,
-            5 | 6 => FaultKind::Busy,
-            11 | 26 => FaultKind::Corrupt,
-            14 => FaultKind::CantOpen,
-            _ => FaultKind::Other,
-        }
-    }
-
-    /// The kind of a crate error.
-    pub fn of(e: &Error) -> FaultKind {
-        match e {
-            Error::Database(sqlx::Error::Database(d)) => d
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .map_or(FaultKind::Other, FaultKind::of_code),
-            Error::Database(sqlx::Error::PoolTimedOut) => FaultKind::Busy,
-            Error::Database(sqlx::Error::Io(_)) | Error::Io(_) => FaultKind::Io,
-            _ => FaultKind::Other,
-        }
-    }
-
-    /// The word in metrics and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::DiskFull => "disk_full",
-            FaultKind::ReadOnly => "read_only",
-            FaultKind::Io => "io",
-            FaultKind::Busy => "busy",
-            FaultKind::Corrupt => "corrupt",
-            FaultKind::CantOpen => "cant_open",
-            FaultKind::Other => "other",
-        }
-    }
-}
+pub use crate::error::FaultKind;
 
 /// Who writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -177,6 +177,20 @@ pub fn missing(pool: &SqlitePool) -> bool {
     !path_of(pool).exists()
 }
 
+/// Whether the search file's first bytes are no longer SQLite's header (the file was
+/// overwritten while the process runs). Cheap enough for every round of the catch-up: the
+/// catch-up's own connection may go on with pages it has cached while every new connection
+/// of the pool fails on the file ("file is not a database"). A file shorter than the header
+/// is fine: in WAL mode a young file's pages may all still be in its log.
+pub fn header_damaged(pool: &SqlitePool) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    match std::fs::File::open(path_of(pool)).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) => &head != b"SQLite format 3\0",
+        Err(_) => false,
+    }
+}
+
 /// Whether the search file fails SQLite's own check (or cannot be read as a database), on a
 /// connection of its own.
 pub async fn damaged(pool: &SqlitePool) -> bool {

@@ -464,3 +464,218 @@ async fn an_index_file_removed_while_running_is_reported() {
     assert!(html.contains(&escaped("was removed while the dashboard runs")));
     d.stop().await;
 }
+
+/// A replay job that meets a full disk mid-way: it waits while its results cannot be
+/// recorded, goes on by itself once space is freed, and every record reaches the retry
+/// topic exactly once, each result recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_job_meeting_a_full_disk_resumes_and_loses_or_doubles_nothing() {
+    const TOTAL: usize = 600;
+    let kafka = Kafka::start(&[("o.retry.1", 1), ("o.dlq", 1)]);
+    let records: Vec<Outgoing> = (0..TOTAL)
+        .map(|i| {
+            let headers = vec![
+                ("dlq-origin-topic".to_string(), b"o".to_vec()),
+                ("dlq-error-class".to_string(), b"Boom".to_vec()),
+            ];
+            (None, format!("k{i}").into_bytes(), b"{}".to_vec(), headers)
+        })
+        .collect();
+    kafka.send_many("o.dlq", &records).await;
+    let disk = SmallDisk::mount(64 * MIB);
+    let d = TestDashboard::start_with(
+        serve_args(&kafka.bootstrap(), &disk.file("index.db")),
+        Arc::new(tempfile::tempdir().unwrap()),
+    )
+    .await;
+    d.wait_indexed(TOTAL as i64).await;
+    let (status, v) = d
+        .post_json(
+            "/api/replays",
+            serde_json::json!({"filter": {"topic": "o.dlq"}, "rate": 200}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_for("some sent", DEADLINE, || async {
+        let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
+        (job["sent"].as_i64().unwrap() >= 100).then_some(())
+    })
+    .await;
+    disk.fill();
+    // The job cannot record what it sends: its count stops.
+    let stuck = wait_for("the job to stop advancing", DEADLINE, || async {
+        let (_, a) = d.get_json(&format!("/api/replays/{id}")).await;
+        let first = a["sent"].as_i64().unwrap();
+        // Two looks a second apart (the job sends 200 a second when it can).
+        let still = wait_for_or_none(Duration::from_secs(1), || async {
+            let (_, b) = d.get_json(&format!("/api/replays/{id}")).await;
+            (b["sent"].as_i64().unwrap() != first).then_some(())
+        })
+        .await;
+        still.is_none().then_some(first)
+    })
+    .await;
+    assert!(
+        (stuck as usize) < TOTAL,
+        "the disk filled before the job ended"
+    );
+    disk.free();
+    let job = wait_for("the job to finish", DEADLINE, || async {
+        let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
+        ["completed", "completed_with_failures", "cancelled"]
+            .contains(&job["status"].as_str().unwrap_or(""))
+            .then_some(job)
+    })
+    .await;
+    assert_eq!(
+        (job["status"].as_str(), job["sent"].as_i64()),
+        (Some("completed"), Some(TOTAL as i64)),
+        "{job}"
+    );
+    let got = crate::harness::in_process::read_topic(&kafka.bootstrap(), "o.retry.1", TOTAL).await;
+    let ids: std::collections::HashSet<String> = got
+        .iter()
+        .map(|g| g.header("dlq-replay-id").unwrap())
+        .collect();
+    let keys: std::collections::HashSet<Vec<u8>> =
+        got.iter().filter_map(|g| g.key.clone()).collect();
+    assert_eq!(
+        (got.len(), ids.len(), keys.len()),
+        (TOTAL, TOTAL, TOTAL),
+        "each record sent exactly once"
+    );
+    d.stop().await;
+}
+
+/// The search file overwritten with garbage while the dashboard runs: found damaged, made
+/// anew and refilled, and indexing (which reads the search mark through it) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_file_damaged_while_running_is_rebuilt_and_indexing_goes_on() {
+    let kafka = Kafka::start(&[("c.dlq", 1)]);
+    let d = TestDashboard::start(&kafka).await;
+    kafka
+        .send_many("c.dlq", &noisy_records("before", 0, 30, 64))
+        .await;
+    d.wait_indexed(30).await;
+    d.wait_searchable().await;
+    let search_file = dlq_dashboard::store::search::path_for(&d.db);
+    let size = std::fs::metadata(&search_file).unwrap().len() as usize;
+    std::fs::write(&search_file, vec![0xA5_u8; size.max(4096)]).unwrap();
+    kafka
+        .send_many("c.dlq", &noisy_records("after", 0, 10, 64))
+        .await;
+    d.wait_indexed(40).await;
+    for key in ["before-7", "after-3"] {
+        wait_for(&format!("{key} searchable again"), DEADLINE, || async {
+            let (status, v) = d.get_json(&format!("/api/messages?q={key}")).await;
+            (status == StatusCode::OK && v["messages"].as_array().unwrap().len() == 1).then_some(())
+        })
+        .await;
+    }
+    d.wait_searchable().await;
+    assert_eq!(exact_counts(&d).await, (40, 40));
+    d.stop().await;
+}
+
+async fn purged(d: &TestDashboard) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE status = 'purged'")
+        .fetch_one(&d.d().state.pool)
+        .await
+        .unwrap()
+}
+
+/// A purge asked while the disk is full is refused with a sentence and changes nothing; a
+/// purge that meets a full disk mid-way waits, and finishes by itself once space is freed,
+/// each record purged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_meeting_a_full_disk_waits_and_finishes_once_space_is_freed() {
+    const TOTAL: i64 = 30_000;
+    let kafka = Kafka::start(&[("p.dlq", 2)]);
+    let disk = SmallDisk::mount(96 * MIB);
+    let d = TestDashboard::start_with(
+        serve_args(&kafka.bootstrap(), &disk.file("index.db")),
+        Arc::new(tempfile::tempdir().unwrap()),
+    )
+    .await;
+    for from in (0..TOTAL as usize).step_by(5_000) {
+        kafka
+            .send_many("p.dlq", &noisy_records("r", from, 5_000, 64))
+            .await;
+    }
+    d.wait_indexed(TOTAL).await;
+    let ask =
+        serde_json::json!({"filter": {"topic": "p.dlq"}, "reason": "disk test", "dry_run": true});
+
+    disk.fill();
+    let (status, refused) = d.post_json("/api/purges", ask.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "The index cannot be written right now (its disk is full); what was asked was not done: try again once the cause is gone (the page header says why)."
+    );
+    disk.free();
+
+    let (status, preview) = d.post_json("/api/purges", ask).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["count"], TOTAL);
+    let state = d.d().state.clone();
+    let body = serde_json::json!({"preview_id": preview["preview_id"]}).to_string();
+    let confirm = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let response = dlq_dashboard::web::router(state)
+            .oneshot(
+                axum::http::Request::post("/api/purges")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+        )
+    });
+    wait_for("the purge to begin", DEADLINE, || async {
+        (purged(&d).await > 0).then_some(())
+    })
+    .await;
+    disk.fill();
+    let at_fill = purged(&d).await;
+    assert!(
+        at_fill < TOTAL,
+        "the purge ended before the disk filled; make it larger"
+    );
+    let stalled = wait_for("the purge to stall on the full disk", DEADLINE, || async {
+        let first = purged(&d).await;
+        let moved = wait_for_or_none(Duration::from_secs(1), || async {
+            (purged(&d).await != first).then_some(())
+        })
+        .await;
+        moved.is_none().then_some(first)
+    })
+    .await;
+    assert!(stalled < TOTAL, "stalled at {stalled}");
+    assert!(
+        !confirm.is_finished(),
+        "the purge waits, it does not give up"
+    );
+    disk.free();
+    let (status, done) = confirm.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["purged"], TOTAL, "{done}");
+    assert_eq!(purged(&d).await, TOTAL);
+    let starts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'purge.start'")
+            .fetch_one(&d.d().state.pool)
+            .await
+            .unwrap();
+    assert_eq!(starts, 1, "one purge, confirmed once");
+    d.stop().await;
+}

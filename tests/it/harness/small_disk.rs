@@ -62,6 +62,29 @@ impl SmallDisk {
         );
     }
 
+    /// Fill what is left of it with a ballast file, as another program filling the disk
+    /// would: every later write that needs a new block fails with ENOSPC.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.file("ballast")).unwrap();
+        let block = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the small disk: {e}"),
+            }
+        }
+        // Whatever a partial block left.
+        while f.write(&block[..512]).is_ok_and(|n| n > 0) {}
+    }
+
+    /// Remove the ballast: the space is free again.
+    pub fn free(&self) {
+        std::fs::remove_file(self.file("ballast")).unwrap();
+    }
+
     /// Make it read-only (`true`) or writable again, in place.
     pub fn read_only(&self, read_only: bool) {
         let path = self.dir.path().to_string_lossy().into_owned();
