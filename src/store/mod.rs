@@ -219,7 +219,16 @@ pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
 
 /// Whether a connection is outside any transaction, as both SQLite and sqlx see it. Run on
 /// its release to the pool, after the `ROLLBACK` that a dropped transaction queued.
+///
+/// A depth of 0 needs no look at SQLite: only a transaction sqlx counts can be open (no
+/// code begins one by hand), and a dropped one keeps the depth above 0 until its queued
+/// `ROLLBACK` has run. So the common release (a read, a committed write) costs nothing; a
+/// transaction dropped without commit costs one round trip to the connection's worker,
+/// which runs the queued `ROLLBACK` before it answers.
 async fn is_clean(conn: &mut SqliteConnection) -> bool {
+    if <Sqlite as Database>::TransactionManager::get_transaction_depth(conn) == 0 {
+        return true;
+    }
     let autocommit = match raw::with_handle(conn, |db| Ok(db.autocommit())).await {
         Ok(a) => a,
         Err(_) => return false,
