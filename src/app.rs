@@ -77,7 +77,7 @@ impl Dashboard {
             start_demo_afresh(&database)?;
         }
         let pool = store::open(&database).await?;
-        let health = Arc::new(store::health::WriteHealth::new(&database));
+        let health = store::health::WriteHealth::register(&database);
         let (kafka, cluster) = match &args.brokers {
             Some(brokers) => (
                 KafkaSettings {

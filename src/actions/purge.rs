@@ -19,7 +19,7 @@ use super::{new_action_id, Actions, Refusal, PREVIEW_TTL_MS, REFUSALS_LISTED};
 use crate::error::{Error, Result};
 use crate::states::PurgeStatus;
 use crate::store::audit::{self, NewEntry};
-use crate::store::health::Backoff;
+use crate::store::health::{Backoff, WriteHealth, Writer};
 use crate::store::purges::{self, ChunkSizer, NewPurge, Purge};
 use crate::store::{search, wal};
 
@@ -335,9 +335,11 @@ impl Actions {
                 let chunk = match purges::apply_chunk(&pool, &id_owned, sizer.size()).await {
                     Ok(chunk) => {
                         retry.succeeded();
+                        WriteHealth::of(&pool).ok(Writer::Purge);
                         chunk
                     }
                     Err(e) if e.write_fault().is_some() => {
+                        WriteHealth::of(&pool).failed(Writer::Purge, &e);
                         let pause = retry.failed();
                         tracing::warn!(purge = %id_owned, error = %e, retry_in = ?pause, "applying a purge chunk failed; retrying");
                         tokio::time::sleep(pause).await;

@@ -3,10 +3,12 @@
 //! counts per kind. No SQL: the writers (the indexer, the search catch-up, the checkpoints)
 //! report here, and `/readyz`, `/api/health`, the banner and `/metrics` read it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
+
+use sqlx::SqlitePool;
 
 use serde::Serialize;
 
@@ -26,11 +28,21 @@ pub enum Writer {
     Search,
     /// The WAL checkpoints of both files.
     Checkpoint,
+    /// Replay jobs recording their results.
+    Replay,
+    /// Purges applying their chunks.
+    Purge,
 }
 
 impl Writer {
     /// Every writer.
-    pub const ALL: [Writer; 3] = [Writer::Indexer, Writer::Search, Writer::Checkpoint];
+    pub const ALL: [Writer; 5] = [
+        Writer::Indexer,
+        Writer::Search,
+        Writer::Checkpoint,
+        Writer::Replay,
+        Writer::Purge,
+    ];
 
     /// The word in metrics and JSON.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +50,8 @@ impl Writer {
             Writer::Indexer => "indexer",
             Writer::Search => "search",
             Writer::Checkpoint => "checkpoint",
+            Writer::Replay => "replay",
+            Writer::Purge => "purge",
         }
     }
 }
@@ -126,7 +140,32 @@ pub struct WriteHealth {
     wal: Mutex<BTreeMap<WalFile, WalState>>,
 }
 
+/// The state of every index open in this process, by file, for writers that reach it
+/// through their pool ([`WriteHealth::of`]) rather than by being handed it.
+static REGISTERED: LazyLock<Mutex<HashMap<PathBuf, Arc<WriteHealth>>>> =
+    LazyLock::new(Mutex::default);
+
 impl WriteHealth {
+    /// A fresh state for the index file `database`, which [`WriteHealth::of`] finds from
+    /// now on (a dashboard started again on the same file starts afresh).
+    pub fn register(database: &Path) -> Arc<Self> {
+        let health = Arc::new(WriteHealth::new(database));
+        REGISTERED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(database.to_path_buf(), health.clone());
+        health
+    }
+
+    /// The state of the index `pool` is open on (one made and registered if none was).
+    pub fn of(pool: &SqlitePool) -> Arc<Self> {
+        let path = pool.connect_options().get_filename().to_path_buf();
+        let mut all = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(path.clone())
+            .or_insert_with(|| Arc::new(WriteHealth::new(&path)))
+            .clone()
+    }
+
     /// A fresh state for the index file `database`: nothing failed yet.
     pub fn new(database: &Path) -> Self {
         WriteHealth {
@@ -241,11 +280,15 @@ impl WriteHealth {
             Writer::Indexer => "the index cannot be written",
             Writer::Search => "the search index cannot be written",
             Writer::Checkpoint => "the index's write-ahead log cannot be copied back",
+            Writer::Replay => "replay jobs cannot record their results",
+            Writer::Purge => "a purge cannot be applied",
         };
         let resumes = match writer {
             Writer::Indexer => "indexing resumes by itself",
             Writer::Search => "search catches up by itself",
             Writer::Checkpoint => "checkpoints resume by itself",
+            Writer::Replay => "they go on by themselves",
+            Writer::Purge => "it goes on by itself",
         };
         let folder = space::folder_of(&self.database);
         let folder = folder.display();

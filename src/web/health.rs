@@ -20,6 +20,8 @@ pub(crate) struct IndexHealth {
     pub search_problem: Option<String>,
     /// A write-ahead log held above its bound by a reader.
     pub wal_problem: Option<String>,
+    /// Replay jobs or a purge waiting on a write fault.
+    pub action_problems: Vec<String>,
     /// The index file is gone from its folder (deleted while running).
     pub file_problem: Option<String>,
     /// Free space below `--min-free-space`, in a sentence.
@@ -44,11 +46,15 @@ impl IndexHealth {
             &self.file_problem,
             &self.index_problem,
             &self.search_problem,
-            &self.wal_problem,
-            &self.space_warning,
         ]
         .into_iter()
         .flatten()
+        .chain(&self.action_problems)
+        .chain(
+            [&self.wal_problem, &self.space_warning]
+                .into_iter()
+                .flatten(),
+        )
         .map(|s| capitalised(s))
         .collect()
     }
@@ -95,7 +101,12 @@ pub(crate) async fn index_health(state: &AppState) -> IndexHealth {
         )),
         _ => None,
     };
+    let action_problems = [Writer::Replay, Writer::Purge]
+        .into_iter()
+        .filter_map(|w| health.sentence(w, space.as_ref()))
+        .collect();
     IndexHealth {
+        action_problems,
         index_problem,
         search_problem,
         wal_problem: health.wal_sentence(),

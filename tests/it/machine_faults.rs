@@ -520,6 +520,35 @@ async fn a_replay_job_meeting_a_full_disk_resumes_and_loses_or_doubles_nothing()
         (stuck as usize) < TOTAL,
         "the disk filled before the job ended"
     );
+    wait_for("the banner to say why the job waits", DEADLINE, || async {
+        let (_, html) = d.get_html(&format!("/replays/{id}")).await;
+        html.contains(&escaped(&format!(
+            "Replay jobs cannot record their results: disk full on {}",
+            disk.path().display()
+        )))
+        .then_some(())
+    })
+    .await;
+    // Longer than the recorder once retried before it gave up (5 attempts), after which it
+    // stopped the job and the reports not recorded were sent again.
+    wait_for(
+        "the recorder to keep trying past 5 attempts",
+        DEADLINE,
+        || async {
+            let (_, h) = d.get_json("/api/health").await;
+            let replay = h["index"]["writers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["writer"] == "replay")
+                .unwrap()
+                .clone();
+            (replay["errors_total"].as_u64().unwrap() >= 7).then_some(())
+        },
+    )
+    .await;
+    let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
+    assert_eq!(job["status"], "running", "the job waits, it does not end");
     disk.free();
     let job = wait_for("the job to finish", DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
@@ -665,6 +694,14 @@ async fn a_purge_meeting_a_full_disk_waits_and_finishes_once_space_is_freed() {
     assert!(
         !confirm.is_finished(),
         "the purge waits, it does not give up"
+    );
+    let (_, html) = d.get_html("/purges").await;
+    assert!(
+        html.contains(&escaped(&format!(
+            "A purge cannot be applied: disk full on {}",
+            disk.path().display()
+        ))),
+        "the banner says why the purge waits"
     );
     disk.free();
     let (status, done) = confirm.await.unwrap();
