@@ -35,6 +35,8 @@ pub struct Dashboard {
     pub cluster: Option<Arc<EmbeddedCluster>>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
+    /// This process's hold on the index file, released after the tasks have stopped.
+    _lock: store::space::IndexLock,
 }
 
 impl Dashboard {
@@ -75,8 +77,17 @@ impl Dashboard {
                 .map_err(Error::Config)?;
         let consumer_groups =
             ConsumerGroupRules::parse(&args.replay_consumer_groups).map_err(Error::Config)?;
-        let database = database_path(&args)?;
+        let database = database_path(&args);
+        if let Some(sentence) = store::space::not_writable(&database) {
+            return Err(Error::Config(sentence));
+        }
+        // Before anything touches the files: a second dashboard on them is refused here.
+        let lock = store::space::lock(&database)?;
+        if demo_index(&args) {
+            start_demo_afresh(&database)?;
+        }
         let pool = store::open(&database).await?;
+        let health = store::health::WriteHealth::register(&database);
         let (kafka, cluster) = match &args.brokers {
             Some(brokers) => (
                 KafkaSettings {
@@ -111,6 +122,7 @@ impl Dashboard {
             },
             pool: pool.clone(),
             status: status.clone(),
+            health: health.clone(),
             probe: Default::default(),
             verified: Default::default(),
         };
@@ -162,6 +174,8 @@ impl Dashboard {
                 timeout: args.request_timeout,
                 per_client: args.max_requests_per_client,
             },
+            health: health.clone(),
+            min_free_space: args.min_free_space,
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -183,14 +197,22 @@ impl Dashboard {
         );
         tasks.spawn(crate::index::search::run(
             state.pool.clone(),
+            health.clone(),
             shutdown.clone(),
         ));
+        let watch = |file| crate::checkpoints::Watch {
+            file,
+            health: health.clone(),
+            max_wal_bytes: args.max_wal_size,
+        };
         tasks.spawn(crate::checkpoints::run(
             state.pool.clone(),
+            watch(store::health::WalFile::Index),
             shutdown.clone(),
         ));
         tasks.spawn(crate::checkpoints::run_on(
             store::search::connect_options(&store::search::path_of(&state.pool)),
+            watch(store::health::WalFile::Search),
             shutdown.clone(),
         ));
         if kafka.embedded && !args.no_demo {
@@ -264,6 +286,7 @@ impl Dashboard {
             cluster,
             shutdown,
             tasks,
+            _lock: lock,
         })
     }
 
@@ -283,21 +306,32 @@ impl Dashboard {
 }
 
 /// The index file. The embedded demo's cluster dies with the process, so with the default
-/// path the demo indexes into its own file, started afresh each run; an index of a previous
-/// demo cluster would only show its records next to the new ones and report every partition
-/// as restarted. An explicit --database is always used as given.
-fn database_path(args: &ServeArgs) -> Result<std::path::PathBuf> {
-    let default = ServeArgs::default().database;
-    if args.brokers.is_some() || args.database != default {
-        return Ok(args.database.clone());
+/// path the demo indexes into its own file, started afresh each run (see
+/// [`start_demo_afresh`]); an index of a previous demo cluster would only show its records
+/// next to the new ones and report every partition as restarted. An explicit --database is
+/// always used as given.
+fn database_path(args: &ServeArgs) -> std::path::PathBuf {
+    if demo_index(args) {
+        args.database.with_file_name("dlq-dashboard-demo.db")
+    } else {
+        args.database.clone()
     }
-    let demo = args.database.with_file_name("dlq-dashboard-demo.db");
-    let search = store::search::path_for(&demo);
-    for (file, suffix) in [&demo, &search]
+}
+
+/// Whether this run indexes the embedded demo into the default demo file.
+fn demo_index(args: &ServeArgs) -> bool {
+    args.brokers.is_none() && args.database == ServeArgs::default().database
+}
+
+/// Remove the demo index of an earlier run (the caller holds its lock, so it is no other
+/// running demo's).
+fn start_demo_afresh(demo: &std::path::Path) -> Result<()> {
+    let search = store::search::path_for(demo);
+    for (file, suffix) in [demo, search.as_path()]
         .into_iter()
         .flat_map(|f| ["", "-wal", "-shm"].map(|s| (f, s)))
     {
-        let mut path = file.clone().into_os_string();
+        let mut path = file.as_os_str().to_os_string();
         path.push(suffix);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -310,7 +344,7 @@ fn database_path(args: &ServeArgs) -> Result<std::path::PathBuf> {
             }
         }
     }
-    Ok(demo)
+    Ok(())
 }
 
 /// The TLS settings of `--tls-cert` and `--tls-key` (PEM files), or a sentence naming the

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::filter::MessageQuery;
 use crate::index::normalise::RawHeader;
 use crate::index::record::{NewRecord, RecordParts};
+use crate::store::health::WalFile;
 use crate::store::positions::Position;
 use crate::store::{self, records, search};
 
@@ -174,7 +175,7 @@ async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64>
     .await?;
     let started = Instant::now();
     for batch in rows.chunks(BATCH) {
-        let (_turn, mut tx) = crate::store::begin_write(pool).await?;
+        let mut tx = crate::store::begin_write(pool).await?;
         // The same page cache as the index's batches (which need it more: each of their
         // records changes ten b-trees, not one).
         crate::store::batch_cache(&mut tx, true).await?;
@@ -197,12 +198,36 @@ struct IndexTimes {
     searchable_secs: f64,
 }
 
+/// The checkpoints' reports of a benchmark file, with the dashboard's default bound.
+fn watch(pool: &sqlx::SqlitePool, file: WalFile) -> crate::checkpoints::Watch {
+    crate::checkpoints::Watch {
+        file,
+        health: std::sync::Arc::new(crate::store::health::WriteHealth::new(
+            pool.connect_options().get_filename(),
+        )),
+        max_wal_bytes: crate::config::ServeArgs::default().max_wal_size,
+    }
+}
+
 async fn full_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<IndexTimes> {
     let stop = CancellationToken::new();
-    let search_task = tokio::spawn(crate::index::search::run(pool.clone(), stop.clone()));
-    let wal_task = tokio::spawn(crate::checkpoints::run(pool.clone(), stop.clone()));
+    let health = watch(pool, WalFile::Index);
+    let search_task = tokio::spawn(crate::index::search::run(
+        pool.clone(),
+        health.health.clone(),
+        stop.clone(),
+    ));
+    let wal_task = tokio::spawn(crate::checkpoints::run(
+        pool.clone(),
+        health.clone(),
+        stop.clone(),
+    ));
     let search_wal_task = tokio::spawn(crate::checkpoints::run_on(
         search::connect_options(&search::path_of(pool)),
+        crate::checkpoints::Watch {
+            file: WalFile::Search,
+            ..health
+        },
         stop.clone(),
     ));
     let started = Instant::now();
@@ -298,7 +323,11 @@ async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::Sql
     // The bare table gets the same background checkpoints as the index: only the schema and
     // the work per row differ.
     let stop = CancellationToken::new();
-    let wal_task = tokio::spawn(crate::checkpoints::run(bare_pool.clone(), stop.clone()));
+    let wal_task = tokio::spawn(crate::checkpoints::run(
+        bare_pool.clone(),
+        watch(&bare_pool, WalFile::Index),
+        stop.clone(),
+    ));
     let bare_secs = bare_insert(&bare_pool, rows).await?;
     stop.cancel();
     let _ = wal_task.await;

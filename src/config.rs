@@ -103,6 +103,16 @@ pub struct ServeArgs {
     /// without plugins, and a batch it cannot read stops its consumer group.
     #[arg(long, env = "DLQ_REPLAY_COMPRESSION", value_enum, ignore_case = true)]
     pub replay_compression: Option<crate::kafka::Compression>,
+    /// Warn (the overview, the page header, /api/health) when the index's file system has
+    /// less free space than this: a size (1GiB, 500MB) or a share of the file system (5%).
+    /// Default: the smaller of 1 GiB and 5%.
+    #[arg(long, env = "DLQ_MIN_FREE_SPACE", default_value = "default", value_parser = parse_min_free_space)]
+    pub min_free_space: crate::store::space::MinFreeSpace,
+    /// A write-ahead log that cannot be copied back past this size (a reader holds an old
+    /// snapshot open) is reported; a log file left larger than this is truncated once
+    /// everything in it was copied.
+    #[arg(long, env = "DLQ_MAX_WAL_SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_wal_size: u64,
     /// Write the bound port to this file once listening (for scripts and tests that use port 0).
     #[arg(long, env = "DLQ_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -214,6 +224,8 @@ impl Default for ServeArgs {
             group_id: None,
             kafka_config: Vec::new(),
             port_file: None,
+            min_free_space: crate::store::space::MinFreeSpace::Default,
+            max_wal_size: 256 << 20,
             no_demo: false,
             replay_targets: Vec::new(),
             replay_template: crate::replay::target::DEFAULT_TEMPLATE.into(),
@@ -335,6 +347,18 @@ impl BenchSuite {
     /// Whether the purge benchmark runs.
     pub fn purge(self) -> bool {
         matches!(self, BenchSuite::Purge | BenchSuite::All)
+    }
+}
+
+fn parse_min_free_space(s: &str) -> Result<crate::store::space::MinFreeSpace, String> {
+    s.parse()
+}
+
+/// A size such as 256MiB, 1GB or 1048576 (bytes).
+fn parse_size(s: &str) -> Result<u64, String> {
+    match s.parse::<crate::store::space::MinFreeSpace>() {
+        Ok(crate::store::space::MinFreeSpace::Bytes(b)) => Ok(b),
+        _ => Err(format!("{s:?}: give a size such as 256MiB, 1GB or 1048576")),
     }
 }
 

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 
 /// Everything that can go wrong, each variant carrying a sentence fit to show a user.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +63,27 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of index fault behind this error when it is one the machine may recover
+    /// from by itself (a full disk, an I/O error, a read-only or locked file): the action
+    /// can be tried again once the cause is gone.
+    pub fn write_fault(&self) -> Option<FaultKind> {
+        match self {
+            Error::Database(_) | Error::Io(_) => match FaultKind::of(self) {
+                k @ (FaultKind::DiskFull
+                | FaultKind::Io
+                | FaultKind::ReadOnly
+                | FaultKind::Busy) => Some(k),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The HTTP status this error maps to.
     pub fn status(&self) -> StatusCode {
+        if self.write_fault().is_some() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -82,6 +102,17 @@ impl Error {
     /// The sentence shown to the user. Internal failures are logged in full but shown
     /// without internals.
     pub fn public_message(&self) -> String {
+        if let Some(kind) = self.write_fault() {
+            let why = match kind {
+                FaultKind::DiskFull => "its disk is full",
+                FaultKind::ReadOnly => "its file is read-only",
+                FaultKind::Busy => "another program holds its write lock",
+                _ => "the operating system failed a write",
+            };
+            return format!(
+                "The index cannot be written right now ({why}); what was asked was not done: try again once the cause is gone (the page header says why)."
+            );
+        }
         match self {
             Error::Database(_)
             | Error::Migrate(_)
@@ -114,5 +145,77 @@ impl IntoResponse for Error {
             }),
         )
             .into_response()
+    }
+}
+
+/// What a failed write met, from SQLite's primary result code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// SQLITE_FULL: the file system is full (or a page limit was reached).
+    DiskFull,
+    /// SQLITE_READONLY: the file or its file system cannot be written.
+    ReadOnly,
+    /// SQLITE_IOERR: the operating system failed a read or write.
+    Io,
+    /// SQLITE_BUSY or SQLITE_LOCKED past the busy timeout: another connection holds the lock.
+    Busy,
+    /// SQLITE_CORRUPT or SQLITE_NOTADB: the file is damaged or not a database.
+    Corrupt,
+    /// SQLITE_CANTOPEN: the file (or its folder) cannot be opened.
+    CantOpen,
+    /// Anything else.
+    Other,
+}
+
+impl FaultKind {
+    /// Every kind, in the order metrics list them.
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::DiskFull,
+        FaultKind::ReadOnly,
+        FaultKind::Io,
+        FaultKind::Busy,
+        FaultKind::Corrupt,
+        FaultKind::CantOpen,
+        FaultKind::Other,
+    ];
+
+    /// The kind of an SQLite result code (primary or extended).
+    pub fn of_code(code: i32) -> FaultKind {
+        match code & 0xff {
+            13 => FaultKind::DiskFull,
+            8 => FaultKind::ReadOnly,
+            10 => FaultKind::Io,
+            5 | 6 => FaultKind::Busy,
+            11 | 26 => FaultKind::Corrupt,
+            14 => FaultKind::CantOpen,
+            _ => FaultKind::Other,
+        }
+    }
+
+    /// The kind of a crate error.
+    pub fn of(e: &Error) -> FaultKind {
+        match e {
+            Error::Database(sqlx::Error::Database(d)) => d
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map_or(FaultKind::Other, FaultKind::of_code),
+            Error::Database(sqlx::Error::PoolTimedOut) => FaultKind::Busy,
+            Error::Database(sqlx::Error::Io(_)) | Error::Io(_) => FaultKind::Io,
+            _ => FaultKind::Other,
+        }
+    }
+
+    /// The word in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::DiskFull => "disk_full",
+            FaultKind::ReadOnly => "read_only",
+            FaultKind::Io => "io",
+            FaultKind::Busy => "busy",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::CantOpen => "cant_open",
+            FaultKind::Other => "other",
+        }
     }
 }

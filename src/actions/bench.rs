@@ -63,11 +63,9 @@ async fn measure(
             let mut times = Vec::new();
             while !done.load(Ordering::Relaxed) && at_rest.is_none_or(|d| started.elapsed() < d) {
                 let t = Instant::now();
-                let (turn, tx) = store::begin_write(&pool).await?;
-                tx.commit().await?;
-                // The turn ends here, not after the sleep: held while sleeping, it let the
-                // purge write only between two of these turns.
-                drop(turn);
+                // The turn ends with the commit, not after the sleep: held while sleeping,
+                // it let the purge write only between two of these turns.
+                store::begin_write(&pool).await?.commit().await?;
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                 // About as often as the indexer writes a batch under load.
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -10,6 +10,7 @@
 //! ([`Actions::resume_purges`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -18,6 +19,7 @@ use super::{new_action_id, Actions, Actor, Refusal, PREVIEW_TTL_MS, REFUSALS_LIS
 use crate::error::{Error, Result};
 use crate::states::PurgeStatus;
 use crate::store::audit::{self, NewEntry};
+use crate::store::health::{Backoff, WriteHealth, Writer};
 use crate::store::purges::{self, ChunkSizer, NewPurge, Purge};
 use crate::store::{search, wal};
 
@@ -236,7 +238,7 @@ impl Actions {
         changed: Option<PurgeRequest>,
         actor: &Actor,
     ) -> Result<PurgeDone> {
-        let (turn, mut tx) = crate::store::begin_write(&self.pool).await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         let mut purge = purges::purge(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_purge(id))?;
@@ -277,7 +279,6 @@ impl Actions {
             .check(purge.by_topic.0.keys().map(String::as_str))
         {
             drop(tx);
-            drop(turn);
             return Err(self.refused(actor, "purge", Some(id), refusal).await);
         }
         // A page's confirm form may change the reason and the erasure (not the selection,
@@ -334,9 +335,8 @@ impl Actions {
             },
         )
         .await?;
-        tx.commit().await?;
         // The chunks take the writer in turns of their own.
-        drop(turn);
+        tx.commit().await?;
         self.apply_purge(id, actor).await
     }
 
@@ -345,8 +345,27 @@ impl Actions {
         let (pool, id_owned, actor) = (self.pool.clone(), id.to_string(), actor.clone());
         let task = tokio::spawn(async move {
             let mut sizer = ChunkSizer::items();
+            let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
             loop {
-                let chunk = purges::apply_chunk(&pool, &id_owned, sizer.size()).await?;
+                // Each chunk is one transaction that re-checks its records, so a chunk that
+                // met a full disk (or a read-only or locked file) is simply tried again once
+                // the cause may be gone: the purge waits rather than stopping half-applied
+                // until the next restart.
+                let chunk = match purges::apply_chunk(&pool, &id_owned, sizer.size()).await {
+                    Ok(chunk) => {
+                        retry.succeeded();
+                        WriteHealth::of(&pool).ok(Writer::Purge);
+                        chunk
+                    }
+                    Err(e) if e.write_fault().is_some() => {
+                        WriteHealth::of(&pool).failed(Writer::Purge, &e);
+                        let pause = retry.failed();
+                        tracing::warn!(purge = %id_owned, error = %e, retry_in = ?pause, "applying a purge chunk failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if chunk.through.is_none() {
                     break;
                 }

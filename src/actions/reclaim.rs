@@ -200,7 +200,7 @@ impl Actions {
         partitions: Option<&[i32]>,
         actor: &Actor,
     ) -> Result<Vec<Reclaimable>> {
-        let (_turn, mut tx) = store::begin_write(&self.pool).await?;
+        let mut tx = store::begin_write(&self.pool).await?;
         let plan = rule::plan_in(&mut tx, topic, partitions).await?;
         if plan.is_empty() {
             return Err(unknown_topic(topic));
@@ -277,7 +277,7 @@ impl Actions {
         actor: &Actor,
         now: i64,
     ) -> Result<()> {
-        let (_turn, mut tx) = store::begin_write(&self.pool).await?;
+        let mut tx = store::begin_write(&self.pool).await?;
         for r in &outcome.refused {
             if let Some(p) = planned.iter().find(|p| p.partition == r.partition) {
                 rule::clear_mark_in(&mut tx, &outcome.topic, p.partition, p.generation).await?;

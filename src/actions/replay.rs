@@ -238,7 +238,7 @@ impl Actions {
     /// someone else is refused as a whole when it would send a message of a topic outside
     /// the confirming actor's scope.
     pub async fn confirm(&self, id: &str, rate: Option<i64>, actor: &Actor) -> Result<jobs::Job> {
-        let (_turn, mut tx) = crate::store::begin_write(&self.pool).await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         let job = jobs::job(&mut *tx, id)
             .await?
             .ok_or_else(|| unknown_job(id))?;
@@ -253,7 +253,6 @@ impl Actions {
             let topics = jobs::topics_to_send(&mut tx, id).await?;
             if let Err(refusal) = actor.scope.check(topics.iter().map(String::as_str)) {
                 drop(tx);
-                drop(_turn);
                 return Err(self.refused(actor, "replay", Some(id), refusal).await);
             }
         }

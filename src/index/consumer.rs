@@ -48,6 +48,7 @@ use super::IndexerStatus;
 use crate::kafka::{native, KafkaSettings};
 use crate::store::events::{self, IndexEvent, LOG_RESET, RETENTION_GAP};
 use crate::store::expiry;
+use crate::store::health::{Backoff, WriteHealth, Writer};
 use crate::store::positions::{self, Position};
 use crate::store::records;
 use crate::topics::TopicSelection;
@@ -66,6 +67,12 @@ const AUDIT_EVERY: Duration = Duration::from_secs(5);
 const DISCOVER_EVERY: Duration = Duration::from_secs(5);
 /// How long one metadata request may take; the loop does not read records meanwhile.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause after a failed batch write, doubled per failure up to
+/// [`WRITE_RETRY_CAP`]: the longest the indexer stays idle after the cause (a full disk, a
+/// read-only file, a held lock) is gone.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest pause between two attempts to write a batch.
+const WRITE_RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// What the indexer knows about one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -252,6 +259,8 @@ pub struct Indexer {
     pub pool: SqlitePool,
     /// Shared status.
     pub status: Arc<IndexerStatus>,
+    /// Whether the index can be written, for /readyz, the banner and metrics.
+    pub health: Arc<WriteHealth>,
     /// A plain client for watermark and metadata queries, created on first use.
     pub probe: std::sync::OnceLock<Arc<rdkafka::consumer::BaseConsumer>>,
     /// Per partition, the count of broker outages (`IndexerStatus::disconnects`) through
@@ -316,6 +325,7 @@ impl Indexer {
         let mut discover = tokio::time::interval(DISCOVER_EVERY);
         discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut was_connected = false;
+        let mut retry = Backoff::new(WRITE_RETRY_FIRST, WRITE_RETRY_CAP);
         loop {
             if pending.is_empty() {
                 tokio::select! {
@@ -362,16 +372,23 @@ impl Indexer {
                 continue;
             }
             match self.write(&consumer, &mut pending).await {
-                Ok(()) => pending.clear(),
+                Ok(()) => {
+                    pending.clear();
+                    self.health.ok(Writer::Indexer);
+                    retry.succeeded();
+                }
                 Err(e) => {
-                    // Keep the batch and try again: the records are in memory, and dropping
-                    // them would skip them for good once a later batch advances the position.
-                    tracing::error!(error = %e, "writing to the index failed; retrying");
-                    self.status
-                        .set_error(format!("Writing to the index failed: {e}"));
+                    // Keep the batch and try again, with neither the stored positions nor the
+                    // consumer's moved: the records are in memory (the batch stays below its
+                    // caps while it waits), and dropping them would skip them for good once
+                    // a later batch advances the position. A batch that did reach SQLite
+                    // before failing was rolled back whole, so the retry doubles nothing.
+                    let kind = self.health.failed(Writer::Indexer, &e);
+                    let pause = retry.failed();
+                    tracing::error!(error = %e, kind = kind.as_str(), retry_in = ?pause, "writing to the index failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(pause) => {}
                     }
                 }
             }

@@ -24,6 +24,7 @@ use crate::index::record::decode_headers;
 use crate::kafka::{Compression, KafkaSettings};
 use crate::states::JobStatus;
 use crate::store::audit::{self, NewEntry};
+use crate::store::health::{WriteHealth, Writer};
 use crate::store::items::{self, Delivery, SendItem};
 use crate::store::jobs::{self, Job};
 
@@ -259,6 +260,9 @@ impl Replayer {
                 // The job stays 'running' and the scheduler tries again; nothing confirmed
                 // is lost because results are recorded as they arrive.
                 tracing::error!(job = %job.id, error = %e, "replay job stopped; it will be retried");
+                if e.write_fault().is_some() {
+                    WriteHealth::of(&self.pool).failed(Writer::Replay, &e);
+                }
                 items::release(&self.pool, &job.id, false, handed_through, now).await?;
             }
             (Control::Run, Ok(())) => {
@@ -716,16 +720,24 @@ async fn collect(
         async move {
             // A report that is not recorded would be sent again after a restart, so a
             // transient failure (the index busy for longer than its timeout) is retried
-            // before the job gives up and stops.
+            // before the job gives up and stops, and a write fault the machine recovers
+            // from (a full disk, a read-only or locked file) until it is gone: the sender
+            // waits meanwhile (its in-flight queue is full), and nothing is sent twice.
             let mut attempt = 0;
             loop {
                 match items::record_deliveries(&pool, &job_id, &batch, crate::clock::now_ms()).await
                 {
-                    Ok(()) => return Ok(()),
-                    Err(e) if attempt < 5 => {
+                    Ok(()) => {
+                        WriteHealth::of(&pool).ok(Writer::Replay);
+                        return Ok(());
+                    }
+                    Err(e) if attempt < 5 || e.write_fault().is_some() => {
                         attempt += 1;
+                        if e.write_fault().is_some() {
+                            WriteHealth::of(&pool).failed(Writer::Replay, &e);
+                        }
                         tracing::warn!(job = %job_id, error = %e, attempt, "recording delivery reports failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                        tokio::time::sleep(Duration::from_millis(200 * attempt.min(25))).await;
                     }
                     Err(e) => return Err(e),
                 }

@@ -35,7 +35,7 @@ pub struct IndexEvent {
 
 /// Record an event and move the partition's position, in one transaction.
 pub async fn record(pool: &SqlitePool, event: &IndexEvent, new_position: &Position) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query(
         "INSERT INTO index_events (topic, partition, kind, generation, from_offset, to_offset, message, detected_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -67,7 +67,7 @@ pub async fn expire_below(
 ) -> Result<i64> {
     let mut marked = 0;
     loop {
-        let (_turn, mut tx) = super::begin_write(pool).await?;
+        let mut tx = super::begin_write(pool).await?;
         let stored: Option<(i64, Option<i64>)> = sqlx::query_as(
             "SELECT generation, log_start FROM partition_positions WHERE topic = ? AND partition = ?",
         )

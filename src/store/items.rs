@@ -94,7 +94,7 @@ pub async fn next_items(
 /// after a crash it is sent again with the same replay id) and every one above it has not.
 /// Records keep their status until their delivery is recorded.
 pub async fn claim(pool: &SqlitePool, job_id: &str, through: i64) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query("UPDATE replay_jobs SET claimed_through = MAX(claimed_through, ?) WHERE id = ?")
         .bind(through)
         .bind(job_id)
@@ -135,7 +135,7 @@ pub async fn record_deliveries(
     if deliveries.is_empty() {
         return Ok(());
     }
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     // Per record, three statements prepared once per hold and stepped with bound values:
     // the item, its record's topic, status and group (a rowid seek), the record. This
     // replaced a temporary table of the batch driving set-based UPDATE ... FROM statements,
@@ -308,7 +308,7 @@ pub async fn release(
     handed_through: Option<i64>,
     now: i64,
 ) -> Result<i64> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let released = if cancel {
         let done = sqlx::query(
             "UPDATE replay_items SET state = 'cancelled', finished_at = ?

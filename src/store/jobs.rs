@@ -103,7 +103,7 @@ pub async fn create_preview(
     max_id: i64,
     routes: &[Route],
 ) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query(
         "INSERT INTO replay_jobs (id, status, actor, selection, rate, compression, total, targets, created_at)
          VALUES (?, 'preview', ?, ?, ?, ?, 0, '{}', ?)",
@@ -419,7 +419,7 @@ pub async fn set_rate<'e>(db: impl SqliteExecutor<'e>, id: &str, rate: i64) -> R
 
 /// Delete previews nobody confirmed, created before `before` (ms).
 pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<u64> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query(
         "DELETE FROM replay_items WHERE job_id IN
            (SELECT id FROM replay_jobs WHERE status = 'preview' AND created_at < ?)",

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod events;
 pub mod expiry;
 pub mod groups;
+pub mod health;
 pub mod identity;
 pub mod items;
 pub mod jobs;
@@ -15,16 +16,21 @@ pub mod reclaim;
 pub mod records;
 pub mod search;
 pub mod selection;
+pub mod space;
 pub mod stats;
 pub mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
+use sqlx::{
+    ConnectOptions, Connection, Database, Sqlite, SqliteConnection, SqlitePool, Transaction,
+    TransactionManager,
+};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::error::{Error, Result};
@@ -36,13 +42,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// its search file next to it (see [`search`]) attached read-only as schema `search` on
 /// every connection.
 pub async fn open(path: &Path) -> Result<SqlitePool> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(Error::Config(format!(
-                "The database folder {} does not exist; create it or pass another --database path.",
-                parent.display()
-            )));
-        }
+    if let Some(sentence) = space::not_writable(path) {
+        return Err(Error::Config(sentence));
     }
     let options = file_options(path);
     let cannot_open = |e: sqlx::Error| {
@@ -62,9 +63,18 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
     let search_file = search::path_for(path);
     search::prepare(&search_file, &token).await?;
     let attach = search::attach_uri(&search_file);
+    let rebuilt = search_rebuilds(path);
     SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)
+        // A connection older than the last rebuild of the search file still has the old
+        // file attached (deleted or corrupt): closed, and a new one attaches the new file.
+        .before_acquire(move |_, meta| {
+            let rebuilt = rebuilt.clone();
+            Box::pin(async move { Ok(!rebuilt.predates(meta.age)) })
+        })
+        // A connection goes back to the pool only outside any transaction; see [`is_clean`].
+        .after_release(|conn, _| Box::pin(async move { Ok(is_clean(conn).await) }))
         .after_connect(move |conn, _| {
             let attach = attach.clone();
             Box::pin(async move {
@@ -134,12 +144,55 @@ pub(crate) async fn batch_cache(conn: &mut sqlx::SqliteConnection, batch: bool) 
     Ok(())
 }
 
-/// The right to write to one database file, held for a whole write transaction.
-pub type WriterTurn = OwnedMutexGuard<()>;
-
 /// One writer queue per database file in this process.
 static WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Mutex::default);
+
+/// A write transaction (`BEGIN IMMEDIATE`) holding this process's turn to write its file:
+/// the only way the crate writes the index in more than one statement. It derefs to the
+/// connection, so queries run on `&mut *tx`.
+///
+/// Dropped without [`WriteTx::commit`] (an early `?`, a cancelled future), it rolls back:
+/// sqlx queues the `ROLLBACK`, which runs before the connection is used again, and the
+/// turn passes on only after that is queued (fields drop in order). When SQLite has already
+/// rolled the transaction back itself, as it does on SQLITE_FULL, SQLITE_IOERR and some
+/// SQLITE_BUSY in mid-statement, that `ROLLBACK` fails ("no transaction is active") and
+/// sqlx still counts the transaction open on that connection: every later `BEGIN IMMEDIATE`
+/// on it failed with "attempted to call begin_with at non-zero transaction depth" (issue 14).
+/// The pool therefore takes a connection back only when SQLite and sqlx agree that it is
+/// outside any transaction ([`is_clean`]); any other is closed, and the next writer gets a
+/// fresh one.
+pub struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    /// Make the transaction durable; the turn passes on.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Undo the transaction now rather than on drop.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
 
 /// Begin a write transaction once this process's earlier writers to the same file are done.
 ///
@@ -150,7 +203,7 @@ static WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
 /// queue, 30k to 34k with it). Writers queue here in order instead and begin as soon as the
 /// previous one commits. The busy timeout still covers writers that do not queue
 /// (single-statement updates, other processes).
-pub async fn begin_write(pool: &SqlitePool) -> Result<(WriterTurn, Transaction<'static, Sqlite>)> {
+pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
     let queue = {
         let path = pool.connect_options().get_filename().to_path_buf();
         let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,7 +214,74 @@ pub async fn begin_write(pool: &SqlitePool) -> Result<(WriterTurn, Transaction<'
     // queued writers, and a writer that needed a second connection could not deadlock.
     let turn = queue.lock_owned().await;
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    Ok((turn, tx))
+    Ok(WriteTx { tx, _turn: turn })
+}
+
+/// Whether a connection is outside any transaction, as both SQLite and sqlx see it. Run on
+/// its release to the pool, after the `ROLLBACK` that a dropped transaction queued.
+///
+/// A depth of 0 needs no look at SQLite: only a transaction sqlx counts can be open (no
+/// code begins one by hand), and a dropped one keeps the depth above 0 until its queued
+/// `ROLLBACK` has run. So the common release (a read, a committed write) costs nothing; a
+/// transaction dropped without commit costs one round trip to the connection's worker,
+/// which runs the queued `ROLLBACK` before it answers.
+async fn is_clean(conn: &mut SqliteConnection) -> bool {
+    if <Sqlite as Database>::TransactionManager::get_transaction_depth(conn) == 0 {
+        return true;
+    }
+    let autocommit = match raw::with_handle(conn, |db| Ok(db.autocommit())).await {
+        Ok(a) => a,
+        Err(_) => return false,
+    };
+    let depth = <Sqlite as Database>::TransactionManager::get_transaction_depth(conn);
+    if !(autocommit && depth == 0) {
+        tracing::warn!(
+            autocommit,
+            depth,
+            "a connection left inside a transaction (SQLite rolled it back on an error, or a ROLLBACK failed) is closed instead of reused"
+        );
+        return false;
+    }
+    true
+}
+
+/// When the search file of an index was last rebuilt while the process ran (see
+/// `store::search::rebuild`), for the pool to retire the connections attached before.
+#[derive(Debug, Default)]
+pub(crate) struct SearchRebuilds {
+    /// Nanoseconds after [`EPOCH`] of the last rebuild; 0 for none.
+    at: AtomicU64,
+}
+
+/// The process's reference instant for [`SearchRebuilds`].
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl SearchRebuilds {
+    /// A rebuild happened now.
+    pub(crate) fn mark(&self) {
+        let nanos = EPOCH.elapsed().as_nanos().max(1) as u64;
+        self.at.store(nanos, Ordering::Release);
+    }
+
+    /// Whether a connection of this age was made before the last rebuild.
+    fn predates(&self, age: Duration) -> bool {
+        match self.at.load(Ordering::Acquire) {
+            0 => false,
+            at => {
+                let since = EPOCH.elapsed().saturating_sub(Duration::from_nanos(at));
+                age > since
+            }
+        }
+    }
+}
+
+static REBUILDS: LazyLock<Mutex<HashMap<PathBuf, Arc<SearchRebuilds>>>> =
+    LazyLock::new(Mutex::default);
+
+/// The rebuild marks of the index file `path`.
+pub(crate) fn search_rebuilds(path: &Path) -> Arc<SearchRebuilds> {
+    let mut all = REBUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    all.entry(path.to_path_buf()).or_default().clone()
 }
 
 /// Size of the database file in bytes (pages in use times page size).

@@ -241,7 +241,7 @@ pub async fn mark_consumed(
 ) -> Result<i64> {
     let mut total = 0;
     loop {
-        let (_turn, mut tx) = super::begin_write(pool).await?;
+        let mut tx = super::begin_write(pool).await?;
         sqlx::query("CREATE TEMP TABLE IF NOT EXISTS consumed_now (id INTEGER PRIMARY KEY)")
             .execute(&mut *tx)
             .await?;
@@ -301,7 +301,7 @@ pub async fn set_consumer_groups(
     job_id: &str,
     tracking: &[GroupTracking],
 ) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query("UPDATE replay_jobs SET consumer_groups = ? WHERE id = ?")
         .bind(Json(tracking))
         .bind(job_id)

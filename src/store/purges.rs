@@ -219,7 +219,7 @@ pub async fn add_preview_window(
     push_source(&mut qb, source, through);
     qb.push(" AND id > ").push_bind(after);
     qb.push(")) AS r");
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let done = qb.build().execute(&mut *tx).await?;
     tx.commit().await?;
@@ -250,7 +250,7 @@ pub async fn refused_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> 
 
 /// Refuse, with `reason`, the pending messages of `topic` in a building preview.
 pub async fn refuse_topic(pool: &SqlitePool, id: &str, topic: &str, reason: &str) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query(
         "UPDATE purge_items SET state = 'refused', reason = ?3
          WHERE purge_id = ?1 AND state = 'pending'
@@ -317,7 +317,7 @@ pub async fn delete_stale_previews(pool: &SqlitePool, before: i64) -> Result<()>
 pub async fn delete_preview(pool: &SqlitePool, id: &str) -> Result<()> {
     let mut sizer = ChunkSizer::items();
     loop {
-        let (_turn, mut tx) = super::begin_write(pool).await?;
+        let mut tx = super::begin_write(pool).await?;
         let started = Instant::now();
         let done = sqlx::query(
             "DELETE FROM purge_items WHERE purge_id = ?1 AND record_id IN
@@ -478,7 +478,7 @@ fn ids_json(ids: &[i64]) -> String {
 /// become purged (their records `purged`, with the counters), or refused when an unfinished
 /// replay job still has to send the record or another purge took it since the preview.
 pub async fn apply_chunk(pool: &SqlitePool, id: &str, limit: i64) -> Result<ChunkOutcome> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let after: i64 = sqlx::query_scalar("SELECT applied_through FROM purges WHERE id = ?")
         .bind(id)
@@ -604,7 +604,7 @@ pub async fn undo_chunk(
     limit: i64,
     only: Option<&[i64]>,
 ) -> Result<ChunkOutcome> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, true).await? else {
         tx.rollback().await?;
@@ -672,7 +672,7 @@ pub async fn erase_chunk(
     let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
         .fetch_one(&mut *search_tx)
         .await?;
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, false).await? else {
         tx.rollback().await?;

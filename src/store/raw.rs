@@ -33,6 +33,16 @@ pub struct SqliteFailure {
     message: String,
 }
 
+impl SqliteFailure {
+    /// A failure with this result code and message.
+    pub fn new(code: c_int, message: &str) -> Self {
+        SqliteFailure {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for SqliteFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "(code: {}) {}", self.code, self.message)
@@ -154,6 +164,14 @@ impl Handle<'_> {
     /// how many rows it changed.
     pub fn run(&self, sql: &str) -> Result<u64> {
         self.prepare(sql)?.execute()
+    }
+
+    /// Whether the connection is outside any transaction (SQLite's autocommit mode). SQLite
+    /// may end a transaction by itself on an error (SQLITE_FULL, SQLITE_IOERR, ...), which
+    /// this shows and sqlx's own count of open transactions does not.
+    pub fn autocommit(&self) -> bool {
+        // SAFETY: the connection is open.
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) != 0 }
     }
 
     /// The row id of the last row inserted on this connection.

@@ -183,7 +183,7 @@ pub async fn finish_deleted(
     to: i64,
     now: i64,
 ) -> Result<()> {
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     sqlx::query(
         "UPDATE partition_positions SET reclaimed_to = MAX(COALESCE(reclaimed_to, 0), ?), reclaiming_to = NULL, reclaimed_at = ?
          WHERE topic = ? AND partition = ? AND generation = ?",
@@ -308,7 +308,7 @@ pub async fn drop_payloads(
         // meanwhile, since whatever else rewrites payloads (erase) holds the search file's
         // writer lock first, as this does.
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let (_turn, mut tx) = super::begin_write(pool).await?;
+        let mut tx = super::begin_write(pool).await?;
         sqlx::query(
             "UPDATE record_bodies SET value = NULL WHERE record_id IN (SELECT value FROM json_each(?))",
         )

@@ -90,7 +90,7 @@ pub async fn insert_batch(
         .collect::<Vec<_>>()
         .join(", ");
     let insert_sql = format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({params})");
-    let (_turn, mut tx) = super::begin_write(pool).await?;
+    let mut tx = super::begin_write(pool).await?;
     // The search index is filled behind this (`index::search::run`), in its own file, for ids above
     // its mark only, so no record may get an id at or below the mark. SQLite gives a new row
     // the newest id plus one, which is above the mark unless the newest rows were deleted

@@ -142,7 +142,9 @@ pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
                 search_file.display()
             ))
         })?;
-    MIGRATOR.run(&mut conn).await?;
+    // `run_direct`, not `run`: `run` is generic over `Acquire`, whose future is not `Send`
+    // for every lifetime, and the search file is also prepared inside a spawned task.
+    MIGRATOR.run_direct(&mut conn).await?;
     let (through, token): (i64, Option<String>) =
         sqlx::query_as("SELECT indexed_through, store_token FROM search_progress")
             .fetch_one(&mut conn)
@@ -166,6 +168,67 @@ pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
         tx.commit().await?;
     }
     conn.close().await?;
+    Ok(())
+}
+
+/// Whether the search file of the index `pool` is open on is gone from its place (deleted
+/// while the process runs).
+pub fn missing(pool: &SqlitePool) -> bool {
+    !path_of(pool).exists()
+}
+
+/// Whether the search file's first bytes are no longer SQLite's header (the file was
+/// overwritten while the process runs). Cheap enough for every round of the catch-up: the
+/// catch-up's own connection may go on with pages it has cached while every new connection
+/// of the pool fails on the file ("file is not a database"). A file shorter than the header
+/// is fine: in WAL mode a young file's pages may all still be in its log.
+pub fn header_damaged(pool: &SqlitePool) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    match std::fs::File::open(path_of(pool)).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) => &head != b"SQLite format 3\0",
+        Err(_) => false,
+    }
+}
+
+/// Whether the search file fails SQLite's own check (or cannot be read as a database), on a
+/// connection of its own.
+pub async fn damaged(pool: &SqlitePool) -> bool {
+    match quick_check(pool).await {
+        Ok(verdict) => verdict != "ok",
+        Err(e) => super::health::FaultKind::of(&e) == super::health::FaultKind::Corrupt,
+    }
+}
+
+/// SQLite's `quick_check` of the search file: "ok" or the first problem.
+async fn quick_check(pool: &SqlitePool) -> Result<String> {
+    let mut conn = connect(pool).await?;
+    let verdict: String = sqlx::query_scalar("PRAGMA quick_check(1)")
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(verdict)
+}
+
+/// Make the search file anew, empty, after it was deleted or found damaged while the
+/// process runs, and have the pool retire its connections that attached the old one (see
+/// `store::open`); the catch-up then refills it from the first record. Derived data only:
+/// nothing is lost that the records do not hold.
+pub async fn rebuild(pool: &SqlitePool) -> Result<()> {
+    let file = path_of(pool);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_os_string();
+        path.push(suffix);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    let token: String = sqlx::query_scalar("SELECT token FROM main.store_identity")
+        .fetch_one(pool)
+        .await?;
+    prepare(&file, &token).await?;
+    super::search_rebuilds(pool.connect_options().get_filename()).mark();
     Ok(())
 }
 

@@ -31,3 +31,10 @@ pub async fn truncate(conn: &mut SqliteConnection) -> Result<bool> {
             .await?;
     Ok(busy == 0)
 }
+
+/// The page size of the connection's main file.
+pub async fn page_size(conn: &mut SqliteConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar("PRAGMA main.page_size")
+        .fetch_one(conn)
+        .await?)
+}

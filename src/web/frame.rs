@@ -46,6 +46,9 @@ pub struct Frame {
     pub insecure: bool,
     /// The hashed URLs of the stylesheet, script and icon.
     pub assets: &'static AssetUrls,
+    /// The index's own troubles (it cannot be written, search is behind for a reason, a
+    /// held write-ahead log, low space), one sentence each, shown as banners.
+    pub index_banners: Vec<String>,
 }
 
 impl Frame {
@@ -74,6 +77,7 @@ impl Frame {
             .sum();
         let groups = groups::count(&state.pool).await.unwrap_or(0);
         let active_jobs = store::jobs::active_count(&state.pool).await.unwrap_or(0);
+        let index_banners = super::health::index_health(state).await.banners();
         Frame {
             active,
             connected: s.connected,
@@ -96,6 +100,7 @@ impl Frame {
             signed_out: false,
             insecure: state.auth.insecure,
             assets: super::assets::urls(),
+            index_banners,
         }
     }
 
@@ -120,6 +125,7 @@ impl Frame {
             signed_out: true,
             insecure: state.auth.insecure,
             assets: super::assets::urls(),
+            index_banners: Vec::new(),
         }
     }
 }

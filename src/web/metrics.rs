@@ -32,6 +32,22 @@ struct JobStatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriterKind {
+    writer: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriterLabel {
+    writer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: &'static str,
 }
@@ -57,6 +73,106 @@ fn total(registry: &mut Registry, name: &str, help: &str, value: i64) {
     let counter = Counter::<u64>::default();
     counter.inc_by(value.max(0) as u64);
     registry.register(name, help, counter);
+}
+
+/// The index's own state: write errors, time since each writer's last success, search
+/// lag, the write-ahead logs, free space.
+async fn index_health(registry: &mut Registry, state: &AppState) {
+    let errors = Family::<WriterKind, Counter>::default();
+    for (writer, kind, n) in crate::web::health::error_counts(state) {
+        errors
+            .get_or_create(&WriterKind {
+                writer: writer.as_str(),
+                kind: kind.as_str(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "dlq_index_write_errors",
+        "Failed writes to the index files by writer (indexer, search, checkpoint) and kind (disk_full, read_only, io, busy, corrupt, cant_open, other)",
+        errors,
+    );
+    let started = state.health.started();
+    let now = crate::clock::now_ms();
+    let writers = state.health.writers();
+    gauges(
+        registry,
+        "dlq_index_seconds_since_last_write",
+        "Seconds since the writer's last successful write (since start before the first); grows on a quiet index too, so alert on it together with dlq_index_write_failing or lag",
+        writers.iter().map(|(w, h)| {
+            (
+                WriterLabel {
+                    writer: w.as_str(),
+                },
+                h.seconds_since_ok(started, now),
+            )
+        }),
+    );
+    gauges(
+        registry,
+        "dlq_index_write_failing",
+        "1 while the writer's writes fail (since its first failure after its last success)",
+        writers
+            .iter()
+            .map(|(w, h)| (WriterLabel { writer: w.as_str() }, i64::from(h.failing()))),
+    );
+    let h = crate::web::health::index_health(state).await;
+    let behind = Gauge::<i64>::default();
+    behind.set(h.search_behind);
+    registry.register(
+        "dlq_search_behind_records",
+        "Records stored in the index but not searchable yet",
+        behind,
+    );
+    let wal = crate::web::health::wal_states(state);
+    gauges(
+        registry,
+        "dlq_index_wal_bytes",
+        "Size of the write-ahead log file",
+        wal.iter()
+            .map(|(f, w)| (FileLabel { file: f.as_str() }, w.file_bytes as i64)),
+    );
+    gauges(
+        registry,
+        "dlq_index_wal_uncopied_bytes",
+        "Bytes of the write-ahead log the last checkpoint could not copy back (a reader holds an old snapshot)",
+        wal.iter()
+            .map(|(f, w)| (FileLabel { file: f.as_str() }, w.uncopied_bytes as i64)),
+    );
+    gauges(
+        registry,
+        "dlq_index_wal_held",
+        "1 while more than --max-wal-size of the log cannot be copied back",
+        wal.iter().map(|(f, w)| {
+            (
+                FileLabel { file: f.as_str() },
+                i64::from(w.held_since.is_some()),
+            )
+        }),
+    );
+    if let Some(space) = h.space {
+        for (name, help, v) in [
+            (
+                "dlq_index_filesystem_free_bytes",
+                "Free bytes on the index's file system",
+                space.available as i64,
+            ),
+            (
+                "dlq_index_filesystem_size_bytes",
+                "Size of the index's file system",
+                space.total as i64,
+            ),
+            (
+                "dlq_index_filesystem_min_free_bytes",
+                "Free space below which the dashboard warns (--min-free-space)",
+                h.min_free_bytes.unwrap_or(0) as i64,
+            ),
+        ] {
+            let g = Gauge::<i64>::default();
+            g.set(v);
+            registry.register(name, help, g);
+        }
+    }
 }
 
 /// `GET /metrics`.
@@ -153,6 +269,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         "Messages purged, over all purges (an undo does not take them back out of this count)",
         store::purges::purged_total(&state.pool).await?,
     );
+    index_health(&mut registry, &state).await;
     registry.register(
         "dlq_dashboard_http_requests",
         "HTTP requests by route, method and status",

@@ -8,6 +8,7 @@ pub mod edge;
 mod error;
 mod extract;
 mod frame;
+mod health;
 mod http_metrics;
 pub mod links;
 pub mod metrics;
@@ -139,17 +140,25 @@ struct Readiness {
     ready: bool,
     index: bool,
     indexer_connected: bool,
+    index_writable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-/// Ready when the index answers and the indexer reaches Kafka.
+/// Ready when the index answers, can be written, and the indexer reaches Kafka; else 503
+/// with the reason in one sentence.
 async fn readyz(State(state): State<AppState>) -> Response {
     let index = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let s = state.status.snapshot();
-    let ready = index && s.connected;
+    let h = health::index_health(&state).await;
+    let writable = h.writable();
+    let ready = index && s.connected && writable;
     let error = if !index {
         Some("The SQLite index does not answer.".to_string())
+    } else if let Some(why) = h.file_problem.or(h.index_problem) {
+        let mut c = why.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>() + ".")
     } else if !s.connected {
         Some(format!(
             "The indexer is disconnected from Kafka since {}{}",
@@ -172,6 +181,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             ready,
             index,
             indexer_connected: s.connected,
+            index_writable: writable,
             error,
         }),
     )

@@ -10,6 +10,8 @@ use crate::auth::Auth;
 use crate::index::IndexerStatus;
 use crate::kafka::KafkaSettings;
 use crate::redact::Disclosure;
+use crate::store::health::WriteHealth;
+use crate::store::space::MinFreeSpace;
 use crate::web::http_metrics::HttpMetrics;
 
 /// Shared application state handed to every request handler.
@@ -33,6 +35,10 @@ pub struct App {
     pub disclosure: Disclosure,
     /// Request body limit, timeout and per-client concurrency (the web edge's layers).
     pub edge: crate::web::edge::EdgeLimits,
+    /// Whether the index can be written (its writers report there).
+    pub health: Arc<WriteHealth>,
+    /// Below this much free space on the index's file system, the pages warn.
+    pub min_free_space: MinFreeSpace,
 }
 
 /// Cheap-to-clone handle on [`App`].

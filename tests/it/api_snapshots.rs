@@ -194,6 +194,20 @@ async fn the_browsing_api_answers_in_its_documented_shape() {
         ".brokers" => "[mock cluster bootstrap]",
         ".since" => stamped_time(),
     });
+    d.wait_searchable().await;
+    insta::assert_json_snapshot!("health", body(&d, "/api/health").await, {
+        ".kafka.since" => stamped_time(),
+        ".index.database" => "[index file]",
+        ".index.writers[].last_ok_at" => "[time, or null before the first write]",
+        ".index.writers[].seconds_since_last_write" => "[seconds]",
+        ".wal" => "[the logs as the last checkpoints found them]",
+        ".disk.folder" => "[index folder]",
+        ".disk.free_bytes" => "[bytes]",
+        ".disk.total_bytes" => "[bytes]",
+        ".disk.min_free_bytes" => "[bytes]",
+        ".disk.low_space" => "[depends on the machine]",
+        ".problems" => "[sentences: the low-space warning depends on the machine]",
+    });
     d.stop().await;
 }
 

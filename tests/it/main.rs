@@ -23,6 +23,7 @@ mod conventions;
 mod hostile;
 mod lifecycle;
 mod logmoves;
+mod machine_faults;
 mod outage;
 mod outcomes;
 mod purge;

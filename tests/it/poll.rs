@@ -54,6 +54,26 @@ where
     }
 }
 
+/// Poll `check` for up to `limit`: its value as soon as it has one, None once the time has
+/// passed. For a wait that may rightly end empty ("is the disk full yet, or does it need
+/// more records?"), where the caller decides what follows.
+pub async fn wait_for_or_none<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
 /// [`wait_for`] for a blocking `check`, called from a plain thread or (the end-to-end
 /// tests) from a multi-threaded runtime's worker, where [`off_runtime`] lets it block.
 pub fn wait_for_blocking<T>(

@@ -86,8 +86,12 @@ async fn an_overlapping_batch_stores_only_new_rows_and_indexes_them_for_search()
 /// Wait until the search index has every record, with the catch-up as the dashboard runs it.
 async fn run_search_until_complete(pool: &sqlx::SqlitePool) {
     let stop = tokio_util::sync::CancellationToken::new();
+    let health = std::sync::Arc::new(dlq_dashboard::store::health::WriteHealth::new(
+        pool.connect_options().get_filename(),
+    ));
     let task = tokio::spawn(dlq_dashboard::index::search::run(
         pool.clone(),
+        health,
         stop.clone(),
     ));
     crate::poll::wait_for(

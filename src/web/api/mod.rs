@@ -6,6 +6,7 @@ use crate::web::routes::Routes;
 mod audit;
 mod cluster;
 mod groups;
+mod health;
 mod messages;
 mod purges;
 mod replays;
@@ -18,6 +19,7 @@ pub fn router() -> Routes {
         .merge(messages::router())
         .merge(groups::router())
         .merge(cluster::router())
+        .merge(health::router())
         .merge(replays::router())
         .merge(purges::router())
         .merge(audit::router())

@@ -58,6 +58,10 @@ struct OverviewPage {
     indexed_since_start: String,
     /// Records on the brokers not indexed yet, across assigned partitions.
     behind: String,
+    /// The index's size and the free space of its file system, in words.
+    disk: String,
+    /// Free space is below --min-free-space.
+    disk_low: bool,
 }
 
 async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
@@ -113,7 +117,27 @@ async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageRes
             }
         })
         .collect::<Vec<_>>();
+    let health = crate::web::health::index_health(&state).await;
+    let index_bytes = store::database_size(&state.pool).await.unwrap_or(0).max(0) as u64;
+    let folder = store::space::folder_of(state.health.database());
+    let disk = match health.space {
+        Some(s) => format!(
+            "index {} · {} free of {} on {}{}",
+            store::space::human(index_bytes),
+            store::space::human(s.available),
+            store::space::human(s.total),
+            folder.display(),
+            if s.read_only { " (read-only)" } else { "" }
+        ),
+        None => format!(
+            "index {} · the free space of {} cannot be read",
+            store::space::human(index_bytes),
+            folder.display()
+        ),
+    };
     html(OverviewPage {
+        disk,
+        disk_low: health.space_warning.is_some(),
         frame: Frame::build(&state, who.as_ref(), "overview").await,
         topic_count: cards.len(),
         cards,

@@ -7,3 +7,4 @@
 
 pub mod in_process;
 pub mod process;
+pub mod small_disk;
