@@ -116,7 +116,7 @@ pub struct Replayer {
 /// One message handed to the producer.
 struct InFlight {
     record_id: i64,
-    target_topic: String,
+    target_topic: Arc<str>,
     replay_count: i64,
     delivery: std::result::Result<DeliveryFuture, String>,
 }
@@ -668,7 +668,7 @@ pub fn replay_record<'a>(
 /// headers), then the replay headers.
 pub fn replay_headers(job_id: &str, item: &SendItem, now_ms: i64) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
-    for h in decode_headers(&item.headers) {
+    for h in decode_headers(item.headers_json()) {
         if REPLAY_HEADERS.contains(&h.name.as_str()) {
             continue;
         }
