@@ -209,34 +209,31 @@ pub async fn refuse_purged(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<
 
 /// The DLQ topics of the messages a job in preview would still send.
 pub async fn topics_to_send(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
-         WHERE i.job_id = ? AND i.state = 'pending'",
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?)
+    item_topics(&mut *tx, id, "i.state = 'pending'").await
 }
 
 /// The DLQ topics of the messages a job holds (all but the refused ones).
 pub async fn job_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
-         WHERE i.job_id = ? AND i.state != 'refused'",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?)
+    item_topics(pool, id, "i.state != 'refused'").await
 }
 
 /// The DLQ topics of the messages a job refused.
 pub async fn refused_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    item_topics(pool, id, "i.state = 'refused'").await
+}
+
+/// The DLQ topics of a job's items whose state meets `state_condition` (SQL on `i`).
+async fn item_topics<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+    state_condition: &'static str,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(&format!(
         "SELECT DISTINCT r.topic FROM replay_items i JOIN records r ON r.id = i.record_id
-         WHERE i.job_id = ? AND i.state = 'refused'",
-    )
+         WHERE i.job_id = ? AND {state_condition}"
+    ))
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?)
 }
 

@@ -228,22 +228,22 @@ pub async fn add_preview_window(
 
 /// The DLQ topics of a building preview's messages that are not refused.
 pub async fn preview_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT r.topic FROM purge_items i JOIN records r ON r.id = i.record_id
-         WHERE i.purge_id = ? AND i.state = 'pending'",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?)
+    item_topics(pool, id, "pending").await
 }
 
 /// The DLQ topics of the messages a purge refused.
 pub async fn refused_topics(pool: &SqlitePool, id: &str) -> Result<Vec<String>> {
+    item_topics(pool, id, "refused").await
+}
+
+/// The DLQ topics of a purge's items in `state`.
+async fn item_topics(pool: &SqlitePool, id: &str, state: &str) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT DISTINCT r.topic FROM purge_items i JOIN records r ON r.id = i.record_id
-         WHERE i.purge_id = ? AND i.state = 'refused'",
+         WHERE i.purge_id = ? AND i.state = ?",
     )
     .bind(id)
+    .bind(state)
     .fetch_all(pool)
     .await?)
 }
