@@ -19,8 +19,10 @@ use crate::store::health::WalFile;
 use crate::store::positions::Position;
 use crate::store::{self, records, search};
 
+pub mod ingest;
+
 /// Records per transaction, as the indexer writes them at full speed.
-const BATCH: usize = 5000;
+pub(crate) const BATCH: usize = 5000;
 
 const WORDS: &[&str] = &[
     "order",
@@ -164,6 +166,16 @@ fn push_bare_row<'args>(mut b: Separated<'_, 'args, Sqlite, &'static str>, r: &'
 /// Bare baseline: the same rows and columns, multi-row inserts in transactions of the same
 /// size, into a table with no secondary index, no search index and no counters.
 async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64> {
+    create_bare_table(pool).await?;
+    let started = Instant::now();
+    for batch in rows.chunks(BATCH) {
+        insert_bare_batch(pool, batch).await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The bare baseline's table: every column of a record, no index, no constraint.
+pub(crate) async fn create_bare_table(pool: &sqlx::SqlitePool) -> Result<()> {
     sqlx::query(
         "CREATE TABLE bare (topic TEXT, partition INTEGER, generation INTEGER, \"offset\" INTEGER, ts INTEGER,
          timestamp_type TEXT, indexed_at INTEGER, key BLOB, value BLOB, value_size INTEGER, headers TEXT,
@@ -173,22 +185,24 @@ async fn bare_insert(pool: &sqlx::SqlitePool, rows: &[NewRecord]) -> Result<f64>
     )
     .execute(pool)
     .await?;
-    let started = Instant::now();
-    for batch in rows.chunks(BATCH) {
-        let mut tx = crate::store::begin_write(pool).await?;
-        // The same page cache as the index's batches (which need it more: each of their
-        // records changes ten b-trees, not one).
-        crate::store::batch_cache(&mut tx, true).await?;
-        for chunk in batch.chunks(400) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO bare ({BARE_COLUMNS}) "));
-            qb.push_values(chunk, push_bare_row);
-            qb.build().execute(&mut *tx).await?;
-        }
-        crate::store::batch_cache(&mut tx, false).await?;
-        tx.commit().await?;
+    Ok(())
+}
+
+/// One transaction of the bare baseline: `batch` as multi-row inserts of 400 rows.
+pub(crate) async fn insert_bare_batch(pool: &sqlx::SqlitePool, batch: &[NewRecord]) -> Result<()> {
+    let mut tx = crate::store::begin_write(pool).await?;
+    // The same page cache as the index's batches (which need it more: each of their
+    // records changes ten b-trees, not one).
+    crate::store::batch_cache(&mut tx, true).await?;
+    for chunk in batch.chunks(400) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT INTO bare ({BARE_COLUMNS}) "));
+        qb.push_values(chunk, push_bare_row);
+        qb.build().execute(&mut *tx).await?;
     }
-    Ok(started.elapsed().as_secs_f64())
+    crate::store::batch_cache(&mut tx, false).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// How long indexing took: until the last batch was stored (browsable), and until the
@@ -199,7 +213,7 @@ struct IndexTimes {
 }
 
 /// The checkpoints' reports of a benchmark file, with the dashboard's default bound.
-fn watch(pool: &sqlx::SqlitePool, file: WalFile) -> crate::checkpoints::Watch {
+pub(crate) fn watch(pool: &sqlx::SqlitePool, file: WalFile) -> crate::checkpoints::Watch {
     crate::checkpoints::Watch {
         file,
         health: std::sync::Arc::new(crate::store::health::WriteHealth::new(

@@ -269,9 +269,11 @@ pub struct DevClusterArgs {
 /// Flags of `bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Which benchmarks to run: index (index rate and query latency), replay (bulk replay
-    /// rate against a bare produce, and memory during a large job), purge (a purge of many
-    /// messages, and what pages and the indexer wait meanwhile), or all.
+    /// Which benchmarks to run: index (index rate and query latency), ingest (the indexer from
+    /// a broker in another process, next to a raw consume, a bare insert and the store-level
+    /// index rate), replay (bulk replay rate against a bare produce, and memory during a large
+    /// job), purge (a purge of many messages, and what pages and the indexer wait meanwhile),
+    /// or all.
     #[arg(long, value_enum, default_value_t = BenchSuite::Index)]
     pub suite: BenchSuite,
     /// Messages in the replay-rate benchmark (an unthrottled bulk replay).
@@ -291,6 +293,14 @@ pub struct BenchArgs {
     /// Messages purged in the purge benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     pub purge_records: usize,
+    /// Records produced to the mock cluster and indexed in the ingest benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub ingest_records: usize,
+    /// Partitions of the ingest benchmark, spread over 4 topics: the mock cluster keeps at
+    /// most 5 MiB of (compressed) batches per partition and drops the oldest beyond that, so
+    /// 1M records of ~1 KiB need well over 50.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(4..=4000))]
+    pub ingest_partitions: u32,
     /// Records to index in the index-rate benchmark.
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,
@@ -329,7 +339,10 @@ pub enum BenchSuite {
     Replay,
     /// A purge of many messages: its time, and the page and writer waits while it runs.
     Purge,
-    /// Both.
+    /// The backlog path: broker → consumer → normaliser → store → search, side by side with
+    /// its parts.
+    Ingest,
+    /// All of them.
     All,
 }
 
@@ -347,6 +360,11 @@ impl BenchSuite {
     /// Whether the purge benchmark runs.
     pub fn purge(self) -> bool {
         matches!(self, BenchSuite::Purge | BenchSuite::All)
+    }
+
+    /// Whether the ingest benchmark runs.
+    pub fn ingest(self) -> bool {
+        matches!(self, BenchSuite::Ingest | BenchSuite::All)
     }
 }
 

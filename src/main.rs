@@ -68,5 +68,8 @@ async fn run_bench(args: BenchArgs) -> dlq_dashboard::error::Result<()> {
     if args.suite.purge() {
         dlq_dashboard::actions::bench::run(&args).await?;
     }
+    if args.suite.ingest() {
+        bench::ingest::run(&args).await?;
+    }
     Ok(())
 }
