@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -70,8 +69,15 @@ impl Dashboard {
             _ => None,
         };
         let topics = TopicSelection::parse(&args.dlq_topics).map_err(Error::Config)?;
-        let replay_rules = TargetRules::parse(&args.replay_targets, &args.replay_template)
-            .map_err(Error::Config)?;
+        // The demo runs on the embedded cluster unless --no-demo, and on a real cluster only
+        // when asked with `demo`: `serve --brokers` never starts it.
+        let demo_runs = args.demo_on_cluster || (args.brokers.is_none() && !args.no_demo);
+        let mut replay_targets = args.replay_targets.clone();
+        if demo_runs {
+            replay_targets.extend(demo_replay_targets(&args.replay_targets));
+        }
+        let replay_rules =
+            TargetRules::parse(&replay_targets, &args.replay_template).map_err(Error::Config)?;
         let replay_compression =
             Compression::for_replay(args.replay_compression, &args.kafka_config)
                 .map_err(Error::Config)?;
@@ -89,15 +95,18 @@ impl Dashboard {
         let pool = store::open(&database).await?;
         let health = store::health::WriteHealth::register(&database);
         let (kafka, cluster) = match &args.brokers {
-            Some(brokers) => (
-                KafkaSettings {
+            Some(brokers) => {
+                let kafka = KafkaSettings {
                     brokers: brokers.clone(),
                     extra: args.kafka_config.clone(),
                     embedded: false,
                     replay_compression,
-                },
-                None,
-            ),
+                };
+                if demo_runs {
+                    demo::topics::create_on_cluster(&kafka).await?;
+                }
+                (kafka, None)
+            }
             None => {
                 let cluster = EmbeddedCluster::start(3)?;
                 demo::create_topics(&cluster)?;
@@ -176,6 +185,7 @@ impl Dashboard {
             },
             health: health.clone(),
             min_free_space: args.min_free_space,
+            demo: demo_runs.then(demo::new_state),
         }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -215,9 +225,14 @@ impl Dashboard {
             watch(store::health::WalFile::Search),
             shutdown.clone(),
         ));
-        if kafka.embedded && !args.no_demo {
-            let producer: FutureProducer = kafka.producer_config().create()?;
-            tasks.spawn(demo::run(producer, shutdown.clone()));
+        if let Some(demo_state) = &state.demo {
+            demo::spawn(
+                &args.demo,
+                &kafka,
+                demo_state.clone(),
+                &mut tasks,
+                &shutdown,
+            )?;
         }
         let app = web::router(state.clone());
         let stop = shutdown.clone();
@@ -303,6 +318,19 @@ impl Dashboard {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
+}
+
+/// The demo's replay targets that the operator did not map otherwise.
+fn demo_replay_targets(given: &[String]) -> Vec<String> {
+    demo::REPLAY_TARGETS
+        .iter()
+        .filter(|(dlq, _)| {
+            !given
+                .iter()
+                .any(|g| g.split_once('=').is_some_and(|(d, _)| d.trim() == *dlq))
+        })
+        .map(|(dlq, retry)| format!("{dlq}={retry}"))
+        .collect()
 }
 
 /// The index file. The embedded demo's cluster dies with the process, so with the default

@@ -33,6 +33,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the embedded Kafka mock cluster, for developing consumer services against it.
     DevCluster(DevClusterArgs),
+    /// Serve the dashboard with the demo pipeline (live traffic, order-service, payments,
+    /// their retry and DLQ topics) on the embedded cluster, or with --brokers on a real
+    /// cluster, where it creates its topics and touches no topic it did not create.
+    Demo(ServeArgs),
     /// Measure index and query speed (or, with --suite replay, bulk replay speed and memory;
     /// with --suite purge, a large purge) side by side with baselines, and print the ratios.
     Bench(BenchArgs),
@@ -212,6 +216,13 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "DLQ_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The demo's timings (used by `demo` and by the embedded default only).
+    #[command(flatten)]
+    pub demo: crate::demo::DemoArgs,
+    /// Set by the `demo` subcommand: run the demo pipeline on --brokers too. `serve
+    /// --brokers` never runs it.
+    #[arg(skip)]
+    pub demo_on_cluster: bool,
 }
 
 impl Default for ServeArgs {
@@ -251,6 +262,8 @@ impl Default for ServeArgs {
             max_requests_per_client: 32,
             tls_cert: None,
             tls_key: None,
+            demo: Default::default(),
+            demo_on_cluster: false,
         }
     }
 }
@@ -438,6 +451,30 @@ mod tests {
             "payloads kept by default"
         );
         assert!(!cli_serve(&["--reclaim-keeps-payload", "false"]).reclaim_keeps_payload);
+    }
+
+    #[test]
+    fn demo_flags_parse_on_the_default_and_on_demo() {
+        let d = cli_serve(&["--demo-rate", "5", "--demo-delays", "200ms,500ms"]).demo;
+        assert_eq!(d.demo_rate, 5);
+        assert_eq!(d.demo_delays.second, Duration::from_millis(500));
+        assert_eq!(
+            cli_serve(&[]).demo.demo_delays.first,
+            Duration::from_secs(5)
+        );
+        let cli = Cli::try_parse_from([
+            "dlq-dashboard",
+            "demo",
+            "--brokers",
+            "k:9092",
+            "--demo-rate",
+            "7",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Demo(a)) if a.demo.demo_rate == 7 && a.brokers.is_some())
+        );
+        assert!(Cli::try_parse_from(["dlq-dashboard", "--demo-delays", "5s"]).is_err());
     }
 
     fn cli_serve(flags: &[&str]) -> ServeArgs {

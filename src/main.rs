@@ -39,6 +39,13 @@ fn main() -> ExitCode {
             Some(Command::DevCluster(args)) => app::dev_cluster(args).await,
             Some(Command::Bench(args)) => run_bench(args).await,
             Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Demo(args)) => {
+                serve(ServeArgs {
+                    demo_on_cluster: true,
+                    ..args
+                })
+                .await
+            }
             Some(Command::User { command }) => dlq_dashboard::auth::cli::user(command),
             Some(Command::Token { command }) => dlq_dashboard::auth::cli::token(command),
             None => serve(cli.serve).await,

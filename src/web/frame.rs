@@ -49,6 +49,8 @@ pub struct Frame {
     /// The index's own troubles (it cannot be written, search is behind for a reason, a
     /// held write-ahead log, low space), one sentence each, shown as banners.
     pub index_banners: Vec<String>,
+    /// Whether the demo pipeline runs (the navigation links `/demo`).
+    pub demo: bool,
 }
 
 impl Frame {
@@ -101,6 +103,7 @@ impl Frame {
             insecure: state.auth.insecure,
             assets: super::assets::urls(),
             index_banners,
+            demo: state.demo.is_some(),
         }
     }
 
@@ -126,6 +129,7 @@ impl Frame {
             insecure: state.auth.insecure,
             assets: super::assets::urls(),
             index_banners: Vec::new(),
+            demo: false,
         }
     }
 }

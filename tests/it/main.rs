@@ -20,6 +20,7 @@ mod assignment;
 mod auth;
 mod browse;
 mod conventions;
+mod demo;
 mod hostile;
 mod lifecycle;
 mod logmoves;

@@ -5,6 +5,7 @@ use crate::web::routes::Routes;
 
 mod audit;
 mod cluster;
+pub(crate) mod demo;
 mod groups;
 mod health;
 mod messages;
@@ -23,4 +24,5 @@ pub fn router() -> Routes {
         .merge(replays::router())
         .merge(purges::router())
         .merge(audit::router())
+        .merge(demo::router())
 }

@@ -9,6 +9,7 @@ use crate::web::error::PageError;
 use crate::web::routes::Routes;
 
 mod audit;
+mod demo;
 mod groups;
 mod login;
 mod messages;
@@ -33,6 +34,7 @@ pub fn router() -> Routes {
         .merge(topics::router())
         .merge(login::router())
         .merge(users::router())
+        .merge(demo::router())
 }
 
 /// What a page handler returns.
