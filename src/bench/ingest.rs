@@ -133,7 +133,7 @@ impl Records {
         self.next_offsets[slot] += 1;
         // Spread over the last day, rising.
         let at = self.now - 86_400_000 + (i as i64 * 37) % 86_400_000;
-        let demo = crate::demo::demo_record(&mut self.rng, at);
+        let demo = crate::demo::backlog::demo_record(&mut self.rng, at);
         let value = demo.value.map(|v| self.padded(v));
         RecordParts {
             topic: topic.to_string(),
