@@ -24,7 +24,7 @@ pub mod ingest;
 /// Records per transaction, as the indexer writes them at full speed.
 pub(crate) const BATCH: usize = 5000;
 
-const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "order",
     "payment",
     "refund",

@@ -25,8 +25,8 @@
 //! Steps 4 and 5 write rows generated here from the same seed as the produced records, with
 //! the coordinates the broker gave them, so both store exactly what the indexer stores.
 
+use crate::kafka::child::ChildCluster;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -40,7 +40,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Dashboard;
-use crate::bench::{create_bare_table, insert_bare_batch, remove_database_files, watch, BATCH};
+use crate::bench::{
+    create_bare_table, insert_bare_batch, remove_database_files, watch, BATCH, WORDS,
+};
 use crate::config::{BenchArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
@@ -64,26 +66,6 @@ const RUN: usize = 500;
 
 /// The longest any one phase may take before the bench gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// Words that pad a JSON value to the payload size.
-const WORDS: &[&str] = &[
-    "order",
-    "payment",
-    "refund",
-    "customer",
-    "invoice",
-    "shipment",
-    "warehouse",
-    "checkout",
-    "timeout",
-    "declined",
-    "pending",
-    "captured",
-    "voided",
-    "express",
-    "standard",
-    "priority",
-];
 
 /// The bench's records, in production order, each time the same from the same seed.
 struct Records {
@@ -211,7 +193,7 @@ async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
         layout.per_topic()
     );
     print_load("at start");
-    let mut broker = BrokerProcess::start(&layout)?;
+    let mut broker = ChildCluster::start(TOPICS.iter().map(|t| (*t, layout.per_topic())))?;
     let result = async {
         let bootstrap = broker.bootstrap.clone();
         let started = Instant::now();
@@ -639,55 +621,6 @@ async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)>
     remove_database_files(&path);
     remove_database_files(&search::path_for(&path));
     result
-}
-
-/// `dlq-dashboard dev-cluster` in a child process with the bench's topics. (The replay
-/// bench has its own, for its retry topics.)
-struct BrokerProcess {
-    child: Child,
-    bootstrap: String,
-}
-
-impl BrokerProcess {
-    fn start(layout: &Records) -> Result<Self> {
-        use std::io::BufRead;
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(["dev-cluster", "--brokers-count", "1"]);
-        for topic in TOPICS {
-            cmd.args(["--topic", &format!("{topic}:{}", layout.per_topic())]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            std::io::BufReader::new(out).read_line(&mut line)?;
-        }
-        let Some(bootstrap) = line.trim().strip_prefix("bootstrap: ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Config(format!(
-                "dev-cluster did not print its address (it said {line:?})."
-            )));
-        };
-        Ok(BrokerProcess {
-            bootstrap: bootstrap.to_string(),
-            child,
-        })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use super::orders::uuid_like;
 use crate::clock::now_ms;
 
 /// Records in the initial backlog.
@@ -32,19 +33,6 @@ pub struct DemoRecord {
 
 fn text(name: &str, value: impl Into<String>) -> (String, Vec<u8>) {
     (name.to_string(), value.into().into_bytes())
-}
-
-fn uuid_like(rng: &mut StdRng) -> String {
-    let n: u128 = rng.random();
-    let h = format!("{n:032x}");
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
 }
 
 fn stack(class: &str, message: &str, frames: &[&str]) -> String {

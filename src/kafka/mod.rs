@@ -1,6 +1,7 @@
 //! Kafka plumbing: client configuration, the embedded mock cluster, and cluster status.
 
 pub mod admin;
+pub mod child;
 pub mod mock;
 /// The crate's C calls outside the store (librdkafka's headers and mock cluster, glibc's
 /// `malloc_trim`) behind safe functions and types.

@@ -13,8 +13,8 @@
 //!   (up to 8 MiB per pooled connection, 4 connections; see `store::open`), which does
 //!   not depend on the job's size; the preview's and the job's peaks are printed apart.
 
+use crate::kafka::child::ChildCluster;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -251,7 +251,7 @@ async fn memory(args: &BenchArgs, dir: &Path) -> Result<()> {
         "replay memory: one unthrottled job of {n} messages of ~{} B; mock cluster in a child process (1 broker)",
         args.payload_bytes
     );
-    let mut broker = BrokerProcess::start()?;
+    let mut broker = ChildCluster::start(TARGETS)?;
     let db = dir.join("memory.db");
     let result = async {
         fill(&db, n, args).await?;
@@ -497,53 +497,5 @@ async fn replay(dashboard: &Dashboard, preview_id: &str) -> Result<(f64, jobs::J
             return Ok((started.elapsed().as_secs_f64(), job));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// `dlq-dashboard dev-cluster` in a child process, with the bench's retry topics.
-struct BrokerProcess {
-    child: Child,
-    bootstrap: String,
-}
-
-impl BrokerProcess {
-    fn start() -> Result<Self> {
-        use std::io::BufRead;
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(["dev-cluster", "--brokers-count", "1"]);
-        for (topic, partitions) in TARGETS {
-            cmd.args(["--topic", &format!("{topic}:{partitions}")]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            std::io::BufReader::new(out).read_line(&mut line)?;
-        }
-        let Some(bootstrap) = line.trim().strip_prefix("bootstrap: ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Config(format!(
-                "dev-cluster did not print its address (it said {line:?})."
-            )));
-        };
-        Ok(BrokerProcess {
-            bootstrap: bootstrap.to_string(),
-            child,
-        })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
