@@ -259,7 +259,7 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
   });
 
   it("filter form narrows the list to one topic", async () => {
-    const topic = "payments-dlt";
+    const topic = "shipping_dlq";
     await page.goto("/messages?limit=20");
     assert.equal(await page.locator("h1").innerText(), "Messages");
     const form = page.locator("form.filters");
@@ -497,14 +497,18 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
       await page.goto(`/messages/${coords}?${query}`);
       const row = page.locator("#history tbody tr", { has: page.locator(`a[href="/replays/${id}"]`) });
       assert.equal(await row.count(), 1, `history of ${value} lists ${id}`);
-      assert.equal((await row.locator(".badge").innerText()).trim(), "sent");
+      // The demo's order-service consumes the replay; with its bug still present it may
+      // dead-letter the record again, which the same row says in a second badge.
+      assert.equal((await row.locator(".badge").first().innerText()).trim(), "sent");
     }
     assert.deepEqual(await cspViolations(), []);
   });
 
   it("the job page shows progress live until completed, without a reload", async () => {
     let rows = 0;
-    await previewSelected("/messages?topic=payments-dlt&limit=20", async () => {
+    // A topic of the demo's static backlog: payments-dlt fills only as the live pipeline
+    // dead-letters, too slowly for a full page here.
+    await previewSelected("/messages?topic=clickstream.DLQ&limit=20", async () => {
       rows = await page.locator('table.messages tbody input[name="message"]').count();
       assert.ok(rows >= 8, `enough rows to watch a job run (${rows})`);
       await page.locator("th[data-select-all] input[type=checkbox]").check();
@@ -639,12 +643,12 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
   });
 
   it("purges ticked messages from the list and a failure group, and undoes a whole purge", async () => {
-    await page.goto("/messages?topic=payments-dlt&limit=20");
+    await page.goto("/messages?topic=notifications-dlq&limit=20");
     const boxes = page.locator('table.messages tbody input[type="checkbox"][name="message"]');
     for (const i of [0, 1]) await boxes.nth(i).check();
     await clickAndLoad(page.locator('[data-action="purge-selected"]'));
     const listed = await confirmPurge(2, "test data");
-    const res = await fetchWithTimeout(`${base}/api/messages?topic=payments-dlt&status=purged&limit=50`);
+    const res = await fetchWithTimeout(`${base}/api/messages?topic=notifications-dlq&status=purged&limit=50`);
     assert.equal((await res.json()).messages.length, 2, "both are listed under status=purged");
 
     await page.goto("/groups");
