@@ -178,6 +178,33 @@
     });
   }
 
+  // Demo page: the stage counters and the live latency follow /api/demo.
+  var demo = document.querySelector("[data-demo-live]");
+  if (demo) {
+    // A cell's field is a key of the JSON, under "payments." for the payments service, and
+    // "retried.TOPIC" for a retry topic's count (topic names hold dots).
+    var demoValue = function (j, field) {
+      var o = j;
+      if (field.indexOf("payments.") === 0) { o = j.payments || {}; field = field.slice(9); }
+      if (field.indexOf("retried.") === 0) { return (o.retried || {})[field.slice(8)] || 0; }
+      return o[field];
+    };
+    poll("/api/demo", 1000, function (j) {
+      demo.querySelectorAll("[data-demo-field]").forEach(function (cell) {
+        var v = demoValue(j, cell.getAttribute("data-demo-field"));
+        if (typeof v === "number") { cell.textContent = count(v); }
+      });
+      var l = j.live_latency_ms;
+      var el = demo.querySelector("[data-demo-latency]");
+      if (el && l) {
+        el.textContent = "Live processing latency: " + (l.samples === 0
+          ? "no live event processed in the last 10 s"
+          : "p50 " + l.p50 + " ms \u00b7 p99 " + l.p99 + " ms over " + count(l.samples) + " live events in the last 10 s");
+      }
+      return false;
+    });
+  }
+
   // Send a POST form once: a second press while the first is on its way does nothing.
   document.addEventListener("submit", function (e) {
     var f = e.target;

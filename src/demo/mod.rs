@@ -13,7 +13,8 @@
 //! - [`order_service`] with [`orders`] (its events and pure logic) and [`payments`] (Spring
 //!   style), each a [`service::Handler`];
 //! - [`failure`] (classification), [`schedule`] (backoff and due times), [`headers`] (the
-//!   conventions the services write), [`state`] (counters), [`topics`] (creating the topics,
+//!   conventions the services write), [`recent`] (the services' bounded idempotency
+//!   memory), [`state`] (counters), [`topics`] (creating the topics,
 //!   on a real cluster only those the demo owns), [`backlog`] (failed records of the other
 //!   conventions), [`settings`] (the flags).
 
@@ -23,6 +24,7 @@ pub mod headers;
 pub mod order_service;
 pub mod orders;
 pub mod payments;
+pub mod recent;
 pub mod schedule;
 pub mod service;
 pub mod settings;
@@ -81,7 +83,11 @@ pub fn spawn(
     let order_service = Service::connect(
         kafka,
         orders,
-        order_service::OrderService::new(state.clone(), args.demo_transient_percent),
+        order_service::OrderService::new(
+            state.clone(),
+            args.demo_transient_percent,
+            args.demo_idempotency_window,
+        ),
         state.clone(),
         |s| &s.orders,
     )?;
@@ -99,7 +105,7 @@ pub fn spawn(
     let payment_service = Service::connect(
         kafka,
         payments,
-        payments::PaymentService::new(state.clone()),
+        payments::PaymentService::new(state.clone(), args.demo_idempotency_window),
         state.clone(),
         |s| &s.payments,
     )?;

@@ -1,12 +1,14 @@
 //! order-service: the reference consumer of `orders`, with its retry topics
 //! `orders.retry.1` and `orders.retry.2` and its DLQ `orders.dlq` (this project's `dlq-*`
 //! headers). Processing is idempotent (seed 002): it remembers the event ids it processed
-//! and the replay ids whose journey ended, so a duplicate delivery is counted and skipped.
+//! and the replay ids whose journey ended (for the idempotency window), so a duplicate
+//! delivery is counted and skipped.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::orders::{self, Conditions};
+use super::recent::RecentIds;
 use super::service::{Delivery, Handled, Handler, Stage};
 use super::state::{bump, DemoState};
 use crate::clock::now_ms;
@@ -24,19 +26,19 @@ pub const DLQ: &str = "orders.dlq";
 pub struct OrderService {
     state: Arc<DemoState>,
     transient_percent: u8,
-    processed: HashSet<String>,
+    processed: RecentIds,
     /// Replay ids of records whose journey ended (processed or dead-lettered again).
-    replays_done: HashSet<String>,
+    replays_done: RecentIds,
 }
 
 impl OrderService {
     /// A service that remembers nothing yet.
-    pub fn new(state: Arc<DemoState>, transient_percent: u8) -> Self {
+    pub fn new(state: Arc<DemoState>, transient_percent: u8, remember: Duration) -> Self {
         OrderService {
             state,
             transient_percent,
-            processed: HashSet::new(),
-            replays_done: HashSet::new(),
+            processed: RecentIds::new(remember),
+            replays_done: RecentIds::new(remember),
         }
     }
 }
@@ -63,7 +65,7 @@ impl Handler for OrderService {
         if self.processed.contains(&event.event_id) {
             bump(&counters.duplicates_skipped);
             if let Some(r) = replay_id {
-                self.replays_done.insert(r);
+                self.replays_done.insert(&r, Instant::now());
             }
             return Handled::Duplicate;
         }
@@ -76,7 +78,7 @@ impl Handler for OrderService {
             return Handled::Failed(f);
         }
         self.state.record_processing(&event.event_id);
-        self.processed.insert(event.event_id);
+        self.processed.insert(&event.event_id, Instant::now());
         bump(&counters.processed);
         if stage == Stage::Live {
             let now = now_ms();
@@ -84,14 +86,14 @@ impl Handler for OrderService {
         }
         if let Some(r) = replay_id {
             bump(&counters.replayed_processed);
-            self.replays_done.insert(r);
+            self.replays_done.insert(&r, Instant::now());
         }
         Handled::Processed
     }
 
     fn dead_lettered(&mut self, d: &Delivery) {
         if let Some(r) = d.replay_id() {
-            self.replays_done.insert(r.to_string());
+            self.replays_done.insert(r, Instant::now());
         }
     }
 }

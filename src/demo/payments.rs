@@ -4,8 +4,8 @@
 //! numbers as big-endian binary). Like Spring's `@RetryableTopic` it does not retry in
 //! place: a retriable failure goes to the retry topic at once.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::failure::Failure;
 use super::orders::uuid_like;
+use super::recent::RecentIds;
 use super::service::{Delivery, Handled, Handler, Stage};
 use super::state::{bump, DemoState};
 
@@ -88,15 +89,15 @@ pub fn process(payload: &[u8], attempt: u32, replayed: bool) -> Result<PaymentEv
 /// The payments service's logic and idempotency memory.
 pub struct PaymentService {
     state: Arc<DemoState>,
-    processed: HashSet<String>,
+    processed: RecentIds,
 }
 
 impl PaymentService {
-    /// A service that remembers nothing yet.
-    pub fn new(state: Arc<DemoState>) -> Self {
+    /// A service that remembers nothing yet, and ids for `remember` once seen.
+    pub fn new(state: Arc<DemoState>, remember: Duration) -> Self {
         PaymentService {
             state,
-            processed: HashSet::new(),
+            processed: RecentIds::new(remember),
         }
     }
 }
@@ -112,7 +113,7 @@ impl Handler for PaymentService {
                 Handled::Duplicate
             }
             Ok(e) => {
-                self.processed.insert(e.payment_id);
+                self.processed.insert(&e.payment_id, Instant::now());
                 bump(&counters.processed);
                 if replayed {
                     bump(&counters.replayed_processed);

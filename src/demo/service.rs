@@ -176,6 +176,12 @@ impl<H: Handler> Service<H> {
             // committed.
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "200")
+            // librdkafka's mock cluster answers a fetch that found nothing only after the
+            // whole wait, even when records arrive meanwhile (a real broker answers as soon
+            // as they do), so the default 500 ms showed on the embedded demo as seconds of
+            // live latency at every hop; on a real cluster a short wait costs a few idle
+            // fetches a second.
+            .set("fetch.wait.max.ms", "20")
             .set("topic.metadata.refresh.interval.ms", "2000");
         let consumer: StreamConsumer<ServiceContext> =
             config.create_with_context(ServiceContext::default())?;

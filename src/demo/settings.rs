@@ -27,6 +27,10 @@ pub struct DemoArgs {
     /// fix is deployed), in percent.
     #[arg(long, env = "DLQ_DEMO_COUPON_PERCENT", default_value_t = 15, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub demo_coupon_percent: u8,
+    /// How long the services remember a processed event id or a finished replay id, to skip
+    /// duplicates (seed 002); older ids are forgotten, so memory stays bounded.
+    #[arg(long, env = "DLQ_DEMO_IDEMPOTENCY_WINDOW", default_value = "60m", value_parser = parse_duration)]
+    pub demo_idempotency_window: Duration,
 }
 
 impl Default for DemoArgs {
@@ -40,6 +44,7 @@ impl Default for DemoArgs {
             demo_backoff: Duration::from_millis(300),
             demo_transient_percent: 10,
             demo_coupon_percent: 15,
+            demo_idempotency_window: super::recent::DEFAULT_KEEP,
         }
     }
 }
@@ -70,7 +75,7 @@ pub fn parse_delays(s: &str) -> Result<RetryDelays, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let bad =
-        || format!("'{s}' is not a duration; write a whole number and ms, s or m, e.g. 300ms");
+        || format!("'{s}' is not a duration; write a whole number and ms, s, m or h, e.g. 300ms");
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = s.split_at(split);
     let n: u64 = number.parse().map_err(|_| bad())?;
@@ -78,6 +83,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => 1,
         "s" => 1000,
         "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(bad()),
     };
     n.checked_mul(ms).map(Duration::from_millis).ok_or_else(bad)
@@ -101,7 +107,8 @@ mod tests {
             Duration::from_millis(500)
         );
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        for bad in ["5s", "5s,", ",5s", "5,5s", "5h,1s", "-1s,1s", "1.5s,2s"] {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["5s", "5s,", ",5s", "5,5s", "5d,1s", "-1s,1s", "1.5s,2s"] {
             assert!(parse_delays(bad).is_err(), "{bad}");
         }
     }

@@ -1,13 +1,16 @@
 //! What the demo counts, shared by its tasks and read by `/demo` and `GET /api/demo`: the
 //! order pipeline's counters per stage, the payments service's, whether the fix is
-//! deployed, a ledger of every processing (so tests can check that each event was
-//! processed once), and the live traffic's recent processing latencies.
+//! deployed, a ledger of the last hour's processings (so tests can check that each event
+//! was processed once), and the live traffic's recent processing latencies.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
+
+use super::recent::RecentIds;
 
 /// Counters of one service's pipeline.
 #[derive(Debug, Default)]
@@ -53,7 +56,9 @@ pub struct DemoState {
     pub orders: ServiceCounters,
     /// The payments service's pipeline.
     pub payments: ServiceCounters,
-    ledger: Mutex<HashMap<String, u32>>,
+    /// Processings per event id, over the last hour (the ledger would otherwise grow with
+    /// every event of a demo left running).
+    ledger: Mutex<RecentIds<u32>>,
     latencies: Mutex<VecDeque<(i64, i64)>>,
 }
 
@@ -64,7 +69,7 @@ impl DemoState {
             bug_fixed: AtomicBool::new(false),
             orders: ServiceCounters::new(order_retries),
             payments: ServiceCounters::new(payment_retries),
-            ledger: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(RecentIds::new(super::recent::DEFAULT_KEEP)),
             latencies: Mutex::new(VecDeque::new()),
         }
     }
@@ -81,12 +86,13 @@ impl DemoState {
 
     /// order-service processed `event_id` (its business effect happened once more).
     pub fn record_processing(&self, event_id: &str) {
-        *lock(&self.ledger).entry(event_id.to_string()).or_default() += 1;
+        *lock(&self.ledger).entry(event_id, Instant::now()) += 1;
     }
 
-    /// How many times each event id was processed by order-service.
-    pub fn processings(&self) -> HashMap<String, u32> {
-        lock(&self.ledger).clone()
+    /// How many times each event id first processed in the last hour was processed by
+    /// order-service, by [`super::recent::key`].
+    pub fn processings(&self) -> HashMap<u64, u32> {
+        lock(&self.ledger).values().clone()
     }
 
     /// A live event processed at `at_ms`, `latency_ms` after it was produced.

@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{order_service as o, payments as p};
 use crate::error::{Error, Result};
 use crate::kafka::mock::EmbeddedCluster;
-use crate::kafka::KafkaSettings;
+use crate::kafka::{native, KafkaSettings};
 
 /// Topics of the demo: (name, partitions). The order and payments pipelines, then the
 /// services of the static backlog, each with a live, a retry and a DLQ topic, so every DLQ
@@ -94,7 +94,13 @@ pub fn refusal(topics: &[&str], brokers: &str) -> String {
 /// On a real cluster: create the demo topics that are missing, after checking that those
 /// present are the demo's own; a refusal names the topic and why.
 pub async fn create_on_cluster(kafka: &KafkaSettings) -> Result<()> {
-    let probe: BaseConsumer = kafka.client_config().create()?;
+    let mut config = kafka.client_config();
+    // librdkafka assigns partitions only to a consumer with a group id (it refuses with
+    // "Unknown group" otherwise); this one never joins its group nor commits.
+    config
+        .set("group.id", "dlq-dashboard-demo-registry")
+        .set("enable.auto.commit", "false");
+    let probe: BaseConsumer = config.create()?;
     let (existing, owned) = tokio::task::spawn_blocking(move || -> Result<_> {
         let md = probe.fetch_metadata(None, TIMEOUT).map_err(|e| {
             Error::Config(format!(
@@ -171,7 +177,7 @@ fn creation_refused(topic: &str, reason: &str, brokers: &str) -> Error {
 
 /// The topic names the registry holds, read from its start to its end.
 fn read_registry(probe: &BaseConsumer) -> Result<BTreeSet<String>> {
-    let (low, high) = probe.fetch_watermarks(REGISTRY, 0, TIMEOUT)?;
+    let (low, mut high) = probe.fetch_watermarks(REGISTRY, 0, TIMEOUT)?;
     let mut owned = BTreeSet::new();
     if high <= low {
         return Ok(owned);
@@ -185,6 +191,11 @@ fn read_registry(probe: &BaseConsumer) -> Result<BTreeSet<String>> {
             Some(Ok(m)) => {
                 if let Some(k) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     owned.insert(k.to_string());
+                }
+                // Some brokers (tansu) answer ListOffsets with a high watermark that is too
+                // low; the fetch responses' own, which librdkafka caches, is the truth.
+                if let Some((_, fetched)) = native::cached_watermarks(probe.client(), REGISTRY, 0) {
+                    high = high.max(fetched);
                 }
                 if m.offset() + 1 >= high {
                     return Ok(owned);

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_void};
 
-use rdkafka::client::{Client, DefaultClientContext};
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka_sys as rdsys;
@@ -51,6 +51,33 @@ pub fn for_each_header(m: &BorrowedMessage<'_>, mut f: impl FnMut(Cow<'_, str>, 
             (!value.is_null()).then(|| unsafe { std::slice::from_raw_parts(value.cast(), size) });
         f(name, value);
     }
+}
+
+/// The low and high watermarks librdkafka last saw for a partition in fetch responses
+/// (`rd_kafka_get_watermark_offsets`, no request), or None when it has none yet.
+///
+/// rdkafka wraps only the ListOffsets query (`fetch_watermarks`); some brokers (tansu) answer
+/// that with a high watermark below the fetch responses' own, and a reader that stops at
+/// the end of a partition needs the fetched one.
+pub fn cached_watermarks<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is live for the borrow; the topic is NUL-terminated and read
+    // during the call only; the out-pointers point at locals.
+    let err = unsafe {
+        rdsys::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
 }
 
 /// A librdkafka mock cluster (`rd_kafka_mock_cluster_t`) and the client whose threads it

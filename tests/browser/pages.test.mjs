@@ -665,6 +665,39 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
     assert.deepEqual(await cspViolations(), []);
   });
 
+  it("the demo page counts live without a reload, and deploys the fix and brings the bug back", async () => {
+    const res = await page.goto("/demo");
+    assert.equal(res.status(), 200);
+    assert.equal(await page.locator("h1").innerText(), "Demo pipeline");
+    const produced = page.locator('[data-demo-field="produced"]');
+    const number = async (loc) => Number((await loc.innerText()).replace(/[^\d]/g, ""));
+    const first = await number(produced);
+    // The page is not reloaded: the cell follows /api/demo by itself.
+    await page.waitForFunction(
+      (n) => Number(document.querySelector('[data-demo-field="produced"]').textContent.replace(/[^\d]/g, "")) > n,
+      first,
+      { timeout: 10_000 },
+    );
+    const api = await (await fetchWithTimeout(`${base}/api/demo`)).json();
+    assert.ok(api.produced >= (await number(produced)), "the page never shows more than the API counted");
+    assert.match(await page.locator("[data-demo-latency]").innerText(), /Live processing latency: (p50 \d+ ms|no live event)/);
+
+    const bug = page.locator("[data-demo-bug]");
+    const wasFixed = (await bug.getAttribute("data-demo-bug")) === "fixed";
+    if (wasFixed) await clickAndLoad(page.locator('[data-action="demo-break"]'));
+    assert.equal(await bug.getAttribute("data-demo-bug"), "present");
+    assert.equal((await (await fetchWithTimeout(`${base}/api/demo`)).json()).bug_fixed, false);
+    await shot("demo-bug");
+    await page.locator('[data-action="demo-fix"]').click();
+    await page.waitForSelector('[data-demo-bug="fixed"]');
+    assert.equal((await (await fetchWithTimeout(`${base}/api/demo`)).json()).bug_fixed, true);
+    assert.ok(await page.getByRole("heading", { name: "The fix is deployed" }).isVisible());
+    await page.locator('[data-action="demo-break"]').click();
+    await page.waitForSelector('[data-demo-bug="present"]');
+    assert.equal((await (await fetchWithTimeout(`${base}/api/demo`)).json()).bug_fixed, false);
+    assert.deepEqual(await cspViolations(), []);
+  });
+
   it("no link on the main pages is broken", async () => {
     const hrefs = new Set();
     const collect = async () => {
@@ -672,7 +705,7 @@ describe("dashboard pages in a headless browser", { timeout: OVERALL_TIMEOUT_MS 
         if (h.startsWith(base)) hrefs.add(h.slice(base.length));
       }
     };
-    for (const start of ["/", "/messages?limit=20", "/groups", "/messages?q=xss&limit=5", "/replays", "/purges", "/audit"]) {
+    for (const start of ["/", "/messages?limit=20", "/groups", "/messages?q=xss&limit=5", "/replays", "/purges", "/audit", "/demo"]) {
       await page.goto(start);
       await collect();
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dlq_dashboard::app::Dashboard;
 use dlq_dashboard::config::ServeArgs;
-use dlq_dashboard::demo::{DemoArgs, DemoState};
+use dlq_dashboard::demo::{recent, DemoArgs, DemoState};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -28,6 +28,7 @@ fn compressed() -> DemoArgs {
         demo_backoff: Duration::from_millis(10),
         demo_transient_percent: 10,
         demo_coupon_percent: 30,
+        demo_idempotency_window: Duration::from_secs(3600),
     }
 }
 
@@ -305,7 +306,7 @@ async fn demo_story_bug_fix_replay_through_the_retry_topic_and_every_event_proce
             let unaccounted: Vec<&&String> = distinct
                 .iter()
                 .filter(|id| {
-                    !processings.contains_key(id.as_str()) && !for_good.contains(id.as_str())
+                    !processings.contains_key(&recent::key(id)) && !for_good.contains(id.as_str())
                 })
                 .collect();
             unaccounted.is_empty().then_some(())
@@ -466,4 +467,37 @@ async fn demo_on_a_cluster_that_refuses_topic_creation_names_the_topic_and_the_r
         "{sentence}"
     );
     assert!(sentence.contains("the broker refused ("), "{sentence}");
+}
+
+/// The topic names of the cluster at `bootstrap`.
+fn topic_names(bootstrap: &str) -> HashSet<String> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let md = probe.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    md.topics().iter().map(|t| t.name().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_on_tansu_creates_its_topics_and_knows_them_as_its_own_on_the_next_run() {
+    // tansu accepts CreateTopics, unlike the mock cluster: the creation path end to end on an
+    // independent broker.
+    let tansu = crate::harness::process::Tansu::start();
+    for run in ["first", "second"] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            demo_on_cluster: true,
+            ..serve_args(&tansu.bootstrap, &dir.path().join("i.db"))
+        };
+        match Dashboard::start(args).await {
+            Ok(d) => d.shutdown().await,
+            Err(e) => panic!("the demo's {run} run on tansu did not start: {e}"),
+        }
+        let names = topic_names(&tansu.bootstrap);
+        for (topic, _) in dlq_dashboard::demo::DEMO_TOPICS {
+            assert!(names.contains(*topic), "{run} run: no {topic} in {names:?}");
+        }
+        assert!(names.contains(dlq_dashboard::demo::topics::REGISTRY));
+    }
 }

@@ -115,7 +115,7 @@ async fn demo_page(State(state): State<AppState>, Caller(who): Caller) -> PageRe
         row("processed", "payments.processed", p.processed, ""),
         row(
             "to payments-retry-0",
-            "payments.retried",
+            format!("payments.retried.{}", payments::RETRY),
             retried(&p.retried, payments::RETRY),
             "Spring non-blocking retry",
         ),
