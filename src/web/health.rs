@@ -118,6 +118,23 @@ pub(crate) async fn index_health(state: &AppState) -> IndexHealth {
     }
 }
 
+/// Why a job in `status` cannot go on now, in a sentence: a running job whose results
+/// cannot be recorded waits (it sends nothing it could not record) and goes on by itself,
+/// but its status stays `running`, so this says it; None while it can go on.
+pub(crate) fn replay_waiting_on(
+    state: &AppState,
+    status: crate::states::JobStatus,
+) -> Option<String> {
+    if status != crate::states::JobStatus::Running {
+        return None;
+    }
+    let space = space::space_of(state.health.database()).ok();
+    state
+        .health
+        .sentence(Writer::Replay, space.as_ref())
+        .map(|s| capitalised(&s))
+}
+
 /// One writer in `/api/health`.
 #[derive(Serialize)]
 pub(crate) struct WriterJson {

@@ -549,6 +549,23 @@ async fn a_replay_job_meeting_a_full_disk_resumes_and_loses_or_doubles_nothing()
     .await;
     let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
     assert_eq!(job["status"], "running", "the job waits, it does not end");
+    let waiting = format!(
+        "Replay jobs cannot record their results: disk full on {}",
+        disk.path().display()
+    );
+    assert!(
+        job["waiting_on"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&waiting),
+        "the job says why it waits: {job}"
+    );
+    let (_, html) = d.get_html(&format!("/replays/{id}")).await;
+    assert_eq!(
+        html.matches(&escaped(&waiting)).count(),
+        2,
+        "the job page says it beside its status, as well as in the banner"
+    );
     disk.free();
     let job = wait_for("the job to finish", DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
@@ -562,6 +579,7 @@ async fn a_replay_job_meeting_a_full_disk_resumes_and_loses_or_doubles_nothing()
         (Some("completed"), Some(TOTAL as i64)),
         "{job}"
     );
+    assert!(job["waiting_on"].is_null(), "{job}");
     let got = crate::harness::in_process::read_topic(&kafka.bootstrap(), "o.retry.1", TOTAL).await;
     let ids: std::collections::HashSet<String> = got
         .iter()
