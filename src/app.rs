@@ -215,13 +215,19 @@ impl Dashboard {
             health: health.clone(),
             max_wal_bytes: args.max_wal_size,
         };
+        tasks.spawn(store::restore::run(
+            state.pool.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::checkpoints::run(
             state.pool.clone(),
             watch(store::health::WalFile::Index),
             shutdown.clone(),
         ));
         tasks.spawn(crate::checkpoints::run_on(
-            store::search::connect_options(&store::search::path_of(&state.pool)),
+            store::search::connect_options(&store::search::path_of(&state.pool))
+                .create_if_missing(false),
             watch(store::health::WalFile::Search),
             shutdown.clone(),
         ));

@@ -224,17 +224,26 @@ pub async fn rebuild(pool: &SqlitePool) -> Result<()> {
             _ => {}
         }
     }
-    let token: String = sqlx::query_scalar("SELECT token FROM main.store_identity")
-        .fetch_one(pool)
+    // Read on a connection of its own: a new connection of the pool attaches the search
+    // file, which fails while there is none (the pool's older connections may all have been
+    // retired, when the index file was written back after its folder was removed).
+    let mut index = (*pool.connect_options()).clone().connect().await?;
+    let token: String = sqlx::query_scalar("SELECT token FROM store_identity")
+        .fetch_one(&mut index)
         .await?;
+    index.close().await?;
     prepare(&file, &token).await?;
     super::search_rebuilds(pool.connect_options().get_filename()).mark();
     Ok(())
 }
 
 /// A connection that writes the search file of the index `pool` is open on.
+/// Never creates the file: one missing is made by [`rebuild`], with its tables.
 pub async fn connect(pool: &SqlitePool) -> Result<SqliteConnection> {
-    Ok(connect_options(&path_of(pool)).connect().await?)
+    Ok(connect_options(&path_of(pool))
+        .create_if_missing(false)
+        .connect()
+        .await?)
 }
 
 /// Where the search index stands relative to the records.
