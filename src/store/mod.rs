@@ -14,6 +14,7 @@ pub mod purges;
 pub mod raw;
 pub mod reclaim;
 pub mod records;
+pub mod retention;
 pub mod search;
 pub mod selection;
 pub mod space;
