@@ -164,7 +164,9 @@ impl Dashboard {
                 args.reclaim_keeps_payload,
             ),
         ));
+        let retention = Arc::new(crate::retention::Retention::new(pool.clone(), args.retain));
         let state = AppState(Arc::new(App {
+            retention,
             pool,
             status,
             kafka: kafka.clone(),
@@ -205,6 +207,7 @@ impl Dashboard {
             )
             .run(shutdown.clone()),
         );
+        tasks.spawn(state.retention.clone().run(shutdown.clone()));
         tasks.spawn(crate::index::search::run(
             state.pool.clone(),
             health.clone(),

@@ -352,6 +352,119 @@ pub const SELECT_SQL: &str =
 pub const INSERT_SQL: &str =
     "INSERT INTO records_fts (rowid, key_text, body, error_text) VALUES (?1, ?2, ?3, ?4)";
 
+/// Removes one entry of the contentless search table, on a search-file connection, given the
+/// text it was made from (rowid, key, body and error text, as [`INSERT_SQL`] took them).
+pub const DELETE_SQL: &str = "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', ?1, ?2, ?3, ?4)";
+
+/// One search entry to change: taken out given the text it was made from (`old`), and put
+/// back with `new` when there is one (a record that keeps its row but loses its payload), or
+/// not (a record removed).
+#[derive(Debug, Clone)]
+pub struct EntryChange {
+    /// records.id.
+    pub id: i64,
+    /// The text the entry holds now.
+    pub old: SearchText,
+    /// The text it holds after, if it stays.
+    pub new: Option<SearchText>,
+}
+
+impl EntryChange {
+    /// The entry of a record that keeps its row but loses its payload: the same key and
+    /// error text, no body.
+    pub fn without_payload(id: i64, old: SearchText) -> Self {
+        let new = SearchText {
+            body_text: String::new(),
+            ..old.clone()
+        };
+        EntryChange {
+            id,
+            old,
+            new: Some(new),
+        }
+    }
+
+    /// The entry of a record removed from the index.
+    pub fn removed(id: i64, old: SearchText) -> Self {
+        EntryChange { id, old, new: None }
+    }
+}
+
+/// The text the search entries of the listed records hold, read from the index (`conn`, a
+/// connection of the pool or the caller's write transaction) as the catch-up made it: only
+/// records at or below the search mark `mark` have entries. Read before their payloads or
+/// rows change: a contentless FTS5 table removes an entry only given the same text.
+pub async fn entry_texts(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    mark: i64,
+) -> Result<Vec<(i64, SearchText)>> {
+    type Row = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.id, substr(r.key, 1, ?2),
+                (SELECT substr(b.value, 1, ?2) FROM record_bodies b WHERE b.record_id = r.id),
+                r.error_class, r.error_message
+         FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
+    )
+    .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    .bind(SEARCH_PREFIX_BYTES as i64)
+    .bind(mark)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, key, value, class, message)| {
+            (
+                id,
+                search_text(
+                    key.as_deref(),
+                    value.as_deref(),
+                    class.as_deref(),
+                    message.as_deref(),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Run [`DELETE_SQL`] or [`INSERT_SQL`] for one entry.
+fn bind_entry<'a>(s: &mut super::raw::Statement<'a>, id: i64, t: &'a SearchText) -> Result<u64> {
+    s.int(1, id)?;
+    s.text(2, Some(&t.key_text))?;
+    s.text(3, Some(&t.body_text))?;
+    s.text(4, Some(&t.error_text))?;
+    s.execute()
+}
+
+/// Change search entries, on the search file's write transaction (`search`), which the
+/// caller took first and commits after the index's (see the module's notes on removing
+/// records): each old entry is deleted, and its new text inserted when it has one. The one
+/// place that takes entries out of the search file, for erase, reclaim and retention.
+pub async fn change_entries(search: &mut SqliteConnection, changes: &[EntryChange]) -> Result<()> {
+    for chunk in changes.chunks(STATEMENTS_PER_HOLD / 2) {
+        with_handle(&mut *search, |db| {
+            let mut delete = db.prepare(DELETE_SQL)?;
+            let mut insert = db.prepare(INSERT_SQL)?;
+            for c in chunk {
+                bind_entry(&mut delete, c.id, &c.old)?;
+                if let Some(new) = &c.new {
+                    bind_entry(&mut insert, c.id, new)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ mod reclaim;
 mod replay;
 mod replay_pages;
 mod replay_target;
+mod retention;
 mod store;
 
 // The binary in its own process.

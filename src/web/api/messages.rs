@@ -315,6 +315,15 @@ pub async fn raw(
                 iso(at)
             )))
         }
+        records::StoredValue::RemovedByRetention(at) => {
+            return Err(Error::Gone(format!(
+                "The payload of {}/{}/{} was removed by retention (--retain payloads) on {}; only its coordinates, error and history are kept.",
+                id.topic,
+                id.partition,
+                id.offset,
+                iso(at)
+            )))
+        }
     };
     let (p, o) = (id.partition, id.offset);
     let safe_topic: String = topic

@@ -280,6 +280,8 @@ struct MessagePage {
     /// Whether this caller may download the raw payload.
     raw_allowed: bool,
     /// What the page withholds from this caller, in a sentence.
+    /// When retention removed the payload, headers and stack trace (`--retain payloads`).
+    retention_removed: Option<String>,
     withheld: Option<String>,
 }
 
@@ -478,13 +480,20 @@ async fn message(
         replay,
         select_value: selection_value(&s.topic, s.partition, s.offset, s.generation),
         history,
+        retention_removed: s
+            .erased_at
+            .filter(|_| s.erased_by_retention)
+            .map(view::time),
         purged: s.purge_id.as_ref().map(|id| PurgedNote {
             purge_link: format!("/purges/{}", path_segment(id)),
             purge_id: id.clone(),
             actor: s.purge_actor.clone().unwrap_or_default(),
             when: s.purge_at.map(view::time).unwrap_or_default(),
             reason: s.purge_reason.clone().unwrap_or_default(),
-            erased: s.erased_at.map(view::time),
+            erased: s
+                .erased_at
+                .filter(|_| !s.erased_by_retention)
+                .map(view::time),
             restorable: s.erased_at.is_none(),
         }),
         purges: store::purges::history(&state.pool, s.id)
