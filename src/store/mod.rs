@@ -40,8 +40,14 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it, with
 /// its search file next to it (see [`search`]) attached read-only as schema `search` on
-/// every connection.
+/// every connection; its search entries unmasked (see [`open_with`]).
 pub async fn open(path: &Path) -> Result<SqlitePool> {
+    open_with(path, &crate::redact::SearchMask::default()).await
+}
+
+/// [`open`], with the search file's entries masked by `mask` (the configured redaction; a
+/// search file built with another is refilled in the background, see [`search`]).
+pub async fn open_with(path: &Path, mask: &crate::redact::SearchMask) -> Result<SqlitePool> {
     if let Some(sentence) = space::not_writable(path) {
         return Err(Error::Config(sentence));
     }
@@ -61,7 +67,8 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         .await?;
     conn.close().await?;
     let search_file = search::path_for(path);
-    search::prepare(&search_file, &token).await?;
+    search::configure(path, mask);
+    search::prepare(&search_file, &token, mask).await?;
     let attach = search::attach_uri(&search_file);
     let rebuilt = search_rebuilds(path);
     SqlitePoolOptions::new()

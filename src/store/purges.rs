@@ -672,6 +672,8 @@ pub async fn erase_chunk(
     let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
         .fetch_one(&mut *search_tx)
         .await?;
+    // The mask the entries were made with: removing one takes the same text.
+    let mask = super::search::mask(&mut search_tx).await?;
     let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, false).await? else {
@@ -718,7 +720,7 @@ pub async fn erase_chunk(
         .execute(&mut *tx)
         .await?;
     for t in &texts {
-        let old = crate::index::record::search_text(
+        let old = mask.text(
             t.key.as_deref(),
             t.value.as_deref(),
             t.error_class.as_deref(),

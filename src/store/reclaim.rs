@@ -22,7 +22,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use super::search;
 use crate::error::Result;
-use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
+use crate::index::record::{SearchText, SEARCH_PREFIX_BYTES};
 
 /// Removes one entry of the contentless search table, given the text it was made from.
 const FTS_DELETE_SQL: &str = "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', ?1, ?2, ?3, ?4)";
@@ -245,6 +245,8 @@ pub async fn drop_payloads(
         let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
             .fetch_one(&mut *stx)
             .await?;
+        // The mask the entries were made with: removing one takes the same text.
+        let mask = search::mask(&mut stx).await?;
         type Row = (
             i64,
             i64,
@@ -281,8 +283,8 @@ pub async fn drop_payloads(
                 let (key, class, message) = (key.as_deref(), class.as_deref(), message.as_deref());
                 (
                     *id,
-                    search_text(key, value.as_deref(), class, message),
-                    search_text(key, None, class, message),
+                    mask.text(key, value.as_deref(), class, message),
+                    mask.text(key, None, class, message),
                 )
             })
             .collect();
