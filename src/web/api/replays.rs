@@ -260,13 +260,18 @@ struct ResultsPage {
 
 async fn results(
     State(state): State<AppState>,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ResultsPage>> {
     find_job(&state, &id).await?;
     let q = results_query(query.as_deref(), true, 100)?;
-    let (rows, next_cursor) =
+    let (mut rows, next_cursor) =
         items::result_page(&state.pool, &id, q.only, q.cursor, q.limit).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    for r in &mut rows {
+        crate::web::masking::item(&sight, r);
+    }
     Ok(Json(ResultsPage {
         results: rows.iter().map(ResultJson::new).collect(),
         counts: items::item_counts(&state.pool, &id).await?,

@@ -423,8 +423,12 @@ async fn job_page(
     let ResultsQuery { only, cursor, .. } = results_query(query.as_deref(), false, 0)?;
     let paged = cursor.is_some();
     let now = crate::clock::now_ms();
-    let (items, next) =
+    let (mut items, next) =
         items::result_page(&state.pool, &id, only, cursor, RESULTS_PER_PAGE).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    for i in &mut items {
+        crate::web::masking::item(&sight, i);
+    }
     let reset = records::current_generations(&state.pool).await?;
     let link = job_link(&id);
     let with = |pairs: &[(&str, String)]| {
