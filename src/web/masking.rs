@@ -1,13 +1,15 @@
 //! The common fields a redacted header fills (`redact::Sight::masks`), masked on what the
 //! store returns before a page or the API shows it. Every surface that shows a record's
 //! error class, error message, stack trace, consumer group, origin timestamp or attempts, a
-//! failure group, or the record a replay came back as goes through these, so that a field
+//! failure group, the record a replay came back as, or the consumer groups a replay job
+//! follows goes through these, so that a field
 //! is masked wherever the header that fills it is.
 
 use crate::index::normalise::Field;
-use crate::redact::Sight;
+use crate::redact::{Sight, MASK};
 use crate::store::groups::FailureGroup;
 use crate::store::items::ItemResult;
+use crate::store::jobs::{GroupSource, Job};
 use crate::store::records::{RecordDetail, RecordSummary};
 
 /// A record as listings show it.
@@ -52,4 +54,23 @@ pub fn refuse_filter(
         }
     }
     Ok(())
+}
+
+/// A replay job: the consumer groups it follows, where they were read from a redacted
+/// consumer-group header (its note may name them too).
+pub fn job(sight: &Sight<'_>, job: &mut Job) {
+    if !sight.masks(Field::Group) {
+        return;
+    }
+    for t in &mut job.consumer_groups.0 {
+        if t.source != Some(GroupSource::Headers) {
+            continue;
+        }
+        for g in &mut t.groups {
+            if let Some(note) = &mut t.note {
+                *note = note.replace(g.as_str(), MASK);
+            }
+            *g = MASK.to_string();
+        }
+    }
 }

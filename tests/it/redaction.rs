@@ -2,7 +2,8 @@
 //! redacted text, and is rebuilt when the redaction changes; the fields a redacted header
 //! fills are masked on every surface; headers the dashboard needs are refused at start-up.
 //! Real mock cluster, real SQLite files, requests through the real router. Without
-//! authentication on loopback every caller is a viewer, so everything below is masked.
+//! authentication on loopback every caller is an admin, so the masking tests pass
+//! `--redact-for-all` (tests/it/access.rs checks the roles).
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -147,6 +148,8 @@ async fn surfaces(d: &TestDashboard, job: &str) -> Vec<(String, String)> {
         "/api/messages/orders.dlq/0/0",
         "/api/messages/orders.dlq/0/1",
         "/api/groups",
+        "/api/replays",
+        &format!("/api/replays/{job}"),
         &format!("/api/replays/{job}/results"),
     ] {
         let (status, v) = d.get_json(path).await;
@@ -176,6 +179,7 @@ async fn fields_a_redacted_header_fills_are_masked_on_every_surface() {
     ]
     .map(String::from)
     .to_vec();
+    args.redact_for_all = true;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     args.database = dir.path().join("index.db");
     let d = TestDashboard::start_with(args, dir).await;
@@ -217,6 +221,15 @@ async fn fields_a_redacted_header_fills_are_masked_on_every_surface() {
         },
     )
     .await;
+
+    // The job follows the consumer group read from the (redacted) header: named as masked.
+    let tracking = wait_for("the job to follow a consumer group", DEADLINE, || async {
+        let (_, v) = d.get_json(&format!("/api/replays/{job}")).await;
+        let groups = v["consumer_groups"][0]["groups"].clone();
+        (groups.as_array().is_some_and(|g| !g.is_empty())).then_some(groups)
+    })
+    .await;
+    assert_eq!(tracking, json!(["***"]));
 
     let secrets = [
         "SecretBoomClass",

@@ -156,12 +156,19 @@ fn started(job: &Job) -> Response {
         .into_response()
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
+async fn list(
+    State(state): State<AppState>,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
+) -> Result<Json<Vec<JobJson>>> {
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     Ok(Json(
         jobs::jobs(&state.pool, 500)
             .await?
-            .iter()
-            .map(|j| JobJson::new(&state, j))
+            .iter_mut()
+            .map(|j| {
+                crate::web::masking::job(&sight, j);
+                JobJson::new(&state, j)
+            })
             .collect::<Result<_>>()?,
     ))
 }
@@ -174,8 +181,17 @@ pub async fn find_job(state: &AppState, id: &str) -> Result<Job> {
         .ok_or_else(|| plan::unknown_job(id))
 }
 
-async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobJson>> {
-    Ok(Json(JobJson::new(&state, &find_job(&state, &id).await?)?))
+async fn one(
+    State(state): State<AppState>,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobJson>> {
+    let mut job = find_job(&state, &id).await?;
+    crate::web::masking::job(
+        &state.disclosure.sight(who.as_ref().map(|w| w.role)),
+        &mut job,
+    );
+    Ok(Json(JobJson::new(&state, &job)?))
 }
 
 /// One result in `GET /api/replays/{id}/results`.
@@ -297,14 +313,17 @@ fn control_body(headers: &HeaderMap, body: &Bytes) -> Result<()> {
 async fn control(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<JobJson>> {
     let action = JobControl::parse(&action)?;
     control_body(&headers, &body)?;
-    Ok(Json(JobJson::new(
-        &state,
-        &state.actions.control(&id, action, &actor).await?,
-    )?))
+    let mut job = state.actions.control(&id, action, &actor).await?;
+    crate::web::masking::job(
+        &state.disclosure.sight(who.as_ref().map(|w| w.role)),
+        &mut job,
+    );
+    Ok(Json(JobJson::new(&state, &job)?))
 }

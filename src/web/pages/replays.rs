@@ -360,10 +360,14 @@ struct JobsPage {
 /// `GET /replays`: jobs, newest first.
 async fn jobs_page(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
     let now = crate::clock::now_ms();
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     let jobs: Vec<JobFigures> = jobs::jobs(&state.pool, JOBS_LISTED)
         .await?
-        .iter()
-        .map(|j| JobFigures::new(&state, j, now))
+        .iter_mut()
+        .map(|j| {
+            crate::web::masking::job(&sight, j);
+            JobFigures::new(&state, j, now)
+        })
         .collect::<Result<_>>()?;
     html(JobsPage {
         frame: Frame::build(&state, who.as_ref(), "replays").await,
@@ -414,9 +418,11 @@ async fn job_page(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
-    let Some(job) = jobs::job(&state.pool, &id).await? else {
+    let Some(mut job) = jobs::job(&state.pool, &id).await? else {
         return Err(plan::unknown_job(&id).into());
     };
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    crate::web::masking::job(&sight, &mut job);
     if job.status == JobStatus::Preview {
         return Ok(Redirect::to(&format!("{}/preview", job_link(&id))).into_response());
     }
@@ -425,7 +431,6 @@ async fn job_page(
     let now = crate::clock::now_ms();
     let (mut items, next) =
         items::result_page(&state.pool, &id, only, cursor, RESULTS_PER_PAGE).await?;
-    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     for i in &mut items {
         crate::web::masking::item(&sight, i);
     }
