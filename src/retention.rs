@@ -157,7 +157,7 @@ impl Retention {
 
     /// One pass of every sweep the settings ask for, each to its end (or to `shutdown`).
     pub async fn pass(&self, shutdown: &CancellationToken) -> Result<Pass> {
-        let mut search = sql::SearchBatch::connect(&self.pool).await?;
+        let mut search = crate::store::search::connect(&self.pool).await?;
         let mut out = Pass::default();
         let now = self.clock.now_ms();
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -169,13 +169,11 @@ impl Retention {
                     sql::payload_chunk(&self.pool, &mut search, cutoff, sizer.size(), now).await?;
                 out.payloads += c.removed;
                 sizer.held(c.scanned, c.held);
-                search.commit_if_due().await?;
                 if c.next.is_none() {
                     break;
                 }
                 pause().await;
             }
-            search.commit().await?;
         }
         let mut sweeps = Vec::new();
         if let Some(age) = self.retain.resolved {
@@ -205,14 +203,12 @@ impl Retention {
                 }
                 out.capped_unresolved += c.unresolved;
                 sizer.held(c.scanned, c.held);
-                search.commit_if_due().await?;
                 match c.next {
                     Some(next) => at = next,
                     None => break,
                 }
                 pause().await;
             }
-            search.commit().await?;
         }
         Ok(out)
     }

@@ -21,13 +21,12 @@
 //! in one transaction, so a process killed at any point goes on after a restart without
 //! removing or counting anything twice. The search file is kept in step through
 //! [`super::search::change_entries`], with the lock order of `store::search`: the search
-//! file's writer lock first, then the index's, committed in the other order; one search
-//! transaction spans several index chunks ([`SearchBatch`]).
+//! file's writer lock first, then the index's, committed in the other order.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use super::search::{self, EntryChange};
 use crate::error::Result;
@@ -142,90 +141,23 @@ async fn total(conn: &mut SqliteConnection) -> Result<i64> {
     )
 }
 
-/// The search file's side of the cleanup: one write transaction on a connection of its own
-/// spans several chunks of the index, since committing the search file's entries costs
-/// several times what the index's chunk does (a new FTS5 segment, and its merges, per
-/// commit). It is committed once it holds [`SEARCH_BATCH_ENTRIES`] changes or is
-/// [`SEARCH_BATCH_AGE`] old, and at the end of each sweep. Holding it only delays the search
-/// catch-up, never a page: readers of the search file are not blocked by its writer.
-///
-/// The lock order is that of `store::search`: this lock is taken before each chunk's index
-/// transaction and committed after it. A process killed between the two commits leaves
-/// entries of removed rows in the search file; listings join `records`, so they are never
-/// shown, and the catch-up never revisits ids at or below the mark.
-pub struct SearchBatch {
-    conn: SqliteConnection,
-    /// The mark, when the open transaction began, and changes since.
-    open: Option<(i64, Instant, usize)>,
-}
-
-/// Changes after which a [`SearchBatch`] commits.
-pub const SEARCH_BATCH_ENTRIES: usize = 5_000;
-/// Age after which a [`SearchBatch`] commits.
-pub const SEARCH_BATCH_AGE: Duration = Duration::from_millis(200);
-
-impl SearchBatch {
-    /// A batch on a new connection to the search file of the index `pool` is open on.
-    pub async fn connect(pool: &SqlitePool) -> Result<Self> {
-        Ok(SearchBatch {
-            conn: search::connect(pool).await?,
-            open: None,
-        })
-    }
-
-    /// The search mark, with the search file's writer lock taken first if it is not held.
-    async fn mark(&mut self) -> Result<i64> {
-        if let Some((mark, ..)) = self.open {
-            return Ok(mark);
-        }
-        // By hand rather than a sqlx transaction, which would borrow the connection across
-        // chunks; on an error the pass ends and the connection is closed, which rolls it back.
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut self.conn)
-            .await?;
-        let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
-            .fetch_one(&mut self.conn)
-            .await?;
-        self.open = Some((mark, Instant::now(), 0));
-        Ok(mark)
-    }
-
-    /// Apply changes in the open transaction.
-    async fn change(&mut self, changes: &[EntryChange]) -> Result<()> {
-        search::change_entries(&mut self.conn, changes).await?;
-        if let Some((_, _, n)) = &mut self.open {
-            *n += changes.len();
-        }
-        Ok(())
-    }
-
-    /// Commit when the batch is full or old enough.
-    pub async fn commit_if_due(&mut self) -> Result<()> {
-        match self.open {
-            Some((_, since, n))
-                if n >= SEARCH_BATCH_ENTRIES || since.elapsed() >= SEARCH_BATCH_AGE =>
-            {
-                self.commit().await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Commit the open transaction, if any.
-    pub async fn commit(&mut self) -> Result<()> {
-        if self.open.take().is_some() {
-            sqlx::query("COMMIT").execute(&mut self.conn).await?;
-        }
-        Ok(())
-    }
+/// Take the search file's writer lock and read its mark; see the module's notes.
+async fn begin_search(
+    search: &mut SqliteConnection,
+) -> Result<(sqlx::Transaction<'_, sqlx::Sqlite>, i64)> {
+    let mut stx = search.begin_with("BEGIN IMMEDIATE").await?;
+    let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
+        .fetch_one(&mut *stx)
+        .await?;
+    Ok((stx, mark))
 }
 
 /// Remove the next chunk of a sweep: up to `limit` records after `after` are looked at, and
 /// those the sweep takes (never one that [`HELD`]) are removed with their bodies, counters and
-/// search entries, the latter in `search`'s open transaction.
+/// search entries. `search` is a connection to the search file (`search::connect`).
 pub async fn remove_chunk(
     pool: &SqlitePool,
-    search: &mut SearchBatch,
+    search: &mut SqliteConnection,
     sweep: Sweep,
     after: Cursor,
     limit: i64,
@@ -242,7 +174,7 @@ pub async fn remove_chunk(
     };
     let next = Some((last_ts, last_id));
     let scanned_ids: Vec<i64> = scanned.iter().map(|r| r.0).collect();
-    let mark = search.mark().await?;
+    let (mut stx, mark) = begin_search(search).await?;
     let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let need = match cap {
@@ -251,6 +183,7 @@ pub async fn remove_chunk(
     };
     if need <= 0 {
         tx.rollback().await?;
+        stx.rollback().await?;
         return Ok(Chunk {
             scanned: scanned.len() as i64,
             ..Chunk::default()
@@ -295,7 +228,8 @@ pub async fn remove_chunk(
     count_removed(&mut tx, &counts, now).await?;
     tx.commit().await?;
     let held = started.elapsed();
-    search.change(&changes).await?;
+    search::change_entries(&mut stx, &changes).await?;
+    stx.commit().await?;
     Ok(Chunk {
         scanned: scanned.len() as i64,
         removed: ids.len() as i64,
@@ -385,12 +319,12 @@ async fn count_removed(
 /// erased, or held by an unfinished job or purge, are passed over and keep their payload.
 pub async fn payload_chunk(
     pool: &SqlitePool,
-    search: &mut SearchBatch,
+    search: &mut SqliteConnection,
     cutoff: i64,
     limit: i64,
     now: i64,
 ) -> Result<Chunk> {
-    let mark = search.mark().await?;
+    let (mut stx, mark) = begin_search(search).await?;
     let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let through: i64 = sqlx::query_scalar("SELECT payloads_through FROM retention_progress")
@@ -409,6 +343,7 @@ pub async fn payload_chunk(
     let old: Vec<&(i64, String, bool, bool)> = rows.iter().take_while(|r| r.2).collect();
     let Some(last) = old.last().map(|r| r.0) else {
         tx.rollback().await?;
+        stx.rollback().await?;
         return Ok(Chunk::default());
     };
     let todo: Vec<i64> = old.iter().filter(|r| r.3).map(|r| r.0).collect();
@@ -449,7 +384,8 @@ pub async fn payload_chunk(
     count_removed(&mut tx, &counts, now).await?;
     tx.commit().await?;
     let held = started.elapsed();
-    search.change(&changes).await?;
+    search::change_entries(&mut stx, &changes).await?;
+    stx.commit().await?;
     Ok(Chunk {
         scanned: old.len() as i64,
         removed: todo.len() as i64,
