@@ -662,6 +662,8 @@ pub async fn erase_chunk(
     let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
         .fetch_one(&mut *search_tx)
         .await?;
+    // The mask the entries were made with: removing one takes the same text.
+    let mask = super::search::mask(&mut search_tx).await?;
     let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, false).await? else {
@@ -672,7 +674,7 @@ pub async fn erase_chunk(
     let listed = ids_json(&ids);
     // The text the search entries were made from, read before it is erased: a contentless
     // FTS5 table removes an entry only given the same text.
-    let changes: Vec<super::search::EntryChange> = super::search::entry_texts(&mut tx, &ids, mark)
+    let changes: Vec<super::search::EntryChange> = super::search::entry_texts(&mut tx, &ids, mark, &mask)
         .await?
         .into_iter()
         .map(|(id, old)| super::search::EntryChange::without_payload(id, old))

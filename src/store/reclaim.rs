@@ -240,6 +240,8 @@ pub async fn drop_payloads(
         let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
             .fetch_one(&mut *stx)
             .await?;
+        // The mask the entries were made with: removing one takes the same text.
+        let mask = search::mask(&mut stx).await?;
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT r.id, r.\"offset\" FROM records r JOIN record_bodies b ON b.record_id = r.id
              WHERE r.topic = ?1 AND r.partition = ?2 AND r.generation = ?3
@@ -261,7 +263,7 @@ pub async fn drop_payloads(
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
         // The entries as the catch-up made them, and as they are without the payload.
         let changes: Vec<search::EntryChange> =
-            search::entry_texts(&mut *pool.acquire().await?, &ids, through)
+            search::entry_texts(&mut *pool.acquire().await?, &ids, through, &mask)
                 .await?
                 .into_iter()
                 .map(|(id, old)| search::EntryChange::without_payload(id, old))

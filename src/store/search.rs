@@ -23,6 +23,16 @@
 //! background; built from another index file (that file replaced while this one stayed), it
 //! is emptied and refilled (see [`prepare`]).
 //!
+//! Redaction: the entries hold the text as the most restricted caller sees it
+//! (`redact::SearchMask`: configured JSON fields masked, an error class or message that a
+//! redacted header can fill left out), so a search cannot find, or list records by, a masked
+//! value. The mask is stored in the file (`search_progress.redaction`); a file built with
+//! another mask than the configured one is emptied and refilled in the background like one
+//! built from another index file, while pages keep working and say how far behind search
+//! is. Every writer (the catch-up, purge erase, reclaim) makes text with [`mask`], the mask
+//! stored in the file it writes, never a copy of its own, so an entry is always removed with
+//! the text it was made from.
+//!
 //! Row ids: the catch-up only ever looks above the mark, so a record must never get an id at
 //! or below it. The indexer sees to that (`records::insert_batch`), since SQLite would hand
 //! out the id of a deleted newest row again.
@@ -30,7 +40,7 @@
 //! Removing records (a purge that deletes rows, not yet written) must also remove their
 //! search entries, which a contentless FTS5 table can only do given the original text (the
 //! `'delete'` command with the same key, body and error text, made as [`SELECT_SQL`] and
-//! `search_text` make them). Only rows at or below the mark have entries. The catch-up holds
+//! the stored [`mask`] make them). Only rows at or below the mark have entries. The catch-up holds
 //! the search file's writer lock from before it reads rows until it has committed their
 //! entries, so a purge does, in this order: take the search file's writer lock (a write
 //! transaction on a [`connect`]ed connection), read the mark, delete the entries of the
@@ -38,14 +48,17 @@
 //! the search file. No catch-up is then half-way through rows that disappear, and the mark
 //! stays above the deleted ids, so the indexer never hands them out again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::{Error, Result};
-use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
+use crate::index::record::{SearchText, SEARCH_PREFIX_BYTES};
+use crate::redact::SearchMask;
 
 /// The migrations of the search file, in `migrations/search/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/search");
@@ -117,10 +130,40 @@ pub fn attach_uri(search_file: &Path) -> String {
     uri
 }
 
+/// The search masks configured per index file (see [`configure`]), for a search file made
+/// anew while the process runs ([`rebuild`]).
+static CONFIGURED: LazyLock<Mutex<HashMap<PathBuf, SearchMask>>> = LazyLock::new(Mutex::default);
+
+/// The search mask configured for the index file `database` from now on.
+pub fn configure(database: &Path, mask: &SearchMask) {
+    let mut all = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner());
+    all.insert(database.to_path_buf(), mask.clone());
+}
+
+/// The search mask configured for the index file `database` (none until [`configure`]d).
+pub fn configured(database: &Path) -> SearchMask {
+    let all = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner());
+    all.get(database).cloned().unwrap_or_default()
+}
+
+/// The mask the search file's entries are made with, read on a connection to that file
+/// ([`connect`]), inside the transaction that writes them. A stored mask that cannot be read
+/// (never written by this program) is refused rather than guessed.
+pub async fn mask(search: &mut SqliteConnection) -> Result<SearchMask> {
+    let spec: String = sqlx::query_scalar("SELECT redaction FROM search_progress")
+        .fetch_one(&mut *search)
+        .await?;
+    SearchMask::from_spec(&spec).ok_or_else(|| {
+        Error::Config(
+            "The search index records a redaction this version cannot read; delete the search file to have it rebuilt.".into(),
+        )
+    })
+}
+
 /// Create and migrate the search file of the index whose `store_identity` token is
 /// `store_token`, before any connection attaches it; empty it when it was built from another
-/// index file.
-pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
+/// index file or with another redaction than `mask`, so that the catch-up refills it.
+pub async fn prepare(search_file: &Path, store_token: &str, mask: &SearchMask) -> Result<()> {
     if !search_file.exists() {
         // A log left without its database file (deleted while stopped) would be replayed into
         // the new, empty file: remove it first.
@@ -145,15 +188,22 @@ pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
     // `run_direct`, not `run`: `run` is generic over `Acquire`, whose future is not `Send`
     // for every lifetime, and the search file is also prepared inside a spawned task.
     MIGRATOR.run_direct(&mut conn).await?;
-    let (through, token): (i64, Option<String>) =
-        sqlx::query_as("SELECT indexed_through, store_token FROM search_progress")
+    let (through, token, redaction): (i64, Option<String>, String) =
+        sqlx::query_as("SELECT indexed_through, store_token, redaction FROM search_progress")
             .fetch_one(&mut conn)
             .await?;
-    if token.as_deref() != Some(store_token) {
-        if through > 0 || token.is_some() {
+    let spec = mask.spec();
+    let other_file = token.as_deref() != Some(store_token);
+    if other_file || redaction != spec {
+        if other_file && (through > 0 || token.is_some()) {
             tracing::warn!(
                 file = %search_file.display(),
                 "the search index was built from another index file; rebuilding it"
+            );
+        } else if !other_file {
+            tracing::warn!(
+                file = %search_file.display(),
+                "the search index was built with another redaction (--redact-json-fields, --redact-headers); rebuilding it in the background"
             );
         }
         let mut tx = conn.begin().await?;
@@ -161,10 +211,13 @@ pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
         sqlx::query("INSERT INTO records_fts (records_fts) VALUES ('delete-all')")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE search_progress SET indexed_through = 0, store_token = ?")
-            .bind(store_token)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE search_progress SET indexed_through = 0, store_token = ?, redaction = ?",
+        )
+        .bind(store_token)
+        .bind(&spec)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
     }
     conn.close().await?;
@@ -224,17 +277,27 @@ pub async fn rebuild(pool: &SqlitePool) -> Result<()> {
             _ => {}
         }
     }
-    let token: String = sqlx::query_scalar("SELECT token FROM main.store_identity")
-        .fetch_one(pool)
+    // Read on a connection of its own: a new connection of the pool attaches the search
+    // file, which fails while there is none (the pool's older connections may all have been
+    // retired, when the index file was written back after its folder was removed).
+    let mut index = (*pool.connect_options()).clone().connect().await?;
+    let token: String = sqlx::query_scalar("SELECT token FROM store_identity")
+        .fetch_one(&mut index)
         .await?;
-    prepare(&file, &token).await?;
+    index.close().await?;
+    let database = pool.connect_options().get_filename().to_path_buf();
+    prepare(&file, &token, &configured(&database)).await?;
     super::search_rebuilds(pool.connect_options().get_filename()).mark();
     Ok(())
 }
 
 /// A connection that writes the search file of the index `pool` is open on.
+/// Never creates the file: one missing is made by [`rebuild`], with its tables.
 pub async fn connect(pool: &SqlitePool) -> Result<SqliteConnection> {
-    Ok(connect_options(&path_of(pool)).connect().await?)
+    Ok(connect_options(&path_of(pool))
+        .create_if_missing(false)
+        .connect()
+        .await?)
 }
 
 /// Where the search index stands relative to the records.
@@ -273,7 +336,8 @@ pub async fn catch_up(
     let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
         .fetch_one(&mut *tx)
         .await?;
-    let rows = read_texts(pool, through, max_rows).await?;
+    let mask = mask(&mut tx).await?;
+    let rows = read_texts(pool, &mask, through, max_rows).await?;
     let Some(&(last, _)) = rows.last() else {
         tx.rollback().await?;
         return Ok(0);
@@ -302,9 +366,10 @@ pub async fn catch_up(
 }
 
 /// The search text of up to `max_rows` records after id `through`, oldest first, read in one
-/// statement (one snapshot of the index).
+/// statement (one snapshot of the index), masked with the search file's `mask`.
 async fn read_texts(
     pool: &SqlitePool,
+    mask: &SearchMask,
     through: i64,
     max_rows: i64,
 ) -> Result<Vec<(i64, SearchText)>> {
@@ -318,7 +383,7 @@ async fn read_texts(
         while let Some(row) = rows.next_row()? {
             let text = |i| row.bytes(i).map(String::from_utf8_lossy);
             let (class, message) = (text(3), text(4));
-            let t = search_text(
+            let t = mask.text(
                 row.bytes(1),
                 row.bytes(2),
                 class.as_deref(),
@@ -383,12 +448,14 @@ impl EntryChange {
 
 /// The text the search entries of the listed records hold, read from the index (`conn`, a
 /// connection of the pool or the caller's write transaction) as the catch-up made it: only
-/// records at or below the search mark `mark` have entries. Read before their payloads or
+/// records at or below the search mark `mark` have entries, masked with the search file's
+/// `mask` ([`mask`]). Read before their payloads or
 /// rows change: a contentless FTS5 table removes an entry only given the same text.
 pub async fn entry_texts(
     conn: &mut SqliteConnection,
     ids: &[i64],
     mark: i64,
+    mask: &SearchMask,
 ) -> Result<Vec<(i64, SearchText)>> {
     type Row = (
         i64,
@@ -413,7 +480,7 @@ pub async fn entry_texts(
         .map(|(id, key, value, class, message)| {
             (
                 id,
-                search_text(
+                mask.text(
                     key.as_deref(),
                     value.as_deref(),
                     class.as_deref(),

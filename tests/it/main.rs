@@ -29,6 +29,7 @@ mod outage;
 mod outcomes;
 mod purge;
 mod reclaim;
+mod redaction;
 mod replay;
 mod replay_pages;
 mod replay_target;
