@@ -674,11 +674,12 @@ pub async fn erase_chunk(
     let listed = ids_json(&ids);
     // The text the search entries were made from, read before it is erased: a contentless
     // FTS5 table removes an entry only given the same text.
-    let changes: Vec<super::search::EntryChange> = super::search::entry_texts(&mut tx, &ids, mark, &mask)
-        .await?
-        .into_iter()
-        .map(|(id, old)| super::search::EntryChange::without_payload(id, old))
-        .collect();
+    let changes: Vec<super::search::EntryChange> =
+        super::search::entry_texts(&mut tx, &ids, mark, &mask)
+            .await?
+            .into_iter()
+            .map(|(id, old)| super::search::EntryChange::without_payload(id, old))
+            .collect();
     sqlx::query("PRAGMA secure_delete = ON")
         .execute(&mut *tx)
         .await?;

@@ -206,11 +206,12 @@ pub async fn remove_chunk(
     let done = usize::try_from(need).is_ok_and(|n| n <= doomed.len());
     doomed.truncate(usize::try_from(need).unwrap_or(usize::MAX));
     let ids: Vec<i64> = doomed.iter().map(|d| d.0).collect();
-    let changes: Vec<EntryChange> = search::entry_texts(&mut tx, &ids, mark, &search::mask(&mut stx).await?)
-        .await?
-        .into_iter()
-        .map(|(id, old)| EntryChange::removed(id, old))
-        .collect();
+    let changes: Vec<EntryChange> =
+        search::entry_texts(&mut tx, &ids, mark, &search::mask(&mut stx).await?)
+            .await?
+            .into_iter()
+            .map(|(id, old)| EntryChange::removed(id, old))
+            .collect();
     delete_rows(&mut tx, &ids_json(&ids)).await?;
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     let mut unresolved = 0;
@@ -348,11 +349,12 @@ pub async fn payload_chunk(
     };
     let todo: Vec<i64> = old.iter().filter(|r| r.3).map(|r| r.0).collect();
     let listed = ids_json(&todo);
-    let changes: Vec<EntryChange> = search::entry_texts(&mut tx, &todo, mark, &search::mask(&mut stx).await?)
-        .await?
-        .into_iter()
-        .map(|(id, old)| EntryChange::without_payload(id, old))
-        .collect();
+    let changes: Vec<EntryChange> =
+        search::entry_texts(&mut tx, &todo, mark, &search::mask(&mut stx).await?)
+            .await?
+            .into_iter()
+            .map(|(id, old)| EntryChange::without_payload(id, old))
+            .collect();
     sqlx::query("PRAGMA secure_delete = ON")
         .execute(&mut *tx)
         .await?;
