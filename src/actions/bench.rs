@@ -5,6 +5,10 @@
 //! - the listing a `/messages` page runs (first page and its capped count), p50/p99/max;
 //! - the writer's turn, as the indexer takes it for a batch (queue, `BEGIN IMMEDIATE`,
 //!   commit), p99/max: the time the indexer would be held up by the purge's transactions.
+//!
+//! After the undo, the same two are measured while retention (`--retain max-records`, a cap
+//! of a tenth of the messages) removes the other nine tenths: rows, bodies, counters and
+//! search entries, in the cleanup's chunks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -185,5 +189,27 @@ async fn purge_with(dashboard: &Dashboard, n: usize) -> Result<()> {
         undone.changed,
         undo_started.elapsed().as_secs_f64()
     );
+    let cap = (n / 10).max(1) as i64;
+    let retention = crate::retention::Retention::new(
+        pool.clone(),
+        crate::retention::Retain {
+            max_records: Some(cap),
+            ..Default::default()
+        },
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let under = tokio::spawn(measure(pool.clone(), done.clone(), None));
+    let started = Instant::now();
+    let pass = retention.pass_now().await;
+    let secs = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let mut under_retention = joined(under).await?;
+    let pass = pass?;
+    println!(
+        "  retention max-records={cap}: removed {} in {secs:.1} s ({:.0} records/s)",
+        pass.capped,
+        pass.capped as f64 / secs
+    );
+    under_retention.line("under cleanup");
     Ok(())
 }
