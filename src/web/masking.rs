@@ -56,6 +56,21 @@ pub fn refuse_filter(
     Ok(())
 }
 
+/// Refuse a replay or purge selected by a filter on a masked field: its preview count would
+/// confirm a guess as a listing would.
+pub fn refuse_selection(
+    state: &crate::web::AppState,
+    who: Option<&crate::auth::Identity>,
+    selection: &crate::actions::selection::Selection,
+) -> crate::error::Result<()> {
+    match selection {
+        crate::actions::selection::Selection::Filter(f) => {
+            refuse_filter(&state.disclosure.sight(who.map(|w| w.role)), f)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A replay job: the consumer groups it follows, where they were read from a redacted
 /// consumer-group header (its note may name them too).
 pub fn job(sight: &Sight<'_>, job: &mut Job) {

@@ -279,6 +279,17 @@ async fn fields_a_redacted_header_fills_are_masked_on_every_surface() {
         .get_html("/messages?error_class=com.acme.SecretBoomClass")
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // So would the count of a replay or purge preview selected by that filter.
+    for uri in ["/api/replays", "/api/purges"] {
+        let (status, v) = d
+            .post_json(
+                uri,
+                serde_json::json!({"filter": {"error_class": "com.acme.SecretBoomClass"}, "dry_run": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}: {v}");
+        assert!(v.to_string().contains("redacted"), "{uri}: {v}");
+    }
     d.stop().await;
 }
 

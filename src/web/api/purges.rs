@@ -147,6 +147,7 @@ fn listed(fields: &serde_json::Map<String, serde_json::Value>) -> Result<Option<
 async fn create(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
@@ -170,6 +171,7 @@ async fn create(
     };
     let dry_run = flag(&fields, "dry_run")?;
     let selection = Selection::from_fields(&fields)?;
+    crate::web::masking::refuse_selection(&state, who.as_ref(), &selection)?;
     let preview = state
         .actions
         .purge_preview(selection, request, &actor)

@@ -110,6 +110,7 @@ const CREATE_FIELDS: [&str; 6] = [
 async fn create(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
@@ -127,6 +128,7 @@ async fn create(
         return Ok(started(&job));
     }
     let selection = Selection::from_fields(&fields)?;
+    crate::web::masking::refuse_selection(&state, who.as_ref(), &selection)?;
     let preview = state.actions.preview(selection, rate, &actor).await?;
     if dry_run {
         return Ok(Json(preview).into_response());

@@ -60,9 +60,11 @@ fn form_request(form: &CsrfForm) -> Result<PurgeRequest> {
 async fn create_preview(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     form: CsrfForm,
 ) -> PageResult {
     let selection = selection_from_form(&form)?;
+    crate::web::masking::refuse_selection(&state, who.as_ref(), &selection)?;
     let request = form_request(&form)?;
     let preview = state
         .actions

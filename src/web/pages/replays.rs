@@ -55,9 +55,11 @@ fn form_rate(form: &CsrfForm) -> Result<Option<i64>> {
 async fn create_preview(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     form: CsrfForm,
 ) -> PageResult {
     let selection = selection_from_form(&form)?;
+    crate::web::masking::refuse_selection(&state, who.as_ref(), &selection)?;
     let rate = form_rate(&form)?.unwrap_or(plan::DEFAULT_RATE);
     let preview = state.actions.preview(selection, rate, &actor).await?;
     // Post/redirect/get: reloading the preview page neither asks to resend the form nor
