@@ -590,7 +590,7 @@ async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)>
     .await?;
     let result = async {
         let status = &dashboard.state.status;
-        while (status.snapshot().indexed as usize) < n {
+        while (status.indexed_count() as usize) < n {
             if started.elapsed() > PHASE_TIMEOUT {
                 return Err(Error::Conflict(format!(
                     "the dashboard indexed {} of {n} records",

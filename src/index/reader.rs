@@ -326,12 +326,13 @@ impl Reader {
     fn take(&mut self) -> Batch {
         let forming = std::mem::take(&mut self.forming);
         let mut epochs: HashMap<PartitionKey, u64> = HashMap::new();
-        let mut last: Option<(&str, i32)> = None;
+        let mut last: Option<(i32, &str)> = None;
         for r in &forming.records {
-            if last == Some((r.topic.as_str(), r.partition)) {
+            // Records come in runs of one partition: compare the number first.
+            if last.is_some_and(|(p, t)| p == r.partition && t == r.topic) {
                 continue;
             }
-            last = Some((r.topic.as_str(), r.partition));
+            last = Some((r.partition, r.topic.as_str()));
             let key = (r.topic.clone(), r.partition);
             let epoch = self.epochs.get(&key).copied().unwrap_or(0);
             epochs.insert(key, epoch);
