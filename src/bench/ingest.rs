@@ -179,6 +179,9 @@ struct Times {
     store_searchable: f64,
     e2e_stored: f64,
     e2e_searchable: f64,
+    cpu_bare: f64,
+    cpu_store: f64,
+    cpu_e2e: f64,
 }
 
 async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
@@ -206,20 +209,24 @@ async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
         check_logs_whole(&bootstrap, &layout, n).await?;
         let mut t = Times::default();
         let all = layout.all_partitions();
+        let cpu = cpu_seconds();
         t.raw_thread = consume_on_thread(&bootstrap, &all, n, false).await?;
         rate_line(
             "raw consume, polled on a thread (no storage)",
             n,
             t.raw_thread,
         );
+        cpu_line(n, cpu);
         t.raw_stream = consume_stream(&bootstrap, &all, n).await?;
         rate_line("raw consume, async StreamConsumer::recv", n, t.raw_stream);
+        let cpu = cpu_seconds();
         t.normalise_thread = consume_on_thread(&bootstrap, &all, n, true).await?;
         rate_line(
             "consume + copy + normalise, on a thread (no storage)",
             n,
             t.normalise_thread,
         );
+        cpu_line(n, cpu);
         print_load("before the store phases");
         let started = Instant::now();
         let rows = rows(n, partitions, args.payload_bytes, now);
@@ -228,16 +235,22 @@ async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
             rows.len(),
             started.elapsed().as_secs_f64()
         );
+        let cpu = cpu_seconds();
         t.bare = bare(dir, &rows).await?;
         rate_line("bare insert of the same rows", n, t.bare);
+        t.cpu_bare = cpu_line(n, cpu);
+        let cpu = cpu_seconds();
         (t.store_stored, t.store_searchable) = store_level(dir, &rows).await?;
         rate_line("store-level index, stored", n, t.store_stored);
         rate_line("store-level index, searchable", n, t.store_searchable);
+        t.cpu_store = cpu_line(n, cpu);
         drop(rows);
         print_load("before the dashboard");
+        let cpu = cpu_seconds();
         (t.e2e_stored, t.e2e_searchable) = end_to_end(dir, &bootstrap, n).await?;
         rate_line("dashboard end to end, stored", n, t.e2e_stored);
         rate_line("dashboard end to end, searchable", n, t.e2e_searchable);
+        t.cpu_e2e = cpu_line(n, cpu);
         report(n, &t);
         print_load("at the end");
         Ok(())
@@ -245,6 +258,37 @@ async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
     .await;
     broker.stop();
     result
+}
+
+/// CPU seconds this process has used so far, all threads (user + system, from
+/// /proc/self/stat; 0 where there is none). The broker is another process and not counted.
+/// On a shared machine the wall-clock rates move with the load; the CPU per record much less.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces, in parentheses).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 a second
+    // on Linux).
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Print the CPU this process used since `since` for `n` records; returns µs per record.
+fn cpu_line(n: usize, since: f64) -> f64 {
+    let used = cpu_seconds() - since;
+    let per = used * 1e6 / n as f64;
+    println!("    CPU of this process: {used:.1} s, {per:.0} µs/record");
+    per
 }
 
 fn rate_line(what: &str, n: usize, secs: f64) {
@@ -283,6 +327,13 @@ fn report(n: usize, t: &Times) {
         "  ratio end to end / bare insert: {:.2}x stored, {:.2}x searchable (target >= 0.6x)",
         t.bare / t.e2e_stored,
         t.bare / t.e2e_searchable
+    );
+    println!(
+        "  CPU per record: bare insert {:.0} µs, store-level {:.0} µs, end to end {:.0} µs (end to end / store-level {:.2}x)",
+        t.cpu_bare,
+        t.cpu_store,
+        t.cpu_e2e,
+        t.cpu_e2e / t.cpu_store
     );
     println!(
         "  ratio store-level / bare insert: {:.2}x stored; end to end / raw consume (thread): {:.2}x",
@@ -590,7 +641,7 @@ async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)>
     .await?;
     let result = async {
         let status = &dashboard.state.status;
-        while (status.snapshot().indexed as usize) < n {
+        while (status.indexed_count() as usize) < n {
             if started.elapsed() > PHASE_TIMEOUT {
                 return Err(Error::Conflict(format!(
                     "the dashboard indexed {} of {n} records",

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::metadata::Metadata;
@@ -43,6 +43,7 @@ use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use super::normalise::RawHeader;
+use super::reader::{self, Reading};
 use super::record::{NewRecord, RecordParts};
 use super::IndexerStatus;
 use crate::kafka::{native, KafkaSettings};
@@ -53,12 +54,6 @@ use crate::store::positions::{self, Position};
 use crate::store::records;
 use crate::topics::TopicSelection;
 
-/// Most records written in one transaction.
-const MAX_BATCH_RECORDS: usize = 5000;
-/// Most payload bytes written in one transaction.
-const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
-/// How long to wait for more records before writing a partial batch.
-const BATCH_LINGER: Duration = Duration::from_millis(50);
 /// How often stored positions are compared with the brokers' watermarks: the high one (a
 /// restarted log) and the low one (records the broker no longer has, see `expire`).
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
@@ -271,7 +266,7 @@ pub struct Indexer {
 impl Indexer {
     /// Create the consumer (it reads nothing until `run` assigns partitions); errors here are
     /// configuration errors.
-    pub async fn connect(&self) -> crate::error::Result<StreamConsumer<IndexerContext>> {
+    pub async fn connect(&self) -> crate::error::Result<BaseConsumer<IndexerContext>> {
         let stored = positions::all(&self.pool).await?;
         self.status.seed_positions(
             &stored
@@ -311,13 +306,25 @@ impl Indexer {
         for (key, value) in &self.kafka.extra {
             config.set(key, value);
         }
-        let consumer: StreamConsumer<IndexerContext> = config.create_with_context(context)?;
+        let consumer: BaseConsumer<IndexerContext> = config.create_with_context(context)?;
         Ok(consumer)
     }
 
     /// Index until `shutdown`; survives broker outages and bad records, retries failed writes.
-    pub async fn run(self, consumer: StreamConsumer<IndexerContext>, shutdown: CancellationToken) {
+    /// Records are read and normalised on a thread of their own ([`reader`]); this task
+    /// writes the batches it hands over.
+    pub async fn run(self, consumer: BaseConsumer<IndexerContext>, shutdown: CancellationToken) {
         let consumer = Arc::new(consumer);
+        let (reading, mut batches, thread) = match reader::spawn(consumer, self.status.clone()) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(error = %e, "the indexer's reading thread could not start");
+                self.status.set_error(format!(
+                    "The indexer could not start ({e}); restart the dashboard."
+                ));
+                return;
+            }
+        };
         let mut pending: Vec<NewRecord> = Vec::new();
         let mut audit = tokio::time::interval(AUDIT_EVERY);
         audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -330,11 +337,22 @@ impl Indexer {
             if pending.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    msg = consumer.recv() => self.take(msg, &mut pending),
+                    batch = batches.recv() => match batch {
+                        Some(batch) => pending = reading.current(batch),
+                        None => {
+                            tracing::error!("the indexer's reading thread stopped");
+                            break;
+                        }
+                    },
                     _ = discover.tick() => {
+                        // An assignment change the reading thread is still making is not in
+                        // the status yet: looking again now would ask for it twice.
+                        if reading.assigning() {
+                            continue;
+                        }
                         // Unreachable brokers keep the assignment as it is; the outage is
-                        // reported by the client's callbacks.
-                        if let Err(e) = self.discover(&consumer).await {
+                        // reported by the statistics and error callbacks.
+                        if let Err(e) = self.discover(&reading).await {
                             tracing::debug!(error = %e, "reading the cluster's topic list failed");
                         }
                         continue;
@@ -342,36 +360,20 @@ impl Indexer {
                     _ = audit.tick() => {
                         let connected = self.status.is_connected();
                         if connected && !was_connected {
-                            self.reverify(&consumer);
+                            self.reverify(&reading);
                         }
                         was_connected = connected;
-                        if let Err(e) = self.audit(&consumer).await {
+                        if let Err(e) = self.audit(&reading).await {
                             tracing::warn!(error = %e, "checking positions against the brokers failed");
                         }
                         continue;
                     }
                 }
             }
-            let mut bytes: usize = pending
-                .iter()
-                .map(|r| r.value.as_ref().map_or(0, Vec::len))
-                .sum();
-            while pending.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-                match tokio::time::timeout(BATCH_LINGER, consumer.recv()).await {
-                    Ok(msg) => {
-                        self.take(msg, &mut pending);
-                        bytes += pending
-                            .last()
-                            .and_then(|r| r.value.as_ref())
-                            .map_or(0, Vec::len);
-                    }
-                    Err(_) => break,
-                }
-            }
             if pending.is_empty() {
                 continue;
             }
-            match self.write(&consumer, &mut pending).await {
+            match self.write(&reading, &mut pending).await {
                 Ok(()) => {
                     pending.clear();
                     self.health.ok(Writer::Indexer);
@@ -379,10 +381,11 @@ impl Indexer {
                 }
                 Err(e) => {
                     // Keep the batch and try again, with neither the stored positions nor the
-                    // consumer's moved: the records are in memory (the batch stays below its
-                    // caps while it waits), and dropping them would skip them for good once
-                    // a later batch advances the position. A batch that did reach SQLite
-                    // before failing was rolled back whole, so the retry doubles nothing.
+                    // consumer's moved: the records are in memory (the reading thread holds
+                    // at most one more batch meanwhile), and dropping them would skip them
+                    // for good once a later batch advances the position. A batch that did
+                    // reach SQLite before failing was rolled back whole, so the retry
+                    // doubles nothing.
                     let kind = self.health.failed(Writer::Indexer, &e);
                     let pause = retry.failed();
                     tracing::error!(error = %e, kind = kind.as_str(), retry_in = ?pause, "writing to the index failed; retrying");
@@ -394,7 +397,16 @@ impl Indexer {
             }
         }
         // Nothing is lost by stopping here: unwritten records are re-read from the stored
-        // positions next time. No group to leave.
+        // positions next time. No group to leave. Dropping both ends of the thread's
+        // channels stops it within one poll.
+        drop(batches);
+        drop(reading);
+        if tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_or(true, |joined| joined.is_err())
+        {
+            tracing::warn!("the indexer's reading thread did not stop cleanly");
+        }
         tracing::info!("indexer stopped");
     }
 
@@ -402,10 +414,7 @@ impl Indexer {
     /// partitions not read yet are assigned, each from its stored position exactly as on
     /// start (one record early, see [`PartitionState::start`]); partitions the cluster no
     /// longer has are unassigned, their state kept here and in SQLite.
-    async fn discover(
-        &self,
-        consumer: &Arc<StreamConsumer<IndexerContext>>,
-    ) -> crate::error::Result<()> {
+    async fn discover(&self, reading: &Reading) -> crate::error::Result<()> {
         let probe = self.probe()?;
         let metadata =
             tokio::task::spawn_blocking(move || probe.fetch_metadata(None, METADATA_TIMEOUT))
@@ -423,76 +432,21 @@ impl Indexer {
         if change.add.is_empty() && change.drop.is_empty() {
             return Ok(());
         }
-        let starts: Vec<(String, i32, Offset)> = {
-            let mut states = lock(&consumer.context().states);
+        let starts: Vec<((String, i32), Offset)> = {
+            let mut states = lock(&reading.consumer.context().states);
             change
                 .add
                 .iter()
                 .map(|(t, p)| {
                     let start = states.entry((t.clone(), *p)).or_default().start();
-                    (t.clone(), *p, start)
+                    ((t.clone(), *p), start)
                 })
                 .collect()
         };
-        let drop = change.drop.clone();
-        let c = consumer.clone();
-        // Both calls wait on librdkafka's main thread, which can be busy reconnecting.
-        let (added, dropped) = tokio::task::spawn_blocking(move || {
-            let added = (!starts.is_empty()).then(|| {
-                let mut tpl = TopicPartitionList::new();
-                for (t, p, start) in &starts {
-                    tpl.add_partition_offset(t, *p, *start)?;
-                }
-                c.incremental_assign(&tpl)
-            });
-            let dropped = (!drop.is_empty()).then(|| {
-                let mut tpl = TopicPartitionList::new();
-                for (t, p) in &drop {
-                    tpl.add_partition(t, *p);
-                }
-                c.incremental_unassign(&tpl)
-            });
-            (added, dropped)
-        })
-        .await
-        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
-        match added {
-            Some(Ok(())) => {
-                tracing::info!(partitions = ?change.add, "partitions assigned");
-                self.status.assign(&change.add);
-            }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "partition assignment failed");
-                self.status
-                    .set_error(format!("Partition assignment failed: {e}"));
-            }
-            None => {}
-        }
-        match dropped {
-            Some(Ok(())) => {
-                tracing::info!(partitions = ?change.drop, "partitions of deleted topics unassigned");
-                self.status.revoke(&change.drop);
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "unassigning partitions failed"),
-            None => {}
-        }
+        // The reading thread assigns (librdkafka waits on its main thread there, which can
+        // be busy reconnecting) and then updates the status.
+        reading.assign(starts, change.drop);
         Ok(())
-    }
-
-    fn take(&self, msg: Result<BorrowedMessage<'_>, KafkaError>, pending: &mut Vec<NewRecord>) {
-        match msg {
-            Ok(m) => pending.push(NewRecord::from_parts(parts_of(&m), crate::clock::now_ms())),
-            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                self.status.set_error(
-                    "Kafka answered that a DLQ topic being read does not exist (was it deleted?); check --dlq-topics.".into(),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "consume error");
-                self.status
-                    .set_error(format!("Reading from Kafka failed: {e}"));
-            }
-        }
     }
 
     /// Check each partition's first record in the batch against the stored position: the
@@ -501,12 +455,12 @@ impl Indexer {
     /// must not be stored.
     async fn check_continuity(
         &self,
-        consumer: &StreamConsumer<IndexerContext>,
+        reading: &Reading,
         batch: &mut Vec<NewRecord>,
     ) -> crate::error::Result<()> {
         let mut firsts: Vec<(usize, PartitionState)> = Vec::new();
         {
-            let states = lock(&consumer.context().states);
+            let states = lock(&reading.consumer.context().states);
             let mut seen = std::collections::HashSet::new();
             for (i, r) in batch.iter().enumerate() {
                 if seen.insert((r.topic.as_str(), r.partition)) {
@@ -535,7 +489,7 @@ impl Indexer {
                 // record has been read again and compared (`reverify` seeks there too, but
                 // records fetched before it did would slip through).
                 drops.push((topic.clone(), partition, i64::MAX));
-                seek(consumer, &topic, partition, Offset::Offset(next - 1));
+                reading.seek(&topic, partition, Offset::Offset(next - 1));
                 continue;
             }
             if first < next {
@@ -600,15 +554,15 @@ impl Indexer {
                         next_offset: low,
                     };
                     events::record(&self.pool, &event, &position).await?;
-                    self.set_state(consumer, &topic, partition, state.generation, Some(low));
+                    self.set_state(reading, &topic, partition, state.generation, Some(low));
                 }
                 Continuity::Restarted => {
                     self.restart_log(&topic, partition, state.generation, next)
                         .await?;
-                    self.set_state(consumer, &topic, partition, state.generation + 1, None);
+                    self.set_state(reading, &topic, partition, state.generation + 1, None);
                     // What was read may start mid-log: read the new generation from its start.
                     drops.push((topic.clone(), partition, i64::MAX));
-                    seek(consumer, &topic, partition, Offset::Beginning);
+                    reading.seek(&topic, partition, Offset::Beginning);
                 }
             }
         }
@@ -621,15 +575,15 @@ impl Indexer {
     /// After the brokers were unreachable the cluster may have come back wiped and refilled,
     /// with offsets that look like a continuation. Re-reading the last indexed record of every
     /// assigned partition lets `check_continuity` compare it with the stored one.
-    fn reverify(&self, consumer: &StreamConsumer<IndexerContext>) {
+    fn reverify(&self, reading: &Reading) {
         // The status's copy of the assignment: rd_kafka_assignment() would block this async
         // thread on librdkafka's main thread, which can be busy reconnecting.
         for (topic, partition) in self.status.assigned() {
-            let state = lock(&consumer.context().states)
+            let state = lock(&reading.consumer.context().states)
                 .get(&(topic.clone(), partition))
                 .copied();
             if let Some(Offset::Offset(o)) = state.map(|s| s.start()) {
-                seek(consumer, &topic, partition, Offset::Offset(o));
+                reading.seek(&topic, partition, Offset::Offset(o));
             }
         }
     }
@@ -638,7 +592,7 @@ impl Indexer {
     /// fetch past its end with no records and no error (tansu does), and the consumer then
     /// waits there. A high watermark below the stored position is the sign; it is confirmed
     /// with the broker before the partition starts a new generation.
-    async fn audit(&self, consumer: &StreamConsumer<IndexerContext>) -> crate::error::Result<()> {
+    async fn audit(&self, reading: &Reading) -> crate::error::Result<()> {
         // A partition no longer read (its topic was deleted) has stale statistics, and the
         // broker cannot confirm them: asking would fail the audit of every other partition.
         let assigned: BTreeSet<(String, i32)> = self.status.assigned().into_iter().collect();
@@ -646,7 +600,7 @@ impl Indexer {
             if !assigned.contains(&(topic.clone(), partition)) {
                 continue;
             }
-            let state = lock(&consumer.context().states)
+            let state = lock(&reading.consumer.context().states)
                 .get(&(topic.clone(), partition))
                 .copied();
             let Some(PartitionState {
@@ -663,11 +617,11 @@ impl Indexer {
             if confirmed_high < next {
                 self.restart_log(&topic, partition, generation, next)
                     .await?;
-                self.set_state(consumer, &topic, partition, generation + 1, None);
-                seek(consumer, &topic, partition, Offset::Beginning);
+                self.set_state(reading, &topic, partition, generation + 1, None);
+                reading.seek(&topic, partition, Offset::Beginning);
             }
         }
-        self.expire(consumer).await
+        self.expire(reading).await
     }
 
     /// Records the broker no longer has: a log start in the fetch answers (the client's
@@ -675,7 +629,7 @@ impl Indexer {
     /// indexed records of the generation below it become `expired`. Like the high watermark
     /// above, a watermark alone is never acted on: tansu's ListOffsets answers (0, 1) for a
     /// partition of 40 records, and a fetch answer may carry none.
-    async fn expire(&self, consumer: &StreamConsumer<IndexerContext>) -> crate::error::Result<()> {
+    async fn expire(&self, reading: &Reading) -> crate::error::Result<()> {
         let assigned: BTreeSet<(String, i32)> = self.status.assigned().into_iter().collect();
         let lows: Vec<_> = self
             .status
@@ -692,7 +646,7 @@ impl Indexer {
             let Some(known) = stored.get(&key) else {
                 continue;
             };
-            let reading = lock(&consumer.context().states)
+            let reading = lock(&reading.consumer.context().states)
                 .get(&key)
                 .map(|s| s.generation);
             // The first look at a partition stores its log start even at 0, for the topic page.
@@ -789,13 +743,13 @@ impl Indexer {
 
     fn set_state(
         &self,
-        consumer: &StreamConsumer<IndexerContext>,
+        reading: &Reading,
         topic: &str,
         partition: i32,
         generation: i64,
         next_offset: Option<i64>,
     ) {
-        lock(&consumer.context().states).insert(
+        lock(&reading.consumer.context().states).insert(
             (topic.to_string(), partition),
             PartitionState {
                 generation,
@@ -807,16 +761,16 @@ impl Indexer {
     /// Check first records, stamp generations, and store the batch with its positions.
     async fn write(
         &self,
-        consumer: &StreamConsumer<IndexerContext>,
+        reading: &Reading,
         batch: &mut Vec<NewRecord>,
     ) -> crate::error::Result<()> {
-        self.check_continuity(consumer, batch).await?;
+        self.check_continuity(reading, batch).await?;
         if batch.is_empty() {
             return Ok(());
         }
         let mut next: HashMap<(String, i32), (i64, i64)> = HashMap::new();
         {
-            let states = lock(&consumer.context().states);
+            let states = lock(&reading.consumer.context().states);
             for r in batch.iter_mut() {
                 let key = (r.topic.clone(), r.partition);
                 r.generation = states.get(&key).map_or(0, |s| s.generation);
@@ -836,7 +790,7 @@ impl Indexer {
         let outcome =
             records::insert_batch(&self.pool, batch, &advance, crate::clock::now_ms()).await?;
         {
-            let mut states = lock(&consumer.context().states);
+            let mut states = lock(&reading.consumer.context().states);
             for p in &advance {
                 let s = states.entry((p.topic.clone(), p.partition)).or_default();
                 if s.generation == p.generation {
@@ -865,18 +819,10 @@ impl Indexer {
             let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
         }
         // Best effort, for external lag tools only; SQLite holds the truth.
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = reading.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "offset commit to Kafka failed");
         }
         Ok(())
-    }
-}
-
-/// Move a partition's fetch position without waiting (a zero timeout makes the seek
-/// asynchronous; outdated prefetched records are discarded by librdkafka).
-fn seek(consumer: &StreamConsumer<IndexerContext>, topic: &str, partition: i32, offset: Offset) {
-    if let Err(e) = consumer.seek(topic, partition, offset, Duration::ZERO) {
-        tracing::warn!(topic, partition, error = %e, "seek failed");
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod consumer;
 pub mod normalise;
+pub mod reader;
 pub mod record;
 pub mod search;
 pub mod status;

@@ -103,15 +103,16 @@ impl NewRecord {
     /// Build the stored row from a record; never fails, whatever the bytes.
     pub fn from_parts(parts: RecordParts, now_ms: i64) -> Self {
         let normalised = normalise::normalise(&parts.headers);
-        let fingerprint = normalise::fingerprint(
-            normalised.error_class.as_deref(),
-            normalised.origin_topic.as_deref(),
-            normalised.error_message.as_deref(),
-        );
+        // Masked once, for both the stored masked message and the fingerprint.
         let masked_message = normalised
             .error_message
             .as_deref()
             .map(normalise::mask_message);
+        let fingerprint = normalise::fingerprint_of_masked(
+            normalised.error_class.as_deref(),
+            normalised.origin_topic.as_deref(),
+            masked_message.as_deref().unwrap_or(""),
+        );
         NewRecord {
             ts: parts.timestamp.map(|(t, _)| t).unwrap_or(now_ms),
             timestamp_type: parts.timestamp.map(|(_, kind)| kind),

@@ -173,6 +173,12 @@ impl IndexerStatus {
         }
     }
 
+    /// Records indexed since start, without the copy [`IndexerStatus::snapshot`] makes (the
+    /// ingest bench asks every few ms).
+    pub fn indexed_count(&self) -> u64 {
+        self.lock().indexed
+    }
+
     /// Whether the indexer is connected now.
     pub fn is_connected(&self) -> bool {
         self.lock().connected

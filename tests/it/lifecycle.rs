@@ -122,3 +122,82 @@ async fn a_search_file_deleted_while_stopped_is_rebuilt_on_start() {
     assert_eq!(v["search_pending"], 0);
     d.stop().await;
 }
+
+/// A backlog over many partitions is indexed in batches that grow while the writer is busy
+/// (`index::reader`): every record on the broker is stored exactly once, with positions
+/// that match, across a restart in the middle of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_many_partitions_is_indexed_exactly_once_across_a_restart() {
+    const TOPICS: [&str; 2] = ["backlog-a.dlq", "backlog-b.dlq"];
+    const PARTITIONS: i32 = 12;
+    const PER_PARTITION: usize = 700;
+    let kafka = Kafka::start(&[(TOPICS[0], PARTITIONS), (TOPICS[1], PARTITIONS)]);
+    let records = |round: usize| -> Vec<crate::harness::in_process::Outgoing> {
+        (0..PARTITIONS as usize * PER_PARTITION)
+            .map(|i| {
+                (
+                    Some((i % PARTITIONS as usize) as i32),
+                    format!("r{round}-{i}").into_bytes(),
+                    format!("{{\"n\":{i},\"note\":\"{}\"}}", "x".repeat(200)).into_bytes(),
+                    vec![
+                        ("dlq-error-class".into(), b"E".to_vec()),
+                        (
+                            "dlq-error-message".into(),
+                            format!("failed {i}").into_bytes(),
+                        ),
+                    ],
+                )
+            })
+            .collect()
+    };
+    let mut on_broker: std::collections::BTreeSet<(String, i32, i64)> = Default::default();
+    for topic in TOPICS {
+        for (p, o) in kafka.send_many(topic, &records(0)).await {
+            on_broker.insert((topic.to_string(), p, o));
+        }
+    }
+    let first_round = on_broker.len() as i64;
+    let d = TestDashboard::start(&kafka).await;
+    // Stopped as soon as part of the backlog is stored: the rest is re-read from SQLite's
+    // positions, partly from batches that were being read when it stopped.
+    let part = d.wait_indexed(1).await;
+    let args = serve_args(&kafka.bootstrap(), &d.db);
+    let mut more = Vec::new();
+    let (kafka_ref, more_ref) = (&kafka, &mut more);
+    let d = d
+        .restart(args, move || async move {
+            for topic in TOPICS {
+                more_ref.push((topic, kafka_ref.send_many(topic, &records(1)).await));
+            }
+        })
+        .await;
+    for (topic, delivered) in more {
+        for (p, o) in delivered {
+            on_broker.insert((topic.to_string(), p, o));
+        }
+    }
+    let total = on_broker.len() as i64;
+    assert!(part < total && first_round < total);
+    d.wait_indexed(total).await;
+    d.wait_searchable().await;
+    let pool = &d.d().state.pool;
+    let stored: Vec<(String, i32, i64)> =
+        sqlx::query_as("SELECT topic, partition, \"offset\" FROM records")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len() as i64, total, "no record stored twice");
+    let stored: std::collections::BTreeSet<_> = stored.into_iter().collect();
+    assert_eq!(stored, on_broker, "exactly the broker's records");
+    let positions: i64 = sqlx::query_scalar("SELECT SUM(next_offset) FROM partition_positions")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(positions, total, "every partition's position is its end");
+    let counted: i64 = sqlx::query_scalar("SELECT SUM(count) FROM topic_status_counts")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, total, "status counters match the rows");
+    d.stop().await;
+}
