@@ -643,6 +643,7 @@ struct IndexedText {
     id: i64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    codec: Option<i64>,
     error_class: Option<String>,
     error_message: Option<String>,
 }
@@ -684,7 +685,8 @@ pub async fn erase_chunk(
     // FTS5 table removes an entry only given the same text.
     let texts: Vec<IndexedText> = sqlx::query_as(
         "SELECT r.id, substr(r.key, 1, ?2) AS key,
-                (SELECT substr(b.value, 1, ?2) FROM record_bodies b WHERE b.record_id = r.id) AS value,
+                (SELECT CASE b.codec WHEN 0 THEN substr(b.value, 1, ?2) ELSE b.value END FROM record_bodies b WHERE b.record_id = r.id) AS value,
+                (SELECT b.codec FROM record_bodies b WHERE b.record_id = r.id) AS codec,
                 r.error_class, r.error_message
          FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
     )
@@ -718,9 +720,15 @@ pub async fn erase_chunk(
         .execute(&mut *tx)
         .await?;
     for t in &texts {
+        // Decoded as the catch-up decoded it, so the entry is removed with its own text.
+        let value = super::codec::search_prefix(
+            t.value.as_deref(),
+            t.codec.unwrap_or(0),
+            crate::index::record::SEARCH_PREFIX_BYTES,
+        );
         let old = crate::index::record::search_text(
             t.key.as_deref(),
-            t.value.as_deref(),
+            value.as_deref(),
             t.error_class.as_deref(),
             t.error_message.as_deref(),
         );

@@ -19,6 +19,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
+use super::codec;
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use super::search;
 use crate::error::Result;
@@ -252,9 +253,10 @@ pub async fn drop_payloads(
             Option<Vec<u8>>,
             Option<String>,
             Option<String>,
+            i64,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT r.id, r.\"offset\", substr(r.key, 1, ?1), substr(b.value, 1, ?1), r.error_class, r.error_message
+            "SELECT r.id, r.\"offset\", substr(r.key, 1, ?1), CASE b.codec WHEN 0 THEN substr(b.value, 1, ?1) ELSE b.value END, r.error_class, r.error_message, b.codec
              FROM records r JOIN record_bodies b ON b.record_id = r.id
              WHERE r.topic = ?2 AND r.partition = ?3 AND r.generation = ?4
                AND r.\"offset\" >= ?5 AND r.\"offset\" < ?6 AND b.value IS NOT NULL
@@ -277,8 +279,10 @@ pub async fn drop_payloads(
         let texts: Vec<(i64, SearchText, SearchText)> = rows
             .iter()
             .filter(|r| r.0 <= through)
-            .map(|(id, _, key, value, class, message)| {
+            .map(|(id, _, key, value, class, message, codec)| {
                 let (key, class, message) = (key.as_deref(), class.as_deref(), message.as_deref());
+                // Decoded as the catch-up decoded it, so the entry is removed with its text.
+                let value = codec::search_prefix(value.as_deref(), *codec, SEARCH_PREFIX_BYTES);
                 (
                     *id,
                     search_text(key, value.as_deref(), class, message),

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 
+use super::codec;
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::{Error, Result};
 use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
@@ -318,9 +319,10 @@ async fn read_texts(
         while let Some(row) = rows.next_row()? {
             let text = |i| row.bytes(i).map(String::from_utf8_lossy);
             let (class, message) = (text(3), text(4));
+            let value = codec::search_prefix(row.bytes(2), row.int(5), SEARCH_PREFIX_BYTES);
             let t = search_text(
                 row.bytes(1),
-                row.bytes(2),
+                value.as_deref(),
                 class.as_deref(),
                 message.as_deref(),
             );
@@ -333,9 +335,10 @@ async fn read_texts(
 
 /// The stored fields a record's search text is made from (id, key, value, error class,
 /// error message), past the mark, oldest first, read on a connection of the index's pool.
-/// Only the prefix that is searched is read: a 10 MiB payload costs 2 KiB here.
+/// Only the prefix that is searched is read: a 10 MiB payload costs 2 KiB here (a
+/// compressed one its whole frame, of which only the prefix is decoded, `codec::search_prefix`).
 pub const SELECT_SQL: &str =
-    "SELECT id, substr(key, 1, ?1), substr(b.value, 1, ?1), error_class, error_message
+    "SELECT id, substr(key, 1, ?1), CASE b.codec WHEN 0 THEN substr(b.value, 1, ?1) ELSE b.value END, error_class, error_message, b.codec
      FROM records JOIN record_bodies b ON b.record_id = records.id
      WHERE id > ?2 ORDER BY id LIMIT ?3";
 
