@@ -3,8 +3,8 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::positions::{self, Position};
 use super::codec::{self, Encoded};
+use super::positions::{self, Position};
 use super::raw::{with_handle, Statement, STATEMENTS_PER_HOLD};
 use super::search;
 pub use super::selection::RecordId;
