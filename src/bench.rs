@@ -356,10 +356,18 @@ async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::Sql
     bare_pool.close().await;
     remove_database_files(&bare_path);
     remove_database_files(&search::path_for(&bare_path));
-    let (index, plain_bytes, pool) = index_once(dir, rows, 0).await?;
+    // Files of their own: SQLite keeps per-process state by file, so a file deleted and made
+    // again under the same name while this process had it open fails with an I/O error.
+    let (index, plain_bytes, pool) = index_once(&dir.join("plain.db"), rows, 0).await?;
     pool.close().await;
-    let (compressed, compressed_bytes, pool) =
-        index_once(dir, rows, store::codec::DEFAULT_COMPRESS_ABOVE).await?;
+    remove_database_files(&dir.join("plain.db"));
+    remove_database_files(&search::path_for(&dir.join("plain.db")));
+    let (compressed, compressed_bytes, pool) = index_once(
+        &dir.join("index.db"),
+        rows,
+        store::codec::DEFAULT_COMPRESS_ABOVE,
+    )
+    .await?;
     Ok((
         Round {
             bare_secs,
@@ -372,24 +380,23 @@ async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::Sql
     ))
 }
 
-/// Index `rows` into a fresh index in `dir`, compressing payloads above `compress_above`
+/// Index `rows` into a fresh index at `index_path`, compressing payloads above `compress_above`
 /// bytes (0 = not at all); returns the times, the index file's size once its log is copied
 /// back, and the index, open.
 async fn index_once(
-    dir: &Path,
+    index_path: &Path,
     rows: &[NewRecord],
     compress_above: usize,
 ) -> Result<(IndexTimes, u64, sqlx::SqlitePool)> {
-    let index_path = dir.join("index.db");
-    remove_database_files(&index_path);
-    remove_database_files(&search::path_for(&index_path));
-    let pool = store::open(&index_path).await?;
+    remove_database_files(index_path);
+    remove_database_files(&search::path_for(index_path));
+    let pool = store::open(index_path).await?;
     store::codec::set_compress_above(&pool, compress_above).await?;
     let times = full_insert(&pool, rows).await?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+    sqlx::query("PRAGMA main.wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await?;
-    let bytes = std::fs::metadata(&index_path)?.len();
+    let bytes = std::fs::metadata(index_path)?.len();
     Ok((times, bytes, pool))
 }
 

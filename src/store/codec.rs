@@ -6,7 +6,9 @@
 //! rewrite. Every reader of a body (detail, raw download, replay, search, purge erase,
 //! reclaim) decodes through here, so what leaves the dashboard is the original bytes.
 //!
-//! A trained dictionary (zstd::dict) was measured and not kept: see docs/performance.md.
+//! A trained dictionary per topic (zstd::dict) is measured by `bench --suite index` and not
+//! wired in yet (docs/performance.md has what it would save); it would be a codec of its own,
+//! so rows stored with this one keep reading.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
