@@ -281,7 +281,9 @@ mod tests {
             })
             .collect();
         assert_eq!(encode(Some(&noise), 512), PLAIN);
-        assert_eq!(encode(Some(&json(600)), 600), PLAIN, "at the threshold");
+        let long = json(4096);
+        assert_eq!(encode(Some(&long[..600]), 600), PLAIN, "at the threshold");
+        assert_eq!(encode(Some(&long[..601]), 600).codec, Codec::Zstd, "above it");
     }
 
     #[test]
