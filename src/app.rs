@@ -64,6 +64,13 @@ impl Dashboard {
             &auth::role::Role::ALL.map(|r| r.as_str()),
         )
         .map_err(Error::Config)?;
+        let disclosure = crate::redact::Disclosure::new(
+            args.viewer_payloads,
+            &args.redact_json_fields,
+            &args.redact_headers,
+            args.redact_for_all,
+        )
+        .map_err(Error::Config)?;
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
@@ -92,7 +99,7 @@ impl Dashboard {
         if demo_index(&args) {
             start_demo_afresh(&database)?;
         }
-        let pool = store::open(&database).await?;
+        let pool = store::open_with(&database, &disclosure.search_mask()).await?;
         store::codec::set_compress_above(
             &pool,
             usize::try_from(args.compress_payloads_above).unwrap_or(usize::MAX),
@@ -169,7 +176,9 @@ impl Dashboard {
                 args.reclaim_keeps_payload,
             ),
         ));
+        let retention = Arc::new(crate::retention::Retention::new(pool.clone(), args.retain));
         let state = AppState(Arc::new(App {
+            retention,
             pool,
             status,
             kafka: kafka.clone(),
@@ -177,12 +186,7 @@ impl Dashboard {
             http: Default::default(),
             auth,
             role_topics,
-            disclosure: crate::redact::Disclosure::new(
-                args.viewer_payloads,
-                &args.redact_json_fields,
-                &args.redact_headers,
-                args.redact_for_all,
-            ),
+            disclosure,
             edge: web::edge::EdgeLimits {
                 max_body: args.max_request_body,
                 timeout: args.request_timeout,
@@ -210,6 +214,7 @@ impl Dashboard {
             )
             .run(shutdown.clone()),
         );
+        tasks.spawn(state.retention.clone().run(shutdown.clone()));
         tasks.spawn(crate::index::search::run(
             state.pool.clone(),
             health.clone(),
@@ -220,13 +225,19 @@ impl Dashboard {
             health: health.clone(),
             max_wal_bytes: args.max_wal_size,
         };
+        tasks.spawn(store::restore::run(
+            state.pool.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::checkpoints::run(
             state.pool.clone(),
             watch(store::health::WalFile::Index),
             shutdown.clone(),
         ));
         tasks.spawn(crate::checkpoints::run_on(
-            store::search::connect_options(&store::search::path_of(&state.pool)),
+            store::search::connect_options(&store::search::path_of(&state.pool))
+                .create_if_missing(false),
             watch(store::health::WalFile::Search),
             shutdown.clone(),
         ));

@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::health::{WalFile, WriteHealth, Writer};
+use crate::store::restore::file_id;
 use crate::store::wal::{checkpoint, page_size, truncate};
 
 /// How often the log is copied back into the database file.
@@ -38,12 +39,6 @@ pub struct Watch {
 /// Checkpoint the file `pool` is open on regularly until `shutdown` (see [`run_on`]).
 pub async fn run(pool: SqlitePool, watch: Watch, shutdown: CancellationToken) {
     run_on((*pool.connect_options()).clone(), watch, shutdown).await
-}
-
-/// The identity of the file at `path` (device and inode), to notice it being replaced.
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The checkpoint connection, the identity of the file it opened, and its page size.

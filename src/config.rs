@@ -137,6 +137,14 @@ pub struct ServeArgs {
         action = clap::ArgAction::Set
     )]
     pub reclaim_keeps_payload: bool,
+    /// What the index keeps, e.g. resolved=30d,payloads=14d,max-records=5000000 (each part
+    /// optional; durations in d, h or m). resolved: records replayed and consumed, purged or
+    /// expired are removed this long after that. payloads: payloads, headers and stack traces
+    /// are removed this long after the record was indexed (coordinates, error and history
+    /// stay). max-records: beyond it the oldest resolved records go first, then the oldest of
+    /// any status, which the overview says. Default: keep everything.
+    #[arg(long, env = "DLQ_RETAIN", default_value = "", value_parser = parse_retain)]
+    pub retain: crate::retention::Retain,
     /// The users file (local users and API tokens, managed with `dlq-dashboard user` and
     /// `token`). With it, every page and API call needs a sign-in or a token; while it
     /// holds nobody, only /healthz is served.
@@ -249,6 +257,7 @@ impl Default for ServeArgs {
             replay_compression: None,
             replay_consumer_groups: Vec::new(),
             reclaim_keeps_payload: true,
+            retain: Default::default(),
             users: None,
             insecure_no_auth: false,
             public_url: None,
@@ -385,6 +394,10 @@ impl BenchSuite {
     pub fn ingest(self) -> bool {
         matches!(self, BenchSuite::Ingest | BenchSuite::All)
     }
+}
+
+fn parse_retain(s: &str) -> Result<crate::retention::Retain, String> {
+    s.parse()
 }
 
 fn parse_min_free_space(s: &str) -> Result<crate::store::space::MinFreeSpace, String> {

@@ -36,6 +36,8 @@ pub mod memory;
 pub mod redact;
 /// Replay: targets, previews, jobs, and what became of each replayed record.
 pub mod replay;
+/// The bounded index (`--retain`): the background cleanup of resolved records and payloads.
+pub mod retention;
 /// Lifecycle states of records, jobs and items.
 pub mod states;
 /// All SQL.

@@ -3,10 +3,23 @@
 //! (`--redact-json-fields`, `--redact-headers`, `--redact-for-all`). Pure, unit-tested;
 //! pages and the API ask it for a [`Sight`] per request. Only what is shown is masked: the
 //! index keeps the original bytes, and replay sends them.
+//!
+//! Two things follow from a redacted header besides its own value:
+//! - the common fields it can fill (`index::normalise`: a redacted `kafka_dlt-exception-message`
+//!   feeds the error message) are masked wherever the header is ([`Sight::masks`]). The index
+//!   does not keep which header filled a field, so a field is masked for every record once any
+//!   redacted header can fill it, whatever the record's convention;
+//! - headers the dashboard is built on (origin topic, partition, offset, `dlq-replay-id`) are
+//!   refused at start-up ([`Disclosure::new`]).
+//!
+//! The search file is shared by every role, so it is filled with the text as the most
+//! restricted caller sees it ([`SearchMask`]): a viewer's search cannot find a masked value.
 
 use std::borrow::Cow;
 
 use crate::auth::role::Role;
+use crate::index::normalise::{self, Field};
+use crate::index::record::{search_text, SearchText};
 
 /// What replaces a masked value.
 pub const MASK: &str = "***";
@@ -30,29 +43,114 @@ pub struct Disclosure {
     json_fields: Vec<String>,
     /// Header names to mask, lower-cased.
     headers: Vec<String>,
+    /// The common fields those headers can fill.
+    derived: Derived,
     /// Mask for admins too.
     for_all: bool,
 }
 
+/// Which of a record's common fields (`index::normalise::Normalised`) a redacted header can
+/// fill, and so are masked with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Derived {
+    timestamp: bool,
+    group: bool,
+    error_class: bool,
+    error_message: bool,
+    stacktrace: bool,
+    attempts: bool,
+}
+
+impl Derived {
+    fn of(headers: &[String]) -> Self {
+        let mut d = Derived::default();
+        for field in headers.iter().flat_map(|h| normalise::fields_fed_by(h)) {
+            match field {
+                Field::Timestamp => d.timestamp = true,
+                Field::Group => d.group = true,
+                Field::ErrorClass => d.error_class = true,
+                Field::ErrorMessage => d.error_message = true,
+                Field::Stacktrace => d.stacktrace = true,
+                Field::Attempts => d.attempts = true,
+                // Refused by `Disclosure::new`.
+                Field::Topic | Field::Partition | Field::Offset => {}
+            }
+        }
+        d
+    }
+
+    fn masks(&self, field: Field) -> bool {
+        match field {
+            Field::Timestamp => self.timestamp,
+            Field::Group => self.group,
+            Field::ErrorClass => self.error_class,
+            Field::ErrorMessage => self.error_message,
+            Field::Stacktrace => self.stacktrace,
+            Field::Attempts => self.attempts,
+            Field::Topic | Field::Partition | Field::Offset => false,
+        }
+    }
+
+    /// The masked fields' names, for the sentence a page carries.
+    fn names(&self) -> Vec<&'static str> {
+        [
+            (self.error_class, "error class"),
+            (self.error_message, "error message"),
+            (self.stacktrace, "stack trace"),
+            (self.group, "consumer group"),
+            (self.timestamp, "origin timestamp"),
+            (self.attempts, "attempts"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
 impl Disclosure {
-    /// The flags as given (names compared case-insensitively; blanks ignored).
+    /// The flags as given (names compared case-insensitively; blanks ignored). A header the
+    /// dashboard needs to work (`normalise::structural_reason`) is refused with a sentence
+    /// naming it and why.
     pub fn new(
         viewer_payloads: ViewerPayloads,
         json_fields: &[String],
         headers: &[String],
         for_all: bool,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let names = |list: &[String]| -> Vec<String> {
             list.iter()
                 .map(|n| n.trim().to_lowercase())
                 .filter(|n| !n.is_empty())
                 .collect()
         };
-        Disclosure {
+        let headers = names(headers);
+        if let Some((name, why)) = headers
+            .iter()
+            .find_map(|h| normalise::structural_reason(h).map(|why| (h, why)))
+        {
+            return Err(format!(
+                "--redact-headers cannot mask {name}: the dashboard needs that header to work ({why}); remove it from the list."
+            ));
+        }
+        Ok(Disclosure {
             viewer_payloads,
             json_fields: names(json_fields),
-            headers: names(headers),
+            derived: Derived::of(&headers),
+            headers,
             for_all,
+        })
+    }
+
+    /// How the search file is to be filled: masked as the most restricted caller sees
+    /// records (search is shared by every role).
+    pub fn search_mask(&self) -> SearchMask {
+        let mut json_fields = self.json_fields.clone();
+        json_fields.sort();
+        json_fields.dedup();
+        SearchMask {
+            json_fields,
+            error_class: self.derived.error_class,
+            error_message: self.derived.error_message,
         }
     }
 
@@ -117,6 +215,33 @@ impl<'a> Sight<'a> {
             .is_some_and(|d| d.headers.iter().any(|h| *h == name.to_lowercase()))
     }
 
+    /// Whether a common field is masked because a redacted header can fill it (a
+    /// `--redact-headers kafka_dlt-exception-message` masks every error message).
+    pub fn masks(&self, field: Field) -> bool {
+        self.redact.is_some_and(|d| d.derived.masks(field))
+    }
+
+    /// A text field as this caller may see it: [`MASK`] when [`Sight::masks`] it.
+    pub fn text(&self, field: Field, value: Option<String>) -> Option<String> {
+        match value {
+            Some(_) if self.masks(field) => Some(MASK.to_string()),
+            v => v,
+        }
+    }
+
+    /// A number field as this caller may see it: none when [`Sight::masks`] it.
+    pub fn number<T>(&self, field: Field, value: Option<T>) -> Option<T> {
+        value.filter(|_| !self.masks(field))
+    }
+
+    /// Why this caller may not filter on `field` (the answer would tell a masked value), or
+    /// None when they may.
+    pub fn filter_refusal(&self, field: Field, param: &str) -> Option<String> {
+        self.masks(field).then(|| {
+            format!("Filtering by {param} is not available to you: that field is redacted on this dashboard (--redact-headers); search or filter by something else.")
+        })
+    }
+
     /// Why this caller may not download a raw payload, or None when they may.
     pub fn raw_refusal(&self) -> Option<&'static str> {
         if !self.payloads {
@@ -141,10 +266,74 @@ impl<'a> Sight<'a> {
         if !d.headers.is_empty() {
             parts.push(format!("headers {}", d.headers.join(", ")));
         }
+        let derived = d.derived.names();
+        if !derived.is_empty() {
+            parts.push(format!("the {} they fill", derived.join(", ")));
+        }
         Some(format!(
             "Redacted: {} are shown as {MASK}; replays still send the original bytes.",
             parts.join(" and ")
         ))
+    }
+}
+
+/// How the search file's text is masked: the redaction it was built with, stored in the file
+/// (`store::search`, `search_progress.redaction`) as [`SearchMask::spec`]. Everything that
+/// writes or removes search entries (the catch-up, purge erase, reclaim) makes their text
+/// with [`SearchMask::text`] of the mask stored in that file, so an entry is removed with the
+/// text it was made from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SearchMask {
+    /// JSON fields masked in the payload's text, lower-cased, sorted.
+    json_fields: Vec<String>,
+    /// The error class is left out (a redacted header can fill it).
+    error_class: bool,
+    /// The error message is left out.
+    error_message: bool,
+}
+
+impl SearchMask {
+    /// The stored form: empty for no masking (as a search file from before masking holds),
+    /// else JSON.
+    pub fn spec(&self) -> String {
+        if *self == SearchMask::default() {
+            String::new()
+        } else {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+
+    /// The mask a stored spec describes; None when it cannot be read (the file is then
+    /// rebuilt with the configured mask).
+    pub fn from_spec(spec: &str) -> Option<Self> {
+        if spec.is_empty() {
+            Some(SearchMask::default())
+        } else {
+            serde_json::from_str(spec).ok()
+        }
+    }
+
+    /// The search text of a record (its stored key, start of the payload, error class and
+    /// message), masked.
+    pub fn text(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        error_class: Option<&str>,
+        error_message: Option<&str>,
+    ) -> SearchText {
+        let masked = match value {
+            Some(v) if !self.json_fields.is_empty() => {
+                Some(Cow::Owned(mask_json(v, &self.json_fields)))
+            }
+            v => v.map(Cow::Borrowed),
+        };
+        search_text(
+            key,
+            masked.as_deref(),
+            error_class.filter(|_| !self.error_class),
+            error_message.filter(|_| !self.error_message),
+        )
     }
 }
 
@@ -298,7 +487,7 @@ mod tests {
     fn roles_see_what_the_flags_allow() {
         let fields = vec!["password".to_string()];
         let headers = vec!["Authorization".to_string()];
-        let d = Disclosure::new(ViewerPayloads::Hidden, &fields, &headers, false);
+        let d = Disclosure::new(ViewerPayloads::Hidden, &fields, &headers, false).unwrap();
         let viewer = d.sight(Some(Role::Viewer));
         assert!(!viewer.payloads());
         assert!(viewer.raw_refusal().is_some());
@@ -309,12 +498,180 @@ mod tests {
         let admin = d.sight(Some(Role::Admin));
         assert!(!admin.redacting() && admin.raw_refusal().is_none());
         assert_eq!(&*admin.payload(br#"{"password":1}"#), br#"{"password":1}"#);
-        let all = Disclosure::new(ViewerPayloads::Full, &fields, &[], true);
+        let all = Disclosure::new(ViewerPayloads::Full, &fields, &[], true).unwrap();
         assert!(all.sight(Some(Role::Admin)).redacting());
         assert!(all.sight(Some(Role::Admin)).raw_refusal().is_none());
         assert!(all.sight(Some(Role::Viewer)).payloads());
         let none = Disclosure::default();
         assert!(none.sight(Some(Role::Viewer)).raw_refusal().is_none());
         assert!(none.sight(Some(Role::Viewer)).note().is_none());
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn headers_the_dashboard_needs_are_refused_with_a_sentence_naming_them() {
+        for (header, why) in [
+            ("dlq-replay-id", "links a record that failed again"),
+            ("Kafka_DLT-Original-Topic", "origin topic"),
+            ("kafka_original-partition", "origin partition and offset"),
+            ("__connect.errors.offset", "origin partition and offset"),
+            ("source_topic", "origin topic"),
+            ("x-original-offset", "origin partition and offset"),
+            ("dlq-origin-topic", "origin topic"),
+        ] {
+            let err = Disclosure::new(
+                ViewerPayloads::Full,
+                &[],
+                &strings(&["authorization", header]),
+                false,
+            )
+            .unwrap_err();
+            assert!(
+                err.contains(&header.to_lowercase())
+                    && err.contains(why)
+                    && err.starts_with("--redact-headers cannot mask"),
+                "{header}: {err}"
+            );
+        }
+        // Error, group and other headers may be masked.
+        for ok in [
+            "kafka_dlt-exception-message",
+            "dlq-consumer-group",
+            "x-exception-stacktrace",
+            "authorization",
+        ] {
+            assert!(
+                Disclosure::new(ViewerPayloads::Full, &[], &strings(&[ok]), false).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_redacted_header_masks_the_fields_it_can_fill_wherever_it_is_masked() {
+        let d = Disclosure::new(
+            ViewerPayloads::Full,
+            &[],
+            &strings(&["KAFKA_DLT-EXCEPTION-MESSAGE", "dlq-consumer-group"]),
+            false,
+        )
+        .unwrap();
+        let operator = d.sight(Some(Role::Operator));
+        assert!(operator.masks(Field::ErrorMessage) && operator.masks(Field::Group));
+        assert!(!operator.masks(Field::ErrorClass) && !operator.masks(Field::Stacktrace));
+        assert_eq!(
+            operator
+                .text(Field::ErrorMessage, Some("card 4111".into()))
+                .as_deref(),
+            Some(MASK)
+        );
+        assert_eq!(operator.text(Field::ErrorMessage, None), None);
+        assert_eq!(
+            operator
+                .text(Field::ErrorClass, Some("Boom".into()))
+                .as_deref(),
+            Some("Boom")
+        );
+        assert!(operator
+            .filter_refusal(Field::ErrorMessage, "message")
+            .is_some());
+        assert!(operator
+            .filter_refusal(Field::ErrorClass, "error_class")
+            .is_none());
+        let note = operator.note().unwrap();
+        assert!(
+            note.contains("error message, consumer group they fill"),
+            "{note}"
+        );
+        // Admins see them unless --redact-for-all; a sight that masks nothing passes through.
+        let admin = d.sight(Some(Role::Admin));
+        assert!(!admin.masks(Field::ErrorMessage));
+        assert!(!Sight::everything().masks(Field::Group));
+        let numbers = Disclosure::new(
+            ViewerPayloads::Full,
+            &[],
+            &strings(&["retry_topic-attempts"]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            numbers
+                .sight(Some(Role::Admin))
+                .number(Field::Attempts, Some(3)),
+            None
+        );
+        assert_eq!(
+            numbers
+                .sight(Some(Role::Admin))
+                .number(Field::Timestamp, Some(3)),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn the_search_mask_is_stored_as_a_spec_and_masks_what_the_most_restricted_caller_sees() {
+        let none = Disclosure::default().search_mask();
+        assert_eq!(
+            none.spec(),
+            "",
+            "as a search file from before masking records"
+        );
+        assert_eq!(SearchMask::from_spec(""), Some(none.clone()));
+        let d = Disclosure::new(
+            ViewerPayloads::Full,
+            &strings(&["Password", "iban", "password"]),
+            &strings(&["x-exception-message"]),
+            false,
+        )
+        .unwrap();
+        let mask = d.search_mask();
+        // Same flags in another order and case: the same spec (no needless rebuild).
+        let same = Disclosure::new(
+            ViewerPayloads::Hidden,
+            &strings(&["IBAN", "password"]),
+            &strings(&["X-Exception-Message", "authorization"]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(same.search_mask().spec(), mask.spec());
+        assert_ne!(mask.spec(), none.spec());
+        assert_eq!(SearchMask::from_spec(&mask.spec()), Some(mask.clone()));
+        assert_eq!(SearchMask::from_spec("{not json"), None);
+        let t = mask.text(
+            Some(b"k-1"),
+            Some(br#"{"user":"ann","password":"hunter2","n":{"IBAN":"DE89"}}"#),
+            Some("com.acme.Boom"),
+            Some("card 4111 declined"),
+        );
+        assert_eq!(t.key_text, "k-1");
+        assert!(
+            t.body_text.contains("ann")
+                && !t.body_text.contains("hunter2")
+                && !t.body_text.contains("DE89"),
+            "{t:?}"
+        );
+        assert_eq!(
+            t.error_text, "com.acme.Boom",
+            "the message a redacted header fills is left out"
+        );
+        // Unmasked: exactly the text search always held.
+        let plain = none.text(
+            Some(b"k"),
+            Some(b"{\"password\":\"x\"}"),
+            Some("C"),
+            Some("m"),
+        );
+        assert_eq!(
+            plain,
+            search_text(
+                Some(b"k"),
+                Some(b"{\"password\":\"x\"}"),
+                Some("C"),
+                Some("m")
+            )
+        );
     }
 }

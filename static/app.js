@@ -119,6 +119,11 @@
       p.textContent = percent;
     });
     set("percent", percent);
+    // A running job held up by a write fault says why; the notice goes once it goes on.
+    el.querySelectorAll('[data-field="waiting_on"]').forEach(function (e) {
+      e.textContent = j.waiting_on || "";
+      e.hidden = !j.waiting_on;
+    });
     set("eta", j.eta_seconds === null || j.eta_seconds === undefined || j.status === "paused" ? "\u2013" : duration(j.eta_seconds));
     set("started_at", j.started_at ? utc(j.started_at) : "\u2013");
     set("finished_at", j.finished_at ? utc(j.finished_at) : "\u2013");

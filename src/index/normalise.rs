@@ -128,16 +128,49 @@ pub struct Normalised {
 
 /// Which [`Normalised`] field a header fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+pub enum Field {
+    /// `origin_topic`.
     Topic,
+    /// `origin_partition`.
     Partition,
+    /// `origin_offset`.
     Offset,
+    /// `origin_timestamp`.
     Timestamp,
+    /// `consumer_group`.
     Group,
+    /// `error_class`.
     ErrorClass,
+    /// `error_message`.
     ErrorMessage,
+    /// `stacktrace`.
     Stacktrace,
+    /// `attempts`.
     Attempts,
+}
+
+/// The fields the header `name` can fill in any convention (exact names, as the
+/// conventions spell them: all lower case).
+pub fn fields_fed_by(name: &str) -> impl Iterator<Item = Field> + '_ {
+    SPECS
+        .iter()
+        .flat_map(|spec| spec.fields.iter())
+        .filter(move |&&(_, header)| header == name)
+        .map(|&(field, _)| field)
+}
+
+/// Why the dashboard cannot work with the header `name` masked, when it is one it needs:
+/// the origin coordinates of every convention (replay targets, origin filters and failure
+/// groups are built on them) and the `dlq-replay-id` that links a record back to its replay.
+pub fn structural_reason(name: &str) -> Option<&'static str> {
+    if name == "dlq-replay-id" {
+        return Some("it links a record that failed again to the replay it came back from");
+    }
+    fields_fed_by(name).find_map(|field| match field {
+        Topic => Some("it names the record's origin topic, which replay targets, filters and failure groups are built on"),
+        Partition | Offset => Some("it gives the record's origin partition and offset, which identify the failed record"),
+        _ => None,
+    })
 }
 
 /// How one convention spells its headers.

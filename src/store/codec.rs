@@ -283,7 +283,11 @@ mod tests {
         assert_eq!(encode(Some(&noise), 512), PLAIN);
         let long = json(4096);
         assert_eq!(encode(Some(&long[..600]), 600), PLAIN, "at the threshold");
-        assert_eq!(encode(Some(&long[..601]), 600).codec, Codec::Zstd, "above it");
+        assert_eq!(
+            encode(Some(&long[..601]), 600).codec,
+            Codec::Zstd,
+            "above it"
+        );
     }
 
     #[test]

@@ -130,6 +130,19 @@ impl WriterHealth {
     }
 }
 
+/// What happened to the index file itself while the process runs (see `store::restore`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileState {
+    /// Since when the file is gone from its path, ms; None while it is there.
+    pub removed_since: Option<i64>,
+    /// Why writing it back failed last, while it is gone.
+    pub write_back_error: Option<String>,
+    /// When it was last written back after a removal, ms.
+    pub written_back_at: Option<i64>,
+    /// Another file stands at its path (the process goes on with the one it opened).
+    pub replaced: bool,
+}
+
 /// The write state of one index (its file and its search file), shared by its writers and
 /// the web edge.
 #[derive(Debug)]
@@ -138,6 +151,7 @@ pub struct WriteHealth {
     started: i64,
     writers: Mutex<BTreeMap<Writer, WriterHealth>>,
     wal: Mutex<BTreeMap<WalFile, WalState>>,
+    file: Mutex<FileState>,
 }
 
 /// The state of every index open in this process, by file, for writers that reach it
@@ -173,7 +187,18 @@ impl WriteHealth {
             started: now_ms(),
             writers: Mutex::default(),
             wal: Mutex::default(),
+            file: Mutex::default(),
         }
+    }
+
+    /// What happened to the index file, as `store::restore` found it.
+    pub fn file(&self) -> FileState {
+        self.file.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Change what is known of the index file.
+    pub fn update_file(&self, change: impl FnOnce(&mut FileState)) {
+        change(&mut self.file.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Writer, WriterHealth>> {

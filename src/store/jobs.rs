@@ -94,8 +94,8 @@ pub struct NewJob {
 
 /// Create a job in 'preview' with its frozen items: each selected record with its target,
 /// or refused with the reason. Purged records, records the broker no longer has (expired,
-/// or below the log start or a reclaim) and records an unfinished job has yet to send are
-/// refused too.
+/// or below the log start or a reclaim), records whose payload retention removed and records
+/// an unfinished job has yet to send are refused too.
 pub async fn create_preview(
     pool: &SqlitePool,
     job: &NewJob,
@@ -128,15 +128,17 @@ pub async fn create_preview(
     // longer has it, or is deleting it), is refused: it can be seen, not replayed.
     qb.push(format!(
         ", r.id,
-           CASE WHEN r.status = 'purged' OR r.gone OR r.other_job IS NOT NULL THEN NULL ELSE m.target END,
-           CASE WHEN r.status = 'purged' OR r.gone OR r.other_job IS NOT NULL OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
+           CASE WHEN r.status = 'purged' OR r.gone OR r.retained OR r.other_job IS NOT NULL THEN NULL ELSE m.target END,
+           CASE WHEN r.status = 'purged' OR r.gone OR r.retained OR r.other_job IS NOT NULL OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
            CASE WHEN r.status = 'purged' THEN 'The message is purged; purged messages are not replayed.'
+                WHEN r.retained THEN 'The payload of this message was removed by retention (--retain payloads); it can be seen here but not replayed.'
                 WHEN r.gone THEN 'The broker no longer has this message (its log start moved past offset ' || r.\"offset\" || '); it can be seen here but not replayed.'
                 WHEN r.other_job IS NOT NULL THEN 'Replay job ' || r.other_job || ' has not sent this message yet; wait for it to finish, or cancel it, and replay again.'
                 WHEN m.target IS NULL THEN COALESCE(m.reason, 'The message changed while the preview was made; preview again.')
                 ELSE NULL END
          FROM (SELECT id, topic, origin_topic, consumer_group, status, \"offset\",
                  (records.status = 'expired' OR {}) AS gone,
+                 records.erased_by_retention AS retained,
                  (SELECT o.job_id FROM replay_items o JOIN replay_jobs j ON j.id = o.job_id
                   WHERE o.record_id = records.id AND o.state = 'pending'
                     AND j.status IN ('queued', 'running', 'paused') LIMIT 1) AS other_job

@@ -15,6 +15,8 @@ pub mod purges;
 pub mod raw;
 pub mod reclaim;
 pub mod records;
+pub mod restore;
+pub mod retention;
 pub mod search;
 pub mod selection;
 pub mod space;
@@ -41,8 +43,14 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Open (creating if missing) the SQLite index at `path`, in WAL mode, and migrate it, with
 /// its search file next to it (see [`search`]) attached read-only as schema `search` on
-/// every connection.
+/// every connection; its search entries unmasked (see [`open_with`]).
 pub async fn open(path: &Path) -> Result<SqlitePool> {
+    open_with(path, &crate::redact::SearchMask::default()).await
+}
+
+/// [`open`], with the search file's entries masked by `mask` (the configured redaction; a
+/// search file built with another is refilled in the background, see [`search`]).
+pub async fn open_with(path: &Path, mask: &crate::redact::SearchMask) -> Result<SqlitePool> {
     if let Some(sentence) = space::not_writable(path) {
         return Err(Error::Config(sentence));
     }
@@ -62,7 +70,8 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         .await?;
     conn.close().await?;
     let search_file = search::path_for(path);
-    search::prepare(&search_file, &token).await?;
+    search::configure(path, mask);
+    search::prepare(&search_file, &token, mask).await?;
     let attach = search::attach_uri(&search_file);
     let rebuilt = search_rebuilds(path);
     SqlitePoolOptions::new()
@@ -93,7 +102,10 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
                 Ok(())
             })
         })
-        .connect_with(options)
+        // Only the first connection above may create the file: one made later, after the
+        // file was removed while the process runs, would otherwise start an empty index in
+        // its place (see `restore`, which writes the index back instead).
+        .connect_with(options.create_if_missing(false))
         .await
         .map_err(cannot_open)
 }
@@ -205,17 +217,23 @@ impl std::ops::DerefMut for WriteTx {
 /// previous one commits. The busy timeout still covers writers that do not queue
 /// (single-statement updates, other processes).
 pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
+    // The turn first, then a connection: a writer never holds a connection while it
+    // queues, so readers (pages, the replay feeder) are not starved of connections by
+    // queued writers, and a writer that needed a second connection could not deadlock.
+    let turn = write_turn(pool).await;
+    let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    Ok(WriteTx { tx, _turn: turn })
+}
+
+/// This process's turn to write the file `pool` is open on, without a transaction: held,
+/// no writer of this process that queues (every [`begin_write`]) can write.
+pub(crate) async fn write_turn(pool: &SqlitePool) -> OwnedMutexGuard<()> {
     let queue = {
         let path = pool.connect_options().get_filename().to_path_buf();
         let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
         writers.entry(path).or_default().clone()
     };
-    // The turn first, then a connection: a writer never holds a connection while it
-    // queues, so readers (pages, the replay feeder) are not starved of connections by
-    // queued writers, and a writer that needed a second connection could not deadlock.
-    let turn = queue.lock_owned().await;
-    let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    Ok(WriteTx { tx, _turn: turn })
+    queue.lock_owned().await
 }
 
 /// Whether a connection is outside any transaction, as both SQLite and sqlx see it. Run on
@@ -246,8 +264,9 @@ async fn is_clean(conn: &mut SqliteConnection) -> bool {
     true
 }
 
-/// When the search file of an index was last rebuilt while the process ran (see
-/// `store::search::rebuild`), for the pool to retire the connections attached before.
+/// When a file of an index was last made anew while the process ran: the search file
+/// rebuilt (`store::search::rebuild`) or the index file written back (`store::restore`),
+/// for the pool to retire the connections opened on the old files.
 #[derive(Debug, Default)]
 pub(crate) struct SearchRebuilds {
     /// Nanoseconds after [`EPOCH`] of the last rebuild; 0 for none.

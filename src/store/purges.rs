@@ -637,17 +637,6 @@ pub async fn undo_chunk(
     })
 }
 
-/// The fields the search text of a record was made from.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct IndexedText {
-    id: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    codec: Option<i64>,
-    error_class: Option<String>,
-    error_message: Option<String>,
-}
-
 /// Erase the next chunk of a purge after record id `after`: the payload, headers and stack
 /// trace of its still purged records are deleted from the index file, and their search
 /// entries replaced by entries without the payload's text. `search` is a connection to the
@@ -673,6 +662,8 @@ pub async fn erase_chunk(
     let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
         .fetch_one(&mut *search_tx)
         .await?;
+    // The mask the entries were made with: removing one takes the same text.
+    let mask = super::search::mask(&mut search_tx).await?;
     let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
     let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, false).await? else {
@@ -683,18 +674,12 @@ pub async fn erase_chunk(
     let listed = ids_json(&ids);
     // The text the search entries were made from, read before it is erased: a contentless
     // FTS5 table removes an entry only given the same text.
-    let texts: Vec<IndexedText> = sqlx::query_as(
-        "SELECT r.id, substr(r.key, 1, ?2) AS key,
-                (SELECT CASE b.codec WHEN 0 THEN substr(b.value, 1, ?2) ELSE b.value END FROM record_bodies b WHERE b.record_id = r.id) AS value,
-                (SELECT b.codec FROM record_bodies b WHERE b.record_id = r.id) AS codec,
-                r.error_class, r.error_message
-         FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
-    )
-    .bind(&listed)
-    .bind(crate::index::record::SEARCH_PREFIX_BYTES as i64)
-    .bind(mark)
-    .fetch_all(&mut *tx)
-    .await?;
+    let changes: Vec<super::search::EntryChange> =
+        super::search::entry_texts(&mut tx, &ids, mark, &mask)
+            .await?
+            .into_iter()
+            .map(|(id, old)| super::search::EntryChange::without_payload(id, old))
+            .collect();
     sqlx::query("PRAGMA secure_delete = ON")
         .execute(&mut *tx)
         .await?;
@@ -719,36 +704,7 @@ pub async fn erase_chunk(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    for t in &texts {
-        // Decoded as the catch-up decoded it, so the entry is removed with its own text.
-        let value = super::codec::search_prefix(
-            t.value.as_deref(),
-            t.codec.unwrap_or(0),
-            crate::index::record::SEARCH_PREFIX_BYTES,
-        );
-        let old = crate::index::record::search_text(
-            t.key.as_deref(),
-            value.as_deref(),
-            t.error_class.as_deref(),
-            t.error_message.as_deref(),
-        );
-        sqlx::query(
-            "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', ?, ?, ?, ?)",
-        )
-        .bind(t.id)
-        .bind(&old.key_text)
-        .bind(&old.body_text)
-        .bind(&old.error_text)
-        .execute(&mut *search_tx)
-        .await?;
-        sqlx::query(super::search::INSERT_SQL)
-            .bind(t.id)
-            .bind(&old.key_text)
-            .bind("")
-            .bind(&old.error_text)
-            .execute(&mut *search_tx)
-            .await?;
-    }
+    super::search::change_entries(&mut search_tx, &changes).await?;
     tx.commit().await?;
     let held = started.elapsed();
     search_tx.commit().await?;

@@ -19,14 +19,8 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::codec;
-use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use super::search;
 use crate::error::Result;
-use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
-
-/// Removes one entry of the contentless search table, given the text it was made from.
-const FTS_DELETE_SQL: &str = "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', ?1, ?2, ?3, ?4)";
 
 /// The condition, on a record row named `r`, that it is resolved for reclaim, apart from
 /// replay jobs that still have to send it (see [`JOB_STILL_TO_SEND`]).
@@ -246,23 +240,14 @@ pub async fn drop_payloads(
         let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
             .fetch_one(&mut *stx)
             .await?;
-        type Row = (
-            i64,
-            i64,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Option<String>,
-            Option<String>,
-            i64,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT r.id, r.\"offset\", substr(r.key, 1, ?1), CASE b.codec WHEN 0 THEN substr(b.value, 1, ?1) ELSE b.value END, r.error_class, r.error_message, b.codec
-             FROM records r JOIN record_bodies b ON b.record_id = r.id
-             WHERE r.topic = ?2 AND r.partition = ?3 AND r.generation = ?4
-               AND r.\"offset\" >= ?5 AND r.\"offset\" < ?6 AND b.value IS NOT NULL
-             ORDER BY r.\"offset\" LIMIT ?7",
+        // The mask the entries were made with: removing one takes the same text.
+        let mask = search::mask(&mut stx).await?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT r.id, r.\"offset\" FROM records r JOIN record_bodies b ON b.record_id = r.id
+             WHERE r.topic = ?1 AND r.partition = ?2 AND r.generation = ?3
+               AND r.\"offset\" >= ?4 AND r.\"offset\" < ?5 AND b.value IS NOT NULL
+             ORDER BY r.\"offset\" LIMIT ?6",
         )
-        .bind(SEARCH_PREFIX_BYTES as i64)
         .bind(topic)
         .bind(partition)
         .bind(generation)
@@ -271,47 +256,22 @@ pub async fn drop_payloads(
         .bind(DROP_CHUNK_ROWS)
         .fetch_all(pool)
         .await?;
-        let Some(&(_, last, ..)) = rows.last() else {
+        let Some(&(_, last)) = rows.last() else {
             stx.rollback().await?;
             break;
         };
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
         // The entries as the catch-up made them, and as they are without the payload.
-        let texts: Vec<(i64, SearchText, SearchText)> = rows
-            .iter()
-            .filter(|r| r.0 <= through)
-            .map(|(id, _, key, value, class, message, codec)| {
-                let (key, class, message) = (key.as_deref(), class.as_deref(), message.as_deref());
-                // Decoded as the catch-up decoded it, so the entry is removed with its text.
-                let value = codec::search_prefix(value.as_deref(), *codec, SEARCH_PREFIX_BYTES);
-                (
-                    *id,
-                    search_text(key, value.as_deref(), class, message),
-                    search_text(key, None, class, message),
-                )
-            })
-            .collect();
-        for chunk in texts.chunks(STATEMENTS_PER_HOLD / 2) {
-            with_handle(&mut stx, |db| {
-                let mut delete = db.prepare(FTS_DELETE_SQL)?;
-                let mut insert = db.prepare(search::INSERT_SQL)?;
-                for (id, old, new) in chunk {
-                    for (s, t) in [(&mut delete, old), (&mut insert, new)] {
-                        s.int(1, *id)?;
-                        s.text(2, Some(&t.key_text))?;
-                        s.text(3, Some(&t.body_text))?;
-                        s.text(4, Some(&t.error_text))?;
-                        s.execute()?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-            tokio::task::yield_now().await;
-        }
+        let changes: Vec<search::EntryChange> =
+            search::entry_texts(&mut *pool.acquire().await?, &ids, through, &mask)
+                .await?
+                .into_iter()
+                .map(|(id, old)| search::EntryChange::without_payload(id, old))
+                .collect();
+        search::change_entries(&mut stx, &changes).await?;
         // The index's writer only for the update itself: the rows read above cannot change
         // meanwhile, since whatever else rewrites payloads (erase) holds the search file's
         // writer lock first, as this does.
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
         let mut tx = super::begin_write(pool).await?;
         sqlx::query(
             "UPDATE record_bodies SET value = NULL WHERE record_id IN (SELECT value FROM json_each(?))",

@@ -198,7 +198,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT CASE codec WHEN 0 THEN substr(value, 1, 160) ELSE value END FROM record_bodies WHERE record_id = records.id) AS value_head, (SELECT codec FROM record_bodies WHERE record_id = records.id) AS value_codec, purge_id, erased_at, (SELECT actor FROM purges WHERE purges.id = records.purge_id) AS purge_actor, (SELECT confirmed_at FROM purges WHERE purges.id = records.purge_id) AS purge_at, (SELECT reason FROM purges WHERE purges.id = records.purge_id) AS purge_reason";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT CASE codec WHEN 0 THEN substr(value, 1, 160) ELSE value END FROM record_bodies WHERE record_id = records.id) AS value_head, (SELECT codec FROM record_bodies WHERE record_id = records.id) AS value_codec, purge_id, erased_at, erased_by_retention, (SELECT actor FROM purges WHERE purges.id = records.purge_id) AS purge_actor, (SELECT confirmed_at FROM purges WHERE purges.id = records.purge_id) AS purge_at, (SELECT reason FROM purges WHERE purges.id = records.purge_id) AS purge_reason";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -252,6 +252,8 @@ pub struct RecordSummary {
     pub purge_id: Option<String>,
     /// When its payload, headers and stack trace were erased, ms.
     pub erased_at: Option<i64>,
+    /// Whether retention erased them (`--retain payloads`), not an operator.
+    pub erased_by_retention: bool,
     /// Who purged it.
     pub purge_actor: Option<String>,
     /// When it was purged, ms.
@@ -449,12 +451,14 @@ pub enum StoredValue {
     Kept(Option<Vec<u8>>),
     /// Erased by an operator at this time, ms.
     Erased(i64),
+    /// Removed by retention (`--retain payloads`) at this time, ms.
+    RemovedByRetention(i64),
 }
 
 /// The payload of one record, the original bytes: None when the record is unknown.
 pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValue>> {
-    let row: Option<(Option<Vec<u8>>, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT b.value, b.codec, records.erased_at FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+    let row: Option<(Option<Vec<u8>>, i64, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT b.value, b.codec, records.erased_at, records.erased_by_retention FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1",
     )
     .bind(&id.topic)
@@ -463,7 +467,8 @@ pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValu
     .bind(id.generation)
     .fetch_optional(pool)
     .await?;
-    row.map(|(value, codec, erased)| match erased {
+    row.map(|(value, codec, erased, by_retention)| match erased {
+        Some(at) if by_retention => Ok(StoredValue::RemovedByRetention(at)),
         Some(at) => Ok(StoredValue::Erased(at)),
         None => codec::decode(value, codec).map(StoredValue::Kept),
     })

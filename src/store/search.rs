@@ -23,6 +23,16 @@
 //! background; built from another index file (that file replaced while this one stayed), it
 //! is emptied and refilled (see [`prepare`]).
 //!
+//! Redaction: the entries hold the text as the most restricted caller sees it
+//! (`redact::SearchMask`: configured JSON fields masked, an error class or message that a
+//! redacted header can fill left out), so a search cannot find, or list records by, a masked
+//! value. The mask is stored in the file (`search_progress.redaction`); a file built with
+//! another mask than the configured one is emptied and refilled in the background like one
+//! built from another index file, while pages keep working and say how far behind search
+//! is. Every writer (the catch-up, purge erase, reclaim) makes text with [`mask`], the mask
+//! stored in the file it writes, never a copy of its own, so an entry is always removed with
+//! the text it was made from.
+//!
 //! Row ids: the catch-up only ever looks above the mark, so a record must never get an id at
 //! or below it. The indexer sees to that (`records::insert_batch`), since SQLite would hand
 //! out the id of a deleted newest row again.
@@ -30,7 +40,7 @@
 //! Removing records (a purge that deletes rows, not yet written) must also remove their
 //! search entries, which a contentless FTS5 table can only do given the original text (the
 //! `'delete'` command with the same key, body and error text, made as [`SELECT_SQL`] and
-//! `search_text` make them). Only rows at or below the mark have entries. The catch-up holds
+//! the stored [`mask`] make them). Only rows at or below the mark have entries. The catch-up holds
 //! the search file's writer lock from before it reads rows until it has committed their
 //! entries, so a purge does, in this order: take the search file's writer lock (a write
 //! transaction on a [`connect`]ed connection), read the mark, delete the entries of the
@@ -38,7 +48,9 @@
 //! the search file. No catch-up is then half-way through rows that disappear, and the mark
 //! stays above the deleted ids, so the indexer never hands them out again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
@@ -46,7 +58,8 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use super::codec;
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::{Error, Result};
-use crate::index::record::{search_text, SearchText, SEARCH_PREFIX_BYTES};
+use crate::index::record::{SearchText, SEARCH_PREFIX_BYTES};
+use crate::redact::SearchMask;
 
 /// The migrations of the search file, in `migrations/search/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/search");
@@ -118,10 +131,40 @@ pub fn attach_uri(search_file: &Path) -> String {
     uri
 }
 
+/// The search masks configured per index file (see [`configure`]), for a search file made
+/// anew while the process runs ([`rebuild`]).
+static CONFIGURED: LazyLock<Mutex<HashMap<PathBuf, SearchMask>>> = LazyLock::new(Mutex::default);
+
+/// The search mask configured for the index file `database` from now on.
+pub fn configure(database: &Path, mask: &SearchMask) {
+    let mut all = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner());
+    all.insert(database.to_path_buf(), mask.clone());
+}
+
+/// The search mask configured for the index file `database` (none until [`configure`]d).
+pub fn configured(database: &Path) -> SearchMask {
+    let all = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner());
+    all.get(database).cloned().unwrap_or_default()
+}
+
+/// The mask the search file's entries are made with, read on a connection to that file
+/// ([`connect`]), inside the transaction that writes them. A stored mask that cannot be read
+/// (never written by this program) is refused rather than guessed.
+pub async fn mask(search: &mut SqliteConnection) -> Result<SearchMask> {
+    let spec: String = sqlx::query_scalar("SELECT redaction FROM search_progress")
+        .fetch_one(&mut *search)
+        .await?;
+    SearchMask::from_spec(&spec).ok_or_else(|| {
+        Error::Config(
+            "The search index records a redaction this version cannot read; delete the search file to have it rebuilt.".into(),
+        )
+    })
+}
+
 /// Create and migrate the search file of the index whose `store_identity` token is
 /// `store_token`, before any connection attaches it; empty it when it was built from another
-/// index file.
-pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
+/// index file or with another redaction than `mask`, so that the catch-up refills it.
+pub async fn prepare(search_file: &Path, store_token: &str, mask: &SearchMask) -> Result<()> {
     if !search_file.exists() {
         // A log left without its database file (deleted while stopped) would be replayed into
         // the new, empty file: remove it first.
@@ -146,15 +189,22 @@ pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
     // `run_direct`, not `run`: `run` is generic over `Acquire`, whose future is not `Send`
     // for every lifetime, and the search file is also prepared inside a spawned task.
     MIGRATOR.run_direct(&mut conn).await?;
-    let (through, token): (i64, Option<String>) =
-        sqlx::query_as("SELECT indexed_through, store_token FROM search_progress")
+    let (through, token, redaction): (i64, Option<String>, String) =
+        sqlx::query_as("SELECT indexed_through, store_token, redaction FROM search_progress")
             .fetch_one(&mut conn)
             .await?;
-    if token.as_deref() != Some(store_token) {
-        if through > 0 || token.is_some() {
+    let spec = mask.spec();
+    let other_file = token.as_deref() != Some(store_token);
+    if other_file || redaction != spec {
+        if other_file && (through > 0 || token.is_some()) {
             tracing::warn!(
                 file = %search_file.display(),
                 "the search index was built from another index file; rebuilding it"
+            );
+        } else if !other_file {
+            tracing::warn!(
+                file = %search_file.display(),
+                "the search index was built with another redaction (--redact-json-fields, --redact-headers); rebuilding it in the background"
             );
         }
         let mut tx = conn.begin().await?;
@@ -162,10 +212,13 @@ pub async fn prepare(search_file: &Path, store_token: &str) -> Result<()> {
         sqlx::query("INSERT INTO records_fts (records_fts) VALUES ('delete-all')")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE search_progress SET indexed_through = 0, store_token = ?")
-            .bind(store_token)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE search_progress SET indexed_through = 0, store_token = ?, redaction = ?",
+        )
+        .bind(store_token)
+        .bind(&spec)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
     }
     conn.close().await?;
@@ -225,17 +278,27 @@ pub async fn rebuild(pool: &SqlitePool) -> Result<()> {
             _ => {}
         }
     }
-    let token: String = sqlx::query_scalar("SELECT token FROM main.store_identity")
-        .fetch_one(pool)
+    // Read on a connection of its own: a new connection of the pool attaches the search
+    // file, which fails while there is none (the pool's older connections may all have been
+    // retired, when the index file was written back after its folder was removed).
+    let mut index = (*pool.connect_options()).clone().connect().await?;
+    let token: String = sqlx::query_scalar("SELECT token FROM store_identity")
+        .fetch_one(&mut index)
         .await?;
-    prepare(&file, &token).await?;
+    index.close().await?;
+    let database = pool.connect_options().get_filename().to_path_buf();
+    prepare(&file, &token, &configured(&database)).await?;
     super::search_rebuilds(pool.connect_options().get_filename()).mark();
     Ok(())
 }
 
 /// A connection that writes the search file of the index `pool` is open on.
+/// Never creates the file: one missing is made by [`rebuild`], with its tables.
 pub async fn connect(pool: &SqlitePool) -> Result<SqliteConnection> {
-    Ok(connect_options(&path_of(pool)).connect().await?)
+    Ok(connect_options(&path_of(pool))
+        .create_if_missing(false)
+        .connect()
+        .await?)
 }
 
 /// Where the search index stands relative to the records.
@@ -274,7 +337,8 @@ pub async fn catch_up(
     let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
         .fetch_one(&mut *tx)
         .await?;
-    let rows = read_texts(pool, through, max_rows).await?;
+    let mask = mask(&mut tx).await?;
+    let rows = read_texts(pool, &mask, through, max_rows).await?;
     let Some(&(last, _)) = rows.last() else {
         tx.rollback().await?;
         return Ok(0);
@@ -303,9 +367,10 @@ pub async fn catch_up(
 }
 
 /// The search text of up to `max_rows` records after id `through`, oldest first, read in one
-/// statement (one snapshot of the index).
+/// statement (one snapshot of the index), masked with the search file's `mask`.
 async fn read_texts(
     pool: &SqlitePool,
+    mask: &SearchMask,
     through: i64,
     max_rows: i64,
 ) -> Result<Vec<(i64, SearchText)>> {
@@ -320,7 +385,7 @@ async fn read_texts(
             let text = |i| row.bytes(i).map(String::from_utf8_lossy);
             let (class, message) = (text(3), text(4));
             let value = codec::search_prefix(row.bytes(2), row.int(5), SEARCH_PREFIX_BYTES);
-            let t = search_text(
+            let t = mask.text(
                 row.bytes(1),
                 value.as_deref(),
                 class.as_deref(),
@@ -345,6 +410,126 @@ pub const SELECT_SQL: &str =
 /// One search-index row, on a search-file connection: rowid = records.id.
 pub const INSERT_SQL: &str =
     "INSERT INTO records_fts (rowid, key_text, body, error_text) VALUES (?1, ?2, ?3, ?4)";
+
+/// Removes one entry of the contentless search table, on a search-file connection, given the
+/// text it was made from (rowid, key, body and error text, as [`INSERT_SQL`] took them).
+pub const DELETE_SQL: &str = "INSERT INTO records_fts (records_fts, rowid, key_text, body, error_text) VALUES ('delete', ?1, ?2, ?3, ?4)";
+
+/// One search entry to change: taken out given the text it was made from (`old`), and put
+/// back with `new` when there is one (a record that keeps its row but loses its payload), or
+/// not (a record removed).
+#[derive(Debug, Clone)]
+pub struct EntryChange {
+    /// records.id.
+    pub id: i64,
+    /// The text the entry holds now.
+    pub old: SearchText,
+    /// The text it holds after, if it stays.
+    pub new: Option<SearchText>,
+}
+
+impl EntryChange {
+    /// The entry of a record that keeps its row but loses its payload: the same key and
+    /// error text, no body.
+    pub fn without_payload(id: i64, old: SearchText) -> Self {
+        let new = SearchText {
+            body_text: String::new(),
+            ..old.clone()
+        };
+        EntryChange {
+            id,
+            old,
+            new: Some(new),
+        }
+    }
+
+    /// The entry of a record removed from the index.
+    pub fn removed(id: i64, old: SearchText) -> Self {
+        EntryChange { id, old, new: None }
+    }
+}
+
+/// The text the search entries of the listed records hold, read from the index (`conn`, a
+/// connection of the pool or the caller's write transaction) as the catch-up made it: only
+/// records at or below the search mark `mark` have entries, masked with the search file's
+/// `mask` ([`mask`]). Read before their payloads or
+/// rows change: a contentless FTS5 table removes an entry only given the same text.
+pub async fn entry_texts(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    mark: i64,
+    mask: &SearchMask,
+) -> Result<Vec<(i64, SearchText)>> {
+    type Row = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.id, substr(r.key, 1, ?2),
+                (SELECT CASE b.codec WHEN 0 THEN substr(b.value, 1, ?2) ELSE b.value END FROM record_bodies b WHERE b.record_id = r.id),
+                r.error_class, r.error_message,
+                (SELECT b.codec FROM record_bodies b WHERE b.record_id = r.id)
+         FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
+    )
+    .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    .bind(SEARCH_PREFIX_BYTES as i64)
+    .bind(mark)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, key, value, class, message, codec)| {
+            // Decoded as the catch-up decoded it, so the entry is removed with its own text.
+            let value =
+                codec::search_prefix(value.as_deref(), codec.unwrap_or(0), SEARCH_PREFIX_BYTES);
+            (
+                id,
+                mask.text(
+                    key.as_deref(),
+                    value.as_deref(),
+                    class.as_deref(),
+                    message.as_deref(),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Run [`DELETE_SQL`] or [`INSERT_SQL`] for one entry.
+fn bind_entry<'a>(s: &mut super::raw::Statement<'a>, id: i64, t: &'a SearchText) -> Result<u64> {
+    s.int(1, id)?;
+    s.text(2, Some(&t.key_text))?;
+    s.text(3, Some(&t.body_text))?;
+    s.text(4, Some(&t.error_text))?;
+    s.execute()
+}
+
+/// Change search entries, on the search file's write transaction (`search`), which the
+/// caller took first and commits after the index's (see the module's notes on removing
+/// records): each old entry is deleted, and its new text inserted when it has one. The one
+/// place that takes entries out of the search file, for erase, reclaim and retention.
+pub async fn change_entries(search: &mut SqliteConnection, changes: &[EntryChange]) -> Result<()> {
+    for chunk in changes.chunks(STATEMENTS_PER_HOLD / 2) {
+        with_handle(&mut *search, |db| {
+            let mut delete = db.prepare(DELETE_SQL)?;
+            let mut insert = db.prepare(INSERT_SQL)?;
+            for c in chunk {
+                bind_entry(&mut delete, c.id, &c.old)?;
+                if let Some(new) = &c.new {
+                    bind_entry(&mut insert, c.id, new)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -86,12 +86,24 @@ pub(crate) async fn index_health(state: &AppState) -> IndexHealth {
             if search_behind == 1 { "" } else { "s" }
         )
     });
-    let file_problem = (!database.exists()).then(|| {
-        format!(
-            "the index file {} was removed while the dashboard runs: what it indexes now is lost when it stops; restore the file, or restart the dashboard to index the topics again from Kafka",
+    let file = health.file();
+    let file_problem = if file.removed_since.is_some() || !database.exists() {
+        let why = file
+            .write_back_error
+            .map(|e| format!(" (writing it back failed: {e}; it is tried again every second)"))
+            .unwrap_or_default();
+        Some(format!(
+            "the index file {} was removed while the dashboard runs: the dashboard writes it back from what it holds and goes on with it, nothing lost{why}",
             database.display()
-        )
-    });
+        ))
+    } else if file.replaced {
+        Some(format!(
+            "the index file {} was replaced by another file while the dashboard runs: the dashboard goes on with the file it opened, which is lost when it stops; move the new file away (the dashboard then writes its own back), or restart the dashboard to use the new one",
+            database.display()
+        ))
+    } else {
+        None
+    };
     let space_warning = match (space, min_free_bytes) {
         (Some(s), Some(min)) if s.available < min && !s.read_only => Some(format!(
             "only {} free on {} (below --min-free-space {}); free some space or give the index a larger disk before it fills",
@@ -116,6 +128,23 @@ pub(crate) async fn index_health(state: &AppState) -> IndexHealth {
         min_free_bytes,
         search_behind,
     }
+}
+
+/// Why a job in `status` cannot go on now, in a sentence: a running job whose results
+/// cannot be recorded waits (it sends nothing it could not record) and goes on by itself,
+/// but its status stays `running`, so this says it; None while it can go on.
+pub(crate) fn replay_waiting_on(
+    state: &AppState,
+    status: crate::states::JobStatus,
+) -> Option<String> {
+    if status != crate::states::JobStatus::Running {
+        return None;
+    }
+    let space = space::space_of(state.health.database()).ok();
+    state
+        .health
+        .sentence(Writer::Replay, space.as_ref())
+        .map(|s| capitalised(&s))
 }
 
 /// One writer in `/api/health`.

@@ -11,6 +11,7 @@ mod frame;
 mod health;
 mod http_metrics;
 pub mod links;
+mod masking;
 pub mod metrics;
 mod pages;
 mod query;

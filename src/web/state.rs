@@ -39,6 +39,8 @@ pub struct App {
     pub health: Arc<WriteHealth>,
     /// Below this much free space on the index's file system, the pages warn.
     pub min_free_space: MinFreeSpace,
+    /// The bounded index's cleanup (`--retain`).
+    pub retention: Arc<crate::retention::Retention>,
     /// The demo pipeline's counters and switch, when the demo runs (`/demo`, `/api/demo`).
     pub demo: Option<Arc<crate::demo::DemoState>>,
 }

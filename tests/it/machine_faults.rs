@@ -440,28 +440,118 @@ async fn a_reader_holding_a_snapshot_is_reported_and_the_log_shrinks_once_it_goe
     d.stop().await;
 }
 
-/// The index file removed while the dashboard runs: the banner and /readyz say what that
-/// means and what to do.
+/// The index's folder taken away while the dashboard runs (moved aside, then removed): the
+/// banner and /readyz say so while it cannot be written back, and once it can, the
+/// dashboard writes the index back and goes on with it, no restart. Everything indexed
+/// before and after is in the file a restart opens, and search finds both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_index_file_removed_while_running_is_reported() {
+async fn an_index_folder_removed_while_running_is_written_back_and_nothing_is_lost() {
     let kafka = Kafka::start(&[("gone.dlq", 1)]);
-    let d = TestDashboard::start(&kafka).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let folder = dir.path().join("data");
+    std::fs::create_dir(&folder).unwrap();
+    let db = folder.join("index.db");
+    let d = TestDashboard::start_with(serve_args(&kafka.bootstrap(), &db), dir.clone()).await;
     kafka
-        .send_many("gone.dlq", &noisy_records("r", 0, 3, 64))
+        .send_many("gone.dlq", &noisy_records("before", 0, 3, 64))
         .await;
     d.wait_indexed(3).await;
-    std::fs::remove_file(&d.db).unwrap();
-    let (status, body) = d.get_json("/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        body["error"],
-        format!(
-            "The index file {} was removed while the dashboard runs: what it indexes now is lost when it stops; restore the file, or restart the dashboard to index the topics again from Kafka.",
-            d.db.display()
-        )
+
+    // In one step the folder's path becomes a plain file: the index cannot be written back
+    // there until that file goes.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &folder,
+        rustix::fs::CWD,
+        &blocker,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .unwrap();
+    let removed = format!(
+        "The index file {} was removed while the dashboard runs: the dashboard writes it back from what it holds and goes on with it, nothing lost (writing it back failed: ",
+        db.display()
+    );
+    let reason = wait_for("the failed write-back reported", DEADLINE, || async {
+        let (status, body) = d.get_json("/readyz").await;
+        let reason = body["error"].as_str().unwrap_or("").to_string();
+        (status == StatusCode::SERVICE_UNAVAILABLE && reason.starts_with(&removed))
+            .then_some(reason)
+    })
+    .await;
+    assert!(
+        reason.ends_with("it is tried again every second)."),
+        "{reason}"
     );
     let (_, html) = d.get_html("/messages").await;
     assert!(html.contains(&escaped("was removed while the dashboard runs")));
+    // The old folder, moved aside, goes for good.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    std::fs::remove_file(&folder).unwrap();
+
+    wait_for("the index written back", DEADLINE, || async {
+        let (_, h) = d.get_json("/api/health").await;
+        h["index"]["written_back_at"].as_str().map(|_| ())
+    })
+    .await;
+    wait_for("ready again", DEADLINE, || async {
+        (d.get_json("/readyz").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    kafka
+        .send_many("gone.dlq", &noisy_records("after", 0, 5, 64))
+        .await;
+    d.wait_indexed(8).await;
+    for key in ["before-1", "after-4"] {
+        wait_for(&format!("{key} searchable"), DEADLINE, || async {
+            let (status, v) = d.get_json(&format!("/api/messages?q={key}")).await;
+            (status == StatusCode::OK && v["messages"].as_array().unwrap().len() == 1).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(exact_counts(&d).await, (8, 8));
+
+    // What a restart opens is the file written back, holding all of it.
+    let d = d
+        .restart(serve_args(&kafka.bootstrap(), &db), || async {})
+        .await;
+    assert_eq!(exact_counts(&d).await, (8, 8));
+    d.stop().await;
+}
+
+/// Another file put at the index's path while the dashboard runs (a backup copied over it):
+/// not overwritten, and the pages say that the dashboard goes on with the file it opened;
+/// once that file is moved away, the dashboard writes its own back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_file_replaced_while_running_is_not_overwritten_and_is_reported() {
+    let kafka = Kafka::start(&[("swap.dlq", 1)]);
+    let d = TestDashboard::start(&kafka).await;
+    kafka
+        .send_many("swap.dlq", &noisy_records("r", 0, 4, 64))
+        .await;
+    d.wait_indexed(4).await;
+    let other = d.db.with_extension("other");
+    std::fs::write(&other, b"someone else's file").unwrap();
+    std::fs::rename(&other, &d.db).unwrap();
+    let replaced = format!(
+        "The index file {} was replaced by another file while the dashboard runs",
+        d.db.display()
+    );
+    wait_for("the replacement reported", DEADLINE, || async {
+        let (status, body) = d.get_json("/readyz").await;
+        (status == StatusCode::SERVICE_UNAVAILABLE
+            && body["error"].as_str().unwrap_or("").starts_with(&replaced))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(std::fs::read(&d.db).unwrap(), b"someone else's file");
+    std::fs::remove_file(&d.db).unwrap();
+    wait_for("its own file written back", DEADLINE, || async {
+        (d.get_json("/readyz").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(exact_counts(&d).await, (4, 4));
     d.stop().await;
 }
 
@@ -549,6 +639,23 @@ async fn a_replay_job_meeting_a_full_disk_resumes_and_loses_or_doubles_nothing()
     .await;
     let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
     assert_eq!(job["status"], "running", "the job waits, it does not end");
+    let waiting = format!(
+        "Replay jobs cannot record their results: disk full on {}",
+        disk.path().display()
+    );
+    assert!(
+        job["waiting_on"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&waiting),
+        "the job says why it waits: {job}"
+    );
+    let (_, html) = d.get_html(&format!("/replays/{id}")).await;
+    assert_eq!(
+        html.matches(&escaped(&waiting)).count(),
+        2,
+        "the job page says it beside its status, as well as in the banner"
+    );
     disk.free();
     let job = wait_for("the job to finish", DEADLINE, || async {
         let (_, job) = d.get_json(&format!("/api/replays/{id}")).await;
@@ -562,6 +669,7 @@ async fn a_replay_job_meeting_a_full_disk_resumes_and_loses_or_doubles_nothing()
         (Some("completed"), Some(TOTAL as i64)),
         "{job}"
     );
+    assert!(job["waiting_on"].is_null(), "{job}");
     let got = crate::harness::in_process::read_topic(&kafka.bootstrap(), "o.retry.1", TOTAL).await;
     let ids: std::collections::HashSet<String> = got
         .iter()

@@ -30,9 +30,11 @@ mod outage;
 mod outcomes;
 mod purge;
 mod reclaim;
+mod redaction;
 mod replay;
 mod replay_pages;
 mod replay_target;
+mod retention;
 mod store;
 
 // The binary in its own process.

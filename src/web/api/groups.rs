@@ -24,10 +24,15 @@ struct GroupJson {
     hourly: Vec<i64>,
 }
 
-async fn list_groups(State(state): State<AppState>) -> Result<Json<Vec<GroupJson>>> {
+async fn list_groups(
+    State(state): State<AppState>,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
+) -> Result<Json<Vec<GroupJson>>> {
     let now = crate::clock::now_ms();
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     let mut out = Vec::new();
-    for g in groups::list(&state.pool, 500).await? {
+    for mut g in groups::list(&state.pool, 500).await? {
+        crate::web::masking::group(&sight, &mut g);
         out.push(GroupJson {
             hourly: groups::hourly(&state.pool, &g.fingerprint, now).await?,
             first_seen: iso(g.first_seen),

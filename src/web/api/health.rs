@@ -41,6 +41,8 @@ struct IndexJson {
     reason: Option<String>,
     database: String,
     writers: Vec<WriterJson>,
+    /// When the index file was last written back after it was removed while running.
+    written_back_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -85,6 +87,7 @@ async fn health(State(state): State<AppState>) -> Json<HealthJson> {
             writable: h.writable(),
             reason: h.file_problem.clone().or(h.index_problem.clone()),
             database: state.health.database().display().to_string(),
+            written_back_at: state.health.file().written_back_at.map(iso),
             writers: Writer::ALL
                 .iter()
                 .map(|w| writer_json(*w, &writers[w], started))

@@ -18,6 +18,7 @@ use crate::store::records::RecordSummary;
 use crate::store::{self, records};
 use crate::web::auth::Caller;
 use crate::web::extract::{find_record, not_indexed, record_id};
+use crate::web::masking;
 use crate::web::routes::{Routes, VIEWER};
 use crate::web::AppState;
 
@@ -148,10 +149,16 @@ struct MessagePageJson {
 
 async fn messages(
     State(state): State<AppState>,
+    Caller(who): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<MessagePageJson>> {
     let query = MessageQuery::parse(query.as_deref().unwrap_or(""))?;
-    let page = records::list(&state.pool, &query).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    masking::refuse_filter(&sight, &query.filter)?;
+    let mut page = records::list(&state.pool, &query).await?;
+    for r in &mut page.rows {
+        masking::summary(&sight, r);
+    }
     let search_pending = match query.filter.q {
         Some(_) => Some(store::search::progress(&state.pool).await?.pending()),
         None => None,
@@ -208,12 +215,16 @@ async fn message(
     Path((topic, partition, offset)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<MessageDetailJson>> {
-    let d = find_record(
+    let mut d = find_record(
         &state,
         &record_id(&topic, &partition, &offset, query.as_deref())?,
     )
     .await?;
     let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    // The replay target is resolved from the stored fields, before any is masked (the origin
+    // topic and group it uses are shown as the target anyway).
+    let replay = state.actions.target_for(&d.summary).await;
+    masking::detail(&sight, &mut d);
     let headers = decode_headers(&d.headers)
         .into_iter()
         .map(|h| {
@@ -243,11 +254,13 @@ async fn message(
             }
         })
         .collect();
-    let replay = state.actions.target_for(&d.summary).await;
     let replays = store::items::history(&state.pool, d.summary.id)
         .await?
-        .iter()
-        .map(super::replays::ResultJson::new)
+        .iter_mut()
+        .map(|i| {
+            masking::item(&sight, i);
+            super::replays::ResultJson::new(i)
+        })
         .collect();
     let purges = store::purges::history(&state.pool, d.summary.id)
         .await?
@@ -309,6 +322,15 @@ pub async fn raw(
         records::StoredValue::Erased(at) => {
             return Err(Error::Gone(format!(
                 "The payload of {}/{}/{} was erased on {} after it was purged; only its coordinates, error and history are kept.",
+                id.topic,
+                id.partition,
+                id.offset,
+                iso(at)
+            )))
+        }
+        records::StoredValue::RemovedByRetention(at) => {
+            return Err(Error::Gone(format!(
+                "The payload of {}/{}/{} was removed by retention (--retain payloads) on {}; only its coordinates, error and history are kept.",
                 id.topic,
                 id.partition,
                 id.offset,

@@ -59,11 +59,14 @@ pub struct JobJson {
     failed_again_probably: i64,
     awaiting_consumption: i64,
     consumer_groups: Vec<GroupTracking>,
+    /// Why the running job cannot go on now (its results cannot be recorded); it waits and
+    /// goes on by itself. None while it can.
+    waiting_on: Option<String>,
 }
 
 impl JobJson {
-    /// The API form of a stored job.
-    pub fn new(job: &Job) -> Result<Self> {
+    /// The API form of a stored job, as this dashboard runs it now.
+    pub fn new(state: &AppState, job: &Job) -> Result<Self> {
         let remaining = job.remaining();
         Ok(JobJson {
             id: job.id.clone(),
@@ -89,6 +92,7 @@ impl JobJson {
             failed_again_probably: job.failed_again_probably,
             awaiting_consumption: job.awaiting_consumption(),
             consumer_groups: job.consumer_groups.0.clone(),
+            waiting_on: crate::web::health::replay_waiting_on(state, job.status),
         })
     }
 }
@@ -157,7 +161,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobJson>>> {
         jobs::jobs(&state.pool, 500)
             .await?
             .iter()
-            .map(JobJson::new)
+            .map(|j| JobJson::new(&state, j))
             .collect::<Result<_>>()?,
     ))
 }
@@ -171,7 +175,7 @@ pub async fn find_job(state: &AppState, id: &str) -> Result<Job> {
 }
 
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobJson>> {
-    Ok(Json(JobJson::new(&find_job(&state, &id).await?)?))
+    Ok(Json(JobJson::new(&state, &find_job(&state, &id).await?)?))
 }
 
 /// One result in `GET /api/replays/{id}/results`.
@@ -256,13 +260,18 @@ struct ResultsPage {
 
 async fn results(
     State(state): State<AppState>,
+    crate::web::auth::Caller(who): crate::web::auth::Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ResultsPage>> {
     find_job(&state, &id).await?;
     let q = results_query(query.as_deref(), true, 100)?;
-    let (rows, next_cursor) =
+    let (mut rows, next_cursor) =
         items::result_page(&state.pool, &id, q.only, q.cursor, q.limit).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    for r in &mut rows {
+        crate::web::masking::item(&sight, r);
+    }
     Ok(Json(ResultsPage {
         results: rows.iter().map(ResultJson::new).collect(),
         counts: items::item_counts(&state.pool, &id).await?,
@@ -295,6 +304,7 @@ async fn control(
     let action = JobControl::parse(&action)?;
     control_body(&headers, &body)?;
     Ok(Json(JobJson::new(
+        &state,
         &state.actions.control(&id, action, &actor).await?,
     )?))
 }

@@ -50,8 +50,10 @@ struct GroupsPage {
 
 async fn failure_groups(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
     let now = crate::clock::now_ms();
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     let mut rows = Vec::new();
-    for g in groups::list(&state.pool, 200).await? {
+    for mut g in groups::list(&state.pool, 200).await? {
+        crate::web::masking::group(&sight, &mut g);
         rows.push(GroupRow {
             count: view::count(g.count),
             error_short: g

@@ -15,6 +15,7 @@ use crate::web::auth::Caller;
 use crate::web::extract::{find_record, record_id};
 use crate::web::frame::Frame;
 use crate::web::links::*;
+use crate::web::masking;
 use crate::web::routes::{Routes, VIEWER};
 use crate::web::view;
 use crate::web::AppState;
@@ -104,7 +105,12 @@ async fn messages(
 ) -> PageResult {
     let query = MessageQuery::parse(raw.as_deref().unwrap_or(""))?;
     let now = crate::clock::now_ms();
-    let page = records::list(&state.pool, &query).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    masking::refuse_filter(&sight, &query.filter)?;
+    let mut page = records::list(&state.pool, &query).await?;
+    for r in &mut page.rows {
+        masking::summary(&sight, r);
+    }
     let f = &query.filter;
     let pairs = f.to_pairs();
     let matching = records::count_capped(&state.pool, f, COUNT_CAP).await?;
@@ -115,7 +121,6 @@ async fn messages(
         None => None,
     };
     let reset = records::current_generations(&state.pool).await?;
-    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     let page_link = |param: &str, cursor: crate::filter::Cursor| {
         let mut p = pairs.clone();
         if query.limit != crate::filter::DEFAULT_LIMIT {
@@ -180,7 +185,10 @@ async fn messages(
         frame: Frame::build(&state, who.as_ref(), "messages").await,
         topics,
         statuses: RecordStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        error_classes: records::distinct_error_classes(&state.pool).await?,
+        error_classes: match sight.masks(crate::index::normalise::Field::ErrorClass) {
+            true => Vec::new(),
+            false => records::distinct_error_classes(&state.pool).await?,
+        },
         f_topic: f.topic.clone().unwrap_or_default(),
         f_status: match &f.status {
             StatusFilter::NotPurged => String::new(),
@@ -280,6 +288,8 @@ struct MessagePage {
     /// Whether this caller may download the raw payload.
     raw_allowed: bool,
     /// What the page withholds from this caller, in a sentence.
+    /// When retention removed the payload, headers and stack trace (`--retain payloads`).
+    retention_removed: Option<String>,
     withheld: Option<String>,
 }
 
@@ -375,14 +385,17 @@ async fn message(
     Path((topic, partition, offset)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
-    let d = find_record(
+    let mut d = find_record(
         &state,
         &record_id(&topic, &partition, &offset, query.as_deref())?,
     )
     .await?;
     let now = crate::clock::now_ms();
-    let s = &d.summary;
     let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    // The replay target is resolved from the stored fields, before any is masked.
+    let replay = state.actions.target_for(&d.summary).await;
+    masking::detail(&sight, &mut d);
+    let s = &d.summary;
     let shown = d
         .value
         .as_deref()
@@ -391,10 +404,13 @@ async fn message(
     let (payload, payload_cut) = view::payload(shown.as_deref());
     let reset = records::current_generations(&state.pool).await?;
     let coordinates = message_path(s, &reset);
-    let replay = state.actions.target_for(s).await;
     let history = store::items::history(&state.pool, s.id)
         .await?
         .into_iter()
+        .map(|mut h| {
+            masking::item(&sight, &mut h);
+            h
+        })
         .map(|h| HistoryRow {
             after: ReplayAfter::of(&h, now, &reset),
             job_link: format!("/replays/{}", path_segment(&h.job_id)),
@@ -478,13 +494,20 @@ async fn message(
         replay,
         select_value: selection_value(&s.topic, s.partition, s.offset, s.generation),
         history,
+        retention_removed: s
+            .erased_at
+            .filter(|_| s.erased_by_retention)
+            .map(view::time),
         purged: s.purge_id.as_ref().map(|id| PurgedNote {
             purge_link: format!("/purges/{}", path_segment(id)),
             purge_id: id.clone(),
             actor: s.purge_actor.clone().unwrap_or_default(),
             when: s.purge_at.map(view::time).unwrap_or_default(),
             reason: s.purge_reason.clone().unwrap_or_default(),
-            erased: s.erased_at.map(view::time),
+            erased: s
+                .erased_at
+                .filter(|_| !s.erased_by_retention)
+                .map(view::time),
             restorable: s.erased_at.is_none(),
         }),
         purges: store::purges::history(&state.pool, s.id)

@@ -62,6 +62,8 @@ struct OverviewPage {
     disk: String,
     /// Free space is below --min-free-space.
     disk_low: bool,
+    /// What --retain max-records removed before it was resolved, per topic, in a sentence.
+    retention_note: Option<String>,
 }
 
 async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageResult {
@@ -69,8 +71,25 @@ async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageRes
     let snapshot = state.status.snapshot();
     let overviews = stats::topic_overviews(&state.pool, &snapshot.assigned_partitions, now).await?;
     let events = store::events::recent(&state.pool, None, 200).await?;
+    let forced: Vec<store::retention::Removed> = store::retention::removed(&state.pool)
+        .await?
+        .into_iter()
+        .filter(|r| r.kind == "capped_unresolved" && r.count > 0)
+        .collect();
+    let cap = state
+        .retention
+        .retain
+        .max_records
+        .map(|n| format!(" ({})", view::count(n)))
+        .unwrap_or_default();
     let mut total_unresolved = 0;
     let mut total_messages = 0;
+    // Top errors name error classes and link to a filter on them: left out where a redacted
+    // header can fill the class.
+    let classes_shown = !state
+        .disclosure
+        .sight(who.as_ref().map(|w| w.role))
+        .masks(crate::index::normalise::Field::ErrorClass);
     let cards = overviews
         .into_iter()
         .map(|o| {
@@ -97,6 +116,7 @@ async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageRes
                 top_errors: o
                     .top_errors
                     .iter()
+                    .filter(|_| classes_shown)
                     .map(|(class, n)| ErrorClassLink {
                         short: view::short_class(class).to_string(),
                         full: class.clone(),
@@ -107,11 +127,24 @@ async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageRes
                         ]),
                     })
                     .collect(),
-                notices: events
+                notices: forced
                     .iter()
-                    .filter(|e| e.topic == o.topic)
-                    .take(3)
-                    .map(|e| format!("{} (noticed {})", e.message, view::time(e.detected_at)))
+                    .filter(|r| r.topic == o.topic)
+                    .map(|r| {
+                        format!(
+                            "{} unresolved message{} removed by --retain max-records{cap}, the oldest first, last on {}.",
+                            view::count(r.count),
+                            if r.count == 1 { " was" } else { "s were" },
+                            view::time(r.last_at)
+                        )
+                    })
+                    .chain(
+                        events
+                            .iter()
+                            .filter(|e| e.topic == o.topic)
+                            .take(3)
+                            .map(|e| format!("{} (noticed {})", e.message, view::time(e.detected_at))),
+                    )
                     .collect(),
                 topic: o.topic,
             }
@@ -135,7 +168,23 @@ async fn overview(State(state): State<AppState>, Caller(who): Caller) -> PageRes
             folder.display()
         ),
     };
+    let retention_note = (!forced.is_empty()).then(|| {
+        let total: i64 = forced.iter().map(|r| r.count).sum();
+        format!(
+            "The index reached --retain max-records{cap}, so {} message{} that {} not resolved {} removed, the oldest first: {}.",
+            view::count(total),
+            if total == 1 { "" } else { "s" },
+            if total == 1 { "was" } else { "were" },
+            if total == 1 { "was" } else { "were" },
+            forced
+                .iter()
+                .map(|r| format!("{} ({})", r.topic, view::count(r.count)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
     html(OverviewPage {
+        retention_note,
         disk,
         disk_low: health.space_warning.is_some(),
         frame: Frame::build(&state, who.as_ref(), "overview").await,

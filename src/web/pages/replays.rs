@@ -256,6 +256,8 @@ struct JobFigures {
     sent_n: i64,
     /// Whether the page goes on polling for consumption after the job finished.
     following: bool,
+    /// Why the running job waits (its results cannot be recorded), empty while it can go on.
+    waiting_on: String,
 }
 
 /// How one target topic's consumption is followed, as the job page says it.
@@ -289,7 +291,7 @@ impl TrackingRow {
 }
 
 impl JobFigures {
-    fn new(job: &Job, now: i64) -> Result<Self> {
+    fn new(state: &AppState, job: &Job, now: i64) -> Result<Self> {
         let remaining = job.remaining();
         let done = job.total - remaining;
         let is_final = job.status.is_final();
@@ -309,6 +311,8 @@ impl JobFigures {
             awaiting_consumption: view::count(job.awaiting_consumption()),
             tracking,
             sent_n: job.sent,
+            waiting_on: crate::web::health::replay_waiting_on(state, job.status)
+                .unwrap_or_default(),
             id: job.id.clone(),
             link: job_link(&job.id),
             status: job.status,
@@ -359,7 +363,7 @@ async fn jobs_page(State(state): State<AppState>, Caller(who): Caller) -> PageRe
     let jobs: Vec<JobFigures> = jobs::jobs(&state.pool, JOBS_LISTED)
         .await?
         .iter()
-        .map(|j| JobFigures::new(j, now))
+        .map(|j| JobFigures::new(&state, j, now))
         .collect::<Result<_>>()?;
     html(JobsPage {
         frame: Frame::build(&state, who.as_ref(), "replays").await,
@@ -419,8 +423,12 @@ async fn job_page(
     let ResultsQuery { only, cursor, .. } = results_query(query.as_deref(), false, 0)?;
     let paged = cursor.is_some();
     let now = crate::clock::now_ms();
-    let (items, next) =
+    let (mut items, next) =
         items::result_page(&state.pool, &id, only, cursor, RESULTS_PER_PAGE).await?;
+    let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
+    for i in &mut items {
+        crate::web::masking::item(&sight, i);
+    }
     let reset = records::current_generations(&state.pool).await?;
     let link = job_link(&id);
     let with = |pairs: &[(&str, String)]| {
@@ -477,7 +485,7 @@ async fn job_page(
         can_resume: s == JobStatus::Paused,
         can_cancel: [JobStatus::Queued, JobStatus::Running, JobStatus::Paused].contains(&s),
         selection: selection_view(&job.selection),
-        job: JobFigures::new(&job, now)?,
+        job: JobFigures::new(&state, &job, now)?,
         results,
         states,
         only,
