@@ -457,7 +457,9 @@ pub enum StoredValue {
 
 /// The payload of one record, the original bytes: None when the record is unknown.
 pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValue>> {
-    let row: Option<(Option<Vec<u8>>, i64, Option<i64>, bool)> = sqlx::query_as(
+    /// (stored value, codec, erased at, erased by retention).
+    type Stored = (Option<Vec<u8>>, i64, Option<i64>, bool);
+    let row: Option<Stored> = sqlx::query_as(
         "SELECT b.value, b.codec, records.erased_at, records.erased_by_retention FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1",
     )
