@@ -100,6 +100,11 @@ impl Dashboard {
             start_demo_afresh(&database)?;
         }
         let pool = store::open_with(&database, &disclosure.search_mask()).await?;
+        store::codec::set_compress_above(
+            &pool,
+            usize::try_from(args.compress_payloads_above).unwrap_or(usize::MAX),
+        )
+        .await?;
         let health = store::health::WriteHealth::register(&database);
         let (kafka, cluster) = match &args.brokers {
             Some(brokers) => {

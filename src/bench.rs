@@ -312,10 +312,17 @@ pub(crate) fn remove_database_files(db: &Path) {
     }
 }
 
-/// One round of the index-rate benchmark: the bare insert, then the index, on fresh files.
+/// One round of the index-rate benchmark: the bare insert, then the index with payloads
+/// stored as received, then with them compressed (`--compress-payloads-above`'s default),
+/// each on fresh files.
 struct Round {
     bare_secs: f64,
     index: IndexTimes,
+    /// The index file's size after the uncompressed index, bytes (log copied back).
+    plain_bytes: u64,
+    compressed: IndexTimes,
+    /// The index file's size after the compressed index, bytes.
+    compressed_bytes: u64,
 }
 
 impl Round {
@@ -328,8 +335,9 @@ impl Round {
     }
 }
 
-/// The bare insert and then the index, each into fresh files in `dir`. Returns the round and
-/// the index, open, for the latency measurements.
+/// The bare insert and then the index twice (payloads as received, then compressed), each
+/// into fresh files in `dir`. Returns the round and the compressed index, open, for the
+/// latency measurements.
 async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::SqlitePool)> {
     let bare_path = dir.join("bare.db");
     remove_database_files(&bare_path);
@@ -348,12 +356,132 @@ async fn index_round(dir: &Path, rows: &[NewRecord]) -> Result<(Round, sqlx::Sql
     bare_pool.close().await;
     remove_database_files(&bare_path);
     remove_database_files(&search::path_for(&bare_path));
-    let index_path = dir.join("index.db");
-    remove_database_files(&index_path);
-    remove_database_files(&search::path_for(&index_path));
-    let pool = store::open(&index_path).await?;
-    let index = full_insert(&pool, rows).await?;
-    Ok((Round { bare_secs, index }, pool))
+    // Files of their own: SQLite keeps per-process state by file, so a file deleted and made
+    // again under the same name while this process had it open fails with an I/O error.
+    let (index, plain_bytes, pool) = index_once(&dir.join("plain.db"), rows, 0).await?;
+    pool.close().await;
+    remove_database_files(&dir.join("plain.db"));
+    remove_database_files(&search::path_for(&dir.join("plain.db")));
+    let (compressed, compressed_bytes, pool) = index_once(
+        &dir.join("index.db"),
+        rows,
+        store::codec::DEFAULT_COMPRESS_ABOVE,
+    )
+    .await?;
+    Ok((
+        Round {
+            bare_secs,
+            index,
+            plain_bytes,
+            compressed,
+            compressed_bytes,
+        },
+        pool,
+    ))
+}
+
+/// Index `rows` into a fresh index at `index_path`, compressing payloads above `compress_above`
+/// bytes (0 = not at all); returns the times, the index file's size once its log is copied
+/// back, and the index, open.
+async fn index_once(
+    index_path: &Path,
+    rows: &[NewRecord],
+    compress_above: usize,
+) -> Result<(IndexTimes, u64, sqlx::SqlitePool)> {
+    remove_database_files(index_path);
+    remove_database_files(&search::path_for(index_path));
+    let pool = store::open(index_path).await?;
+    store::codec::set_compress_above(&pool, compress_above).await?;
+    let times = full_insert(&pool, rows).await?;
+    sqlx::query("PRAGMA main.wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await?;
+    let bytes = std::fs::metadata(index_path)?.len();
+    Ok((times, bytes, pool))
+}
+
+/// What a trained zstd dictionary would save on the payloads, measured on the rows
+/// themselves: one dictionary per topic trained on its first `SAMPLE` payloads, then every
+/// payload above the threshold compressed with and without it.
+fn dictionary_trial(rows: &[NewRecord]) -> Result<()> {
+    const SAMPLE: usize = 1000;
+    const DICT_BYTES: usize = 16 * 1024;
+    let above = store::codec::DEFAULT_COMPRESS_ABOVE;
+    let payloads: Vec<(&str, &[u8])> = rows
+        .iter()
+        .filter_map(|r| r.value.as_deref().map(|v| (r.topic.as_str(), v)))
+        .filter(|(_, v)| v.len() > above)
+        .collect();
+    if payloads.is_empty() {
+        println!("dictionary trial: no payload above {above} B");
+        return Ok(());
+    }
+    let zstd_err = |e: std::io::Error| Error::Internal(format!("zstd: {e}"));
+    let mut topics: Vec<&str> = payloads.iter().map(|(t, _)| *t).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let started = Instant::now();
+    let mut dictionaries = std::collections::HashMap::new();
+    for topic in &topics {
+        let sample: Vec<&[u8]> = payloads
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .take(SAMPLE)
+            .map(|(_, v)| *v)
+            .collect();
+        let dict = zstd::dict::from_samples(&sample, DICT_BYTES).map_err(zstd_err)?;
+        dictionaries.insert(*topic, dict);
+    }
+    let train_secs = started.elapsed().as_secs_f64();
+    let original: usize = payloads.iter().map(|(_, v)| v.len()).sum();
+    let started = Instant::now();
+    let plain: usize = payloads
+        .iter()
+        .map(|(_, v)| {
+            store::codec::encode(Some(v), above)
+                .compressed
+                .map_or(v.len(), |f| f.len())
+        })
+        .sum();
+    let plain_secs = started.elapsed().as_secs_f64();
+    let mut compressors = std::collections::HashMap::new();
+    for (topic, dict) in &dictionaries {
+        let c = zstd::bulk::Compressor::with_dictionary(3, dict).map_err(zstd_err)?;
+        compressors.insert(*topic, c);
+    }
+    let started = Instant::now();
+    let mut with_dict = 0;
+    for (topic, v) in &payloads {
+        let c = compressors
+            .get_mut(topic)
+            .ok_or_else(|| Error::Internal("no dictionary".into()))?;
+        with_dict += c.compress(v).map_err(zstd_err)?.len().min(v.len());
+    }
+    let dict_secs = started.elapsed().as_secs_f64();
+    let n = payloads.len() as f64;
+    println!(
+        "dictionary trial over {} payloads above {above} B ({} topics, a {} KiB dictionary each from its first {SAMPLE}, trained in {:.2} s):",
+        payloads.len(),
+        topics.len(),
+        DICT_BYTES / 1024,
+        train_secs,
+    );
+    println!(
+        "  as received {:>7.0} B/payload   zstd {:>7.0} B/payload ({:.2}x, {:.1} us each)   zstd + dictionary {:>7.0} B/payload ({:.2}x, {:.1} us each)",
+        original as f64 / n,
+        plain as f64 / n,
+        original as f64 / plain as f64,
+        plain_secs / n * 1e6,
+        with_dict as f64 / n,
+        original as f64 / with_dict as f64,
+        dict_secs / n * 1e6,
+    );
+    Ok(())
+}
+
+/// A file size scaled to a million records, MiB.
+fn per_million_mib(bytes: u64, records: f64) -> f64 {
+    bytes as f64 / records * 1e6 / (1024.0 * 1024.0)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -384,7 +512,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .collect();
     let n = rows.len() as f64;
     println!(
-        "index rate: {} rounds, each a bare multi-row insert of the rows into a table without indexes, then the index (rows, 8 indexes, counters, groups; search filled alongside)",
+        "index rate: {} rounds, each a bare multi-row insert of the rows into a table without indexes, then the index (rows, 8 indexes, counters, groups; search filled alongside) with payloads as received, then with payloads compressed",
         args.rounds
     );
     let mut rounds = Vec::new();
@@ -403,9 +531,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             round.stored_ratio(),
             round.searchable_ratio(),
         );
+        println!(
+            "           payloads compressed above {} B: index {:>7.0}/s stored, {:>7.0}/s searchable ({:.2}x the uncompressed index stored)   index file {:.0} MiB per million records, {:.0} MiB uncompressed ({:.2}x)",
+            store::codec::DEFAULT_COMPRESS_ABOVE,
+            n / round.compressed.stored_secs,
+            n / round.compressed.searchable_secs,
+            round.index.stored_secs / round.compressed.stored_secs,
+            per_million_mib(round.compressed_bytes, n),
+            per_million_mib(round.plain_bytes, n),
+            round.plain_bytes as f64 / round.compressed_bytes as f64,
+        );
         rounds.push(round);
         pool = Some(p);
     }
+    dictionary_trial(&rows)?;
     drop(rows);
     let pool = pool.expect("at least one round");
     println!(
@@ -419,6 +558,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "ratio index / bare, median of the rounds' ratios: {:.2}x stored, {:.2}x searchable",
         median(rounds.iter().map(Round::stored_ratio).collect()),
         median(rounds.iter().map(Round::searchable_ratio).collect()),
+    );
+    println!(
+        "payloads compressed above {} B, median of {} rounds: {:.0} records/s stored, {:.0} records/s searchable; index file {:.0} MiB per million records against {:.0} MiB uncompressed",
+        store::codec::DEFAULT_COMPRESS_ABOVE,
+        rounds.len(),
+        median(rounds.iter().map(|r| n / r.compressed.stored_secs).collect()),
+        median(rounds.iter().map(|r| n / r.compressed.searchable_secs).collect()),
+        median(rounds.iter().map(|r| per_million_mib(r.compressed_bytes, n)).collect()),
+        median(rounds.iter().map(|r| per_million_mib(r.plain_bytes, n)).collect()),
     );
     let runs = 200;
     let cases = [

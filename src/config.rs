@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// everything in it was copied.
     #[arg(long, env = "DLQ_MAX_WAL_SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub max_wal_size: u64,
+    /// Store payloads larger than this as zstd frames (512, 4KiB; 0 = never compress).
+    /// Pages, the raw download, replay and search see the original bytes either way; rows
+    /// already stored keep how they were stored.
+    #[arg(long, env = "DLQ_COMPRESS_PAYLOADS_ABOVE", default_value = "512", value_parser = parse_size)]
+    pub compress_payloads_above: u64,
     /// Write the bound port to this file once listening (for scripts and tests that use port 0).
     #[arg(long, env = "DLQ_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -245,6 +250,7 @@ impl Default for ServeArgs {
             port_file: None,
             min_free_space: crate::store::space::MinFreeSpace::Default,
             max_wal_size: 256 << 20,
+            compress_payloads_above: crate::store::codec::DEFAULT_COMPRESS_ABOVE as u64,
             no_demo: false,
             replay_targets: Vec::new(),
             replay_template: crate::replay::target::DEFAULT_TEMPLATE.into(),

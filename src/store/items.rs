@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use sqlx::SqlitePool;
 
+use super::codec;
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::Result;
 use crate::states::ItemState;
@@ -94,7 +95,7 @@ pub async fn next_items(
     // wait on each other, and no writer waits on this.
     with_handle(&mut conn, |db| {
         let mut rows = db.prepare(
-            "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.lineage_replays + r.replay_count
+            "SELECT i.record_id, i.target_topic, r.topic, r.partition, r.\"offset\", r.key, b.value, b.headers, r.lineage_replays + r.replay_count, b.codec
              FROM replay_items i JOIN records r ON r.id = i.record_id JOIN record_bodies b ON b.record_id = i.record_id
              WHERE i.job_id = ?1 AND i.record_id > ?2 AND i.state = 'pending'
              ORDER BY i.record_id LIMIT ?3",
@@ -112,9 +113,14 @@ pub async fn next_items(
             start..buffer.len()
         };
         while let Some(row) = rows.next_row()? {
+            // Replay sends the original bytes, whatever the index stored them as.
+            let value = match row.bytes(6) {
+                Some(stored) => Some(codec::decode_slice(stored, row.int(9))?),
+                None => None,
+            };
             let spans = Spans {
                 key: row.bytes(5).map(&mut push),
-                value: row.bytes(6).map(&mut push),
+                value: value.as_deref().map(&mut push),
                 headers: push(row.bytes(7).unwrap_or_default()),
             };
             rows_read.push((

@@ -1,6 +1,7 @@
 //! All SQL lives here, one file per table family. Everything else talks to these functions.
 
 pub mod audit;
+pub mod codec;
 pub mod events;
 pub mod expiry;
 pub mod groups;

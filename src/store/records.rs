@@ -3,6 +3,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use super::codec::{self, Encoded};
 use super::positions::{self, Position};
 use super::raw::{with_handle, Statement, STATEMENTS_PER_HOLD};
 use super::search;
@@ -25,7 +26,7 @@ const RECORD_PARAMS: usize = 23;
 /// left behind under the same id (whoever deletes records deletes their bodies too, but a
 /// leftover must not stop the indexer).
 const BODY_INSERT_SQL: &str =
-    "INSERT OR REPLACE INTO record_bodies (record_id, value, headers, stacktrace) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT OR REPLACE INTO record_bodies (record_id, value, headers, stacktrace, codec) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// What a batch write did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +68,19 @@ fn bind_record<'a>(s: &mut Statement<'a>, r: &'a NewRecord) -> Result<()> {
     Ok(())
 }
 
-/// Bind a record's body to `BODY_INSERT_SQL` for the row id its record got.
-fn bind_body<'a>(s: &mut Statement<'a>, id: i64, r: &'a NewRecord) -> Result<()> {
+/// Bind a record's body to `BODY_INSERT_SQL` for the row id its record got, with its
+/// payload as `codec::encode` made it.
+fn bind_body<'a>(
+    s: &mut Statement<'a>,
+    id: i64,
+    r: &'a NewRecord,
+    value: &'a Encoded,
+) -> Result<()> {
     s.int(1, id)?;
-    s.blob(2, r.value.as_deref())?;
+    s.blob(2, value.bytes(r.value.as_deref()))?;
     s.text(3, Some(&r.headers_json))?;
     s.text(4, r.normalised.stacktrace.as_deref())?;
+    s.int(5, value.codec.as_column())?;
     Ok(())
 }
 
@@ -90,6 +98,12 @@ pub async fn insert_batch(
         .collect::<Vec<_>>()
         .join(", ");
     let insert_sql = format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({params})");
+    // Compressed before the write lock is taken, so that no other writer waits on zstd.
+    let above = codec::compress_above(pool).await?;
+    let values: Vec<Encoded> = batch
+        .iter()
+        .map(|r| codec::encode(r.value.as_deref(), above))
+        .collect();
     let mut tx = super::begin_write(pool).await?;
     // The search index is filled behind this (`index::search::run`), in its own file, for ids above
     // its mark only, so no record may get an id at or below the mark. SQLite gives a new row
@@ -140,9 +154,10 @@ pub async fn insert_batch(
                         Some(id) => id,
                         None => db.last_insert_rowid(),
                     };
-                    bind_body(&mut body, id, r)?;
+                    let at = chunk_no * STATEMENTS_PER_HOLD + j;
+                    bind_body(&mut body, id, r, &values[at])?;
                     body.execute()?;
-                    inserted.push((id, chunk_no * STATEMENTS_PER_HOLD + j));
+                    inserted.push((id, at));
                 }
             }
             Ok(())
@@ -183,7 +198,7 @@ pub async fn insert_batch(
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT substr(value, 1, 160) FROM record_bodies WHERE record_id = records.id) AS value_head, purge_id, erased_at, erased_by_retention, (SELECT actor FROM purges WHERE purges.id = records.purge_id) AS purge_actor, (SELECT confirmed_at FROM purges WHERE purges.id = records.purge_id) AS purge_at, (SELECT reason FROM purges WHERE purges.id = records.purge_id) AS purge_reason";
+const SUMMARY_COLUMNS: &str = "id, topic, partition, generation, \"offset\", ts, key, status, origin_topic, origin_partition, origin_offset, origin_timestamp, consumer_group, error_class, substr(error_message, 1, 400) AS error_message, convention, replay_count, value_size, fingerprint, failed_again_count, (SELECT CASE codec WHEN 0 THEN substr(value, 1, 160) ELSE value END FROM record_bodies WHERE record_id = records.id) AS value_head, (SELECT codec FROM record_bodies WHERE record_id = records.id) AS value_codec, purge_id, erased_at, erased_by_retention, (SELECT actor FROM purges WHERE purges.id = records.purge_id) AS purge_actor, (SELECT confirmed_at FROM purges WHERE purges.id = records.purge_id) AS purge_at, (SELECT reason FROM purges WHERE purges.id = records.purge_id) AS purge_reason";
 
 /// One row of a listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -228,8 +243,11 @@ pub struct RecordSummary {
     pub fingerprint: String,
     /// Replays of it, or of its lineage, that came back to a DLQ.
     pub failed_again_count: i64,
-    /// The first bytes of the payload, for a preview where there is no error message.
+    /// The first bytes of the payload, for a preview where there is no error message
+    /// (decoded by `finish_heads`; as stored until then).
     pub value_head: Option<Vec<u8>>,
+    /// How `value_head` was stored (`record_bodies.codec`; None without a body row).
+    pub value_codec: Option<i64>,
     /// The purge that holds it (status `purged`).
     pub purge_id: Option<String>,
     /// When its payload, headers and stack trace were erased, ms.
@@ -279,6 +297,23 @@ pub struct RecordPage {
     pub newer: Option<crate::filter::Cursor>,
 }
 
+/// How many bytes of a payload a listing previews.
+const HEAD_BYTES: usize = 160;
+
+/// Decode a listing row's payload preview: its first `HEAD_BYTES` of the original payload.
+/// A body that cannot be decoded has no preview (its detail page says why) rather than
+/// failing the whole page.
+fn finish_head(row: &mut RecordSummary) {
+    let codec = row.value_codec.unwrap_or(0);
+    if codec == 0 {
+        return;
+    }
+    row.value_head = row.value_head.take().and_then(|stored| {
+        codec::search_prefix(Some(&stored), codec, HEAD_BYTES).map(|head| head.into_owned())
+    });
+    row.value_codec = Some(0);
+}
+
 /// With free text, the page is driven by the search index, which yields matches newest
 /// indexed first and stops after a page; materialising every match of a common word and
 /// sorting it by time took hundreds of milliseconds on a large index.
@@ -297,6 +332,7 @@ pub async fn list(pool: &SqlitePool, query: &MessageQuery) -> Result<RecordPage>
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
     push_listing(&mut qb, query);
     let mut rows: Vec<RecordSummary> = qb.build_query_as().fetch_all(pool).await?;
+    rows.iter_mut().for_each(finish_head);
     let more = rows.len() as i64 > limit;
     rows.truncate(query.limit as usize);
     if ascending {
@@ -386,9 +422,9 @@ fn push_listing(qb: &mut QueryBuilder<'_, Sqlite>, query: &MessageQuery) {
     qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
 }
 
-/// One record by its coordinates.
+/// One record by its coordinates, its payload decoded to the original bytes.
 pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail>> {
-    Ok(sqlx::query_as(&format!(
+    let row: Option<RecordDetail> = sqlx::query_as(&format!(
         "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, b.stacktrace, attempts, problems, b.headers, timestamp_type, indexed_at, b.value
          FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1"
@@ -398,7 +434,14 @@ pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail
     .bind(id.offset)
     .bind(id.generation)
     .fetch_optional(pool)
-    .await?)
+    .await?;
+    let Some(mut detail) = row else {
+        return Ok(None);
+    };
+    let codec = detail.summary.value_codec.unwrap_or(0);
+    detail.value = codec::decode(detail.value.take(), codec)?;
+    finish_head(&mut detail.summary);
+    Ok(Some(detail))
 }
 
 /// A record's stored payload.
@@ -412,10 +455,12 @@ pub enum StoredValue {
     RemovedByRetention(i64),
 }
 
-/// The payload of one record: None when the record is unknown.
+/// The payload of one record, the original bytes: None when the record is unknown.
 pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValue>> {
-    let row: Option<(Option<Vec<u8>>, Option<i64>, bool)> = sqlx::query_as(
-        "SELECT b.value, records.erased_at, records.erased_by_retention FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+    /// (stored value, codec, erased at, erased by retention).
+    type Stored = (Option<Vec<u8>>, i64, Option<i64>, bool);
+    let row: Option<Stored> = sqlx::query_as(
+        "SELECT b.value, b.codec, records.erased_at, records.erased_by_retention FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1",
     )
     .bind(&id.topic)
@@ -424,18 +469,19 @@ pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValu
     .bind(id.generation)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(value, erased, by_retention)| match erased {
-        Some(at) if by_retention => StoredValue::RemovedByRetention(at),
-        Some(at) => StoredValue::Erased(at),
-        None => StoredValue::Kept(value),
-    }))
+    row.map(|(value, codec, erased, by_retention)| match erased {
+        Some(at) if by_retention => Ok(StoredValue::RemovedByRetention(at)),
+        Some(at) => Ok(StoredValue::Erased(at)),
+        None => codec::decode(value, codec).map(StoredValue::Kept),
+    })
+    .transpose()
 }
 
 /// What identifies a stored record's content: (timestamp if it had one, key, value).
 pub type Identity = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// What the index holds at one exact coordinate, for checking that a re-read record is the
-/// same record.
+/// same record (the payload decoded to the original bytes).
 pub async fn identity(
     pool: &SqlitePool,
     topic: &str,
@@ -443,8 +489,9 @@ pub async fn identity(
     generation: i64,
     offset: i64,
 ) -> Result<Option<Identity>> {
-    Ok(sqlx::query_as(
-        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, b.value
+    type Stored = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+    let row: Option<Stored> = sqlx::query_as(
+        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, b.value, b.codec
          FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ? AND partition = ? AND generation = ? AND \"offset\" = ?",
     )
     .bind(topic)
@@ -452,7 +499,9 @@ pub async fn identity(
     .bind(generation)
     .bind(offset)
     .fetch_optional(pool)
-    .await?)
+    .await?;
+    row.map(|(ts, key, value, codec)| Ok((ts, key, codec::decode(value, codec)?)))
+        .transpose()
 }
 
 /// Partitions whose log was ever reset, with their current generation.

@@ -55,6 +55,7 @@ use std::sync::{LazyLock, Mutex};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 
+use super::codec;
 use super::raw::{with_handle, STATEMENTS_PER_HOLD};
 use crate::error::{Error, Result};
 use crate::index::record::{SearchText, SEARCH_PREFIX_BYTES};
@@ -383,9 +384,10 @@ async fn read_texts(
         while let Some(row) = rows.next_row()? {
             let text = |i| row.bytes(i).map(String::from_utf8_lossy);
             let (class, message) = (text(3), text(4));
+            let value = codec::search_prefix(row.bytes(2), row.int(5), SEARCH_PREFIX_BYTES);
             let t = mask.text(
                 row.bytes(1),
-                row.bytes(2),
+                value.as_deref(),
                 class.as_deref(),
                 message.as_deref(),
             );
@@ -398,9 +400,10 @@ async fn read_texts(
 
 /// The stored fields a record's search text is made from (id, key, value, error class,
 /// error message), past the mark, oldest first, read on a connection of the index's pool.
-/// Only the prefix that is searched is read: a 10 MiB payload costs 2 KiB here.
+/// Only the prefix that is searched is read: a 10 MiB payload costs 2 KiB here (a
+/// compressed one its whole frame, of which only the prefix is decoded, `codec::search_prefix`).
 pub const SELECT_SQL: &str =
-    "SELECT id, substr(key, 1, ?1), substr(b.value, 1, ?1), error_class, error_message
+    "SELECT id, substr(key, 1, ?1), CASE b.codec WHEN 0 THEN substr(b.value, 1, ?1) ELSE b.value END, error_class, error_message, b.codec
      FROM records JOIN record_bodies b ON b.record_id = records.id
      WHERE id > ?2 ORDER BY id LIMIT ?3";
 
@@ -463,11 +466,13 @@ pub async fn entry_texts(
         Option<Vec<u8>>,
         Option<String>,
         Option<String>,
+        Option<i64>,
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT r.id, substr(r.key, 1, ?2),
-                (SELECT substr(b.value, 1, ?2) FROM record_bodies b WHERE b.record_id = r.id),
-                r.error_class, r.error_message
+                (SELECT CASE b.codec WHEN 0 THEN substr(b.value, 1, ?2) ELSE b.value END FROM record_bodies b WHERE b.record_id = r.id),
+                r.error_class, r.error_message,
+                (SELECT b.codec FROM record_bodies b WHERE b.record_id = r.id)
          FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
     )
     .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
@@ -477,7 +482,10 @@ pub async fn entry_texts(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, key, value, class, message)| {
+        .map(|(id, key, value, class, message, codec)| {
+            // Decoded as the catch-up decoded it, so the entry is removed with its own text.
+            let value =
+                codec::search_prefix(value.as_deref(), codec.unwrap_or(0), SEARCH_PREFIX_BYTES);
             (
                 id,
                 mask.text(

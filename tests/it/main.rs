@@ -19,6 +19,7 @@ mod api_snapshots;
 mod assignment;
 mod auth;
 mod browse;
+mod compress;
 mod conventions;
 mod demo;
 mod hostile;
