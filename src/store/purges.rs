@@ -637,6 +637,40 @@ pub async fn undo_chunk(
     })
 }
 
+/// Erase the payload, headers and stack trace of the listed records (`listed`, a JSON array
+/// of ids) inside the caller's write transaction, zeroing the freed pages, and mark them
+/// erased at `now`: by a purge's erase, or by retention (`by_retention`, which their pages
+/// say). Their search entries are the caller's to change, in the same order of locks.
+pub(crate) async fn erase_bodies(
+    tx: &mut SqliteConnection,
+    listed: &str,
+    now: i64,
+    by_retention: bool,
+) -> Result<()> {
+    sqlx::query("PRAGMA secure_delete = ON")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE record_bodies SET value = NULL, headers = '[]', stacktrace = NULL
+         WHERE record_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(listed)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("PRAGMA secure_delete = OFF")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE records SET erased_at = ?1, erased_by_retention = ?3 WHERE id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(now)
+    .bind(listed)
+    .bind(by_retention)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Erase the next chunk of a purge after record id `after`: the payload, headers and stack
 /// trace of its still purged records are deleted from the index file, and their search
 /// entries replaced by entries without the payload's text. `search` is a connection to the
@@ -680,24 +714,7 @@ pub async fn erase_chunk(
             .into_iter()
             .map(|(id, old)| super::search::EntryChange::without_payload(id, old))
             .collect();
-    sqlx::query("PRAGMA secure_delete = ON")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE record_bodies SET value = NULL, headers = '[]', stacktrace = NULL
-         WHERE record_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(&listed)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("PRAGMA secure_delete = OFF")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE records SET erased_at = ? WHERE id IN (SELECT value FROM json_each(?))")
-        .bind(now)
-        .bind(&listed)
-        .execute(&mut *tx)
-        .await?;
+    erase_bodies(&mut tx, &listed, now, false).await?;
     let done = ids.len() as i64;
     sqlx::query("UPDATE purges SET erased = erased + ? WHERE id = ?")
         .bind(done)

@@ -355,26 +355,7 @@ pub async fn payload_chunk(
             .into_iter()
             .map(|(id, old)| EntryChange::without_payload(id, old))
             .collect();
-    sqlx::query("PRAGMA secure_delete = ON")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE record_bodies SET value = NULL, headers = '[]', stacktrace = NULL
-         WHERE record_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(&listed)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("PRAGMA secure_delete = OFF")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE records SET erased_at = ?1, erased_by_retention = 1 WHERE id IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(now)
-    .bind(&listed)
-    .execute(&mut *tx)
-    .await?;
+    super::purges::erase_bodies(&mut tx, &listed, now, true).await?;
     sqlx::query("UPDATE retention_progress SET payloads_through = ?")
         .bind(last)
         .execute(&mut *tx)
