@@ -470,10 +470,10 @@ pub async fn entry_texts(
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT r.id, substr(r.key, 1, ?2),
-                (SELECT CASE b.codec WHEN 0 THEN substr(b.value, 1, ?2) ELSE b.value END FROM record_bodies b WHERE b.record_id = r.id),
-                r.error_class, r.error_message,
-                (SELECT b.codec FROM record_bodies b WHERE b.record_id = r.id)
-         FROM records r WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
+                CASE b.codec WHEN 0 THEN substr(b.value, 1, ?2) ELSE b.value END,
+                r.error_class, r.error_message, b.codec
+         FROM records r LEFT JOIN record_bodies b ON b.record_id = r.id
+         WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.id <= ?3",
     )
     .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
     .bind(SEARCH_PREFIX_BYTES as i64)
