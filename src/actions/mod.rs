@@ -581,6 +581,84 @@ mod tests {
         assert_eq!(actions_done, ["replay.start", "purge.start"]);
     }
 
+    /// A status count of the test index's topic.
+    async fn status_count(pool: &SqlitePool, status: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM topic_status_counts WHERE topic = 'orders.dlq' AND status = ?",
+        )
+        .bind(status)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_purge_refuses_when_applied_what_changed_since_its_preview_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (actions, _, pool) = core(&dir, &["orders", "orders.retry.1"]).await;
+        let all = Selection::Filter(MessageFilter::default());
+        let purge = actions
+            .purge_preview(all, purge::PurgeRequest::default(), &tester())
+            .await
+            .unwrap();
+        assert_eq!((purge.count, purge.refused_count), (2, 0));
+        let other = actions
+            .purge_preview(listed(0), purge::PurgeRequest::default(), &tester())
+            .await
+            .unwrap();
+        // After both previews, a replay job takes offset 1.
+        let replay = actions.preview(listed(1), 0, &tester()).await.unwrap();
+        let job = actions
+            .confirm(&replay.preview_id, None, &tester())
+            .await
+            .unwrap();
+        let done = actions
+            .purge_confirm(&purge.preview_id, true, None, &tester())
+            .await
+            .unwrap();
+        assert_eq!((done.purged, done.refused), (1, 1));
+        let refusals = store::purges::refusals(&pool, &done.id, 10).await.unwrap();
+        assert_eq!(refusals.len(), 1);
+        let why = refusals[0].refusal.clone().unwrap_or_default();
+        assert!(
+            why.contains(&job.id) && why.contains("after the preview"),
+            "{why}"
+        );
+        assert_eq!(
+            (
+                status_count(&pool, "purged").await,
+                status_count(&pool, "new").await
+            ),
+            (1, 1)
+        );
+        let group_purged: i64 = sqlx::query_scalar("SELECT SUM(purged) FROM failure_groups")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(group_purged, 1);
+        // The other purge previewed offset 0, which the first took since.
+        let late = actions
+            .purge_confirm(&other.preview_id, false, None, &tester())
+            .await
+            .unwrap();
+        assert_eq!((late.purged, late.refused), (0, 1));
+        let why = store::purges::refusals(&pool, &late.id, 10).await.unwrap()[0]
+            .refusal
+            .clone()
+            .unwrap_or_default();
+        assert!(why.contains(&done.id), "{why}");
+        // The undo restores the status the record had when purged, and the counts.
+        let undone = actions.purge_undo(&done.id, None, &tester()).await.unwrap();
+        assert_eq!(undone.changed, 1);
+        assert_eq!(
+            (
+                status_count(&pool, "purged").await,
+                status_count(&pool, "new").await
+            ),
+            (0, 2)
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_retry_topic_refuses_every_record_and_nothing_can_be_confirmed() {
         let dir = tempfile::tempdir().unwrap();

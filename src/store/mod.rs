@@ -175,12 +175,15 @@ static WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
 /// The pool therefore takes a connection back only when SQLite and sqlx agree that it is
 /// outside any transaction ([`is_clean`]); any other is closed, and the next writer gets a
 /// fresh one.
-pub struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+///
+/// On the index's pool it is `WriteTx<'static>` ([`begin_write`]); on a connection of its
+/// own to the search file it borrows that connection (`search::begin_write`).
+pub struct WriteTx<'c> {
+    tx: Transaction<'c, Sqlite>,
     _turn: OwnedMutexGuard<()>,
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// Make the transaction durable; the turn passes on.
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
@@ -194,14 +197,14 @@ impl WriteTx {
     }
 }
 
-impl std::ops::Deref for WriteTx {
+impl std::ops::Deref for WriteTx<'_> {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
         &self.tx
     }
 }
 
-impl std::ops::DerefMut for WriteTx {
+impl std::ops::DerefMut for WriteTx<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.tx
     }
@@ -216,7 +219,7 @@ impl std::ops::DerefMut for WriteTx {
 /// queue, 30k to 34k with it). Writers queue here in order instead and begin as soon as the
 /// previous one commits. The busy timeout still covers writers that do not queue
 /// (single-statement updates, other processes).
-pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
+pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx<'static>> {
     // The turn first, then a connection: a writer never holds a connection while it
     // queues, so readers (pages, the replay feeder) are not starved of connections by
     // queued writers, and a writer that needed a second connection could not deadlock.
@@ -228,12 +231,28 @@ pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
 /// This process's turn to write the file `pool` is open on, without a transaction: held,
 /// no writer of this process that queues (every [`begin_write`]) can write.
 pub(crate) async fn write_turn(pool: &SqlitePool) -> OwnedMutexGuard<()> {
+    file_turn(pool.connect_options().get_filename()).await
+}
+
+/// This process's turn to write the file at `path`.
+async fn file_turn(path: &Path) -> OwnedMutexGuard<()> {
     let queue = {
-        let path = pool.connect_options().get_filename().to_path_buf();
         let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-        writers.entry(path).or_default().clone()
+        writers.entry(path.to_path_buf()).or_default().clone()
     };
     queue.lock_owned().await
+}
+
+/// Begin a write transaction on `conn`, a connection of its own to the file at `path` (the
+/// search file), once this process's earlier writers to that file that queue are done: as
+/// [`begin_write`], and rolled back on drop like it.
+pub(crate) async fn begin_write_on<'c>(
+    conn: &'c mut SqliteConnection,
+    path: &Path,
+) -> Result<WriteTx<'c>> {
+    let turn = file_turn(path).await;
+    let tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 /// Whether a connection is outside any transaction, as both SQLite and sqlx see it. Run on

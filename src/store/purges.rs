@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, SqlitePool};
 
+use super::raw::{with_handle, Handle};
 use super::selection::{push_source, Source};
 use crate::error::Result;
 use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
@@ -474,82 +475,166 @@ fn ids_json(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
+/// The pending items of the next chunk of a purge (`?1`), at most `?2` after its cursor, in
+/// record id order, with what their records are now: status, the purge that holds it, the
+/// unfinished replay job that still has to send it, and the topic and failure group whose
+/// counters move. One read of each item and its record: the refusal check, the status an
+/// undo restores and the counters all come from it.
+fn apply_read_sql() -> String {
+    format!(
+        "SELECT i.record_id, r.status, r.purge_id, {JOB_STILL_SENDING}, r.topic, r.fingerprint
+         FROM purge_items i JOIN records r ON r.id = i.record_id
+         WHERE i.purge_id = ?1 AND i.state = 'pending'
+           AND i.record_id > (SELECT applied_through FROM purges WHERE id = ?1)
+         ORDER BY i.record_id LIMIT ?2"
+    )
+}
+
+/// A pending item of a chunk, as read by [`apply_read_sql`].
+struct PendingItem {
+    record_id: i64,
+    status: String,
+    topic: String,
+    fingerprint: Option<String>,
+}
+
 /// Apply the next chunk of a confirmed purge: its pending items after the purge's cursor
 /// become purged (their records `purged`, with the counters), or refused when an unfinished
 /// replay job still has to send the record or another purge took it since the preview.
+///
+/// The chunk is one hold of the connection's handle inside the write transaction: one read
+/// of the chunk's items and records, then one prepared statement stepped per item for each
+/// change. Through sqlx, its ten statements each went to the connection's worker thread and
+/// back while the chunk held the writer, and on a busy machine each of those hand-overs could
+/// wait for a core: the indexer waited behind that (writer turn p99 10–18 ms, see
+/// docs/performance.md). The hold is bounded by the chunk's size, which [`ChunkSizer`] keeps
+/// at about [`CHUNK_HOLD`].
 pub async fn apply_chunk(pool: &SqlitePool, id: &str, limit: i64) -> Result<ChunkOutcome> {
+    let read = apply_read_sql();
     let mut tx = super::begin_write(pool).await?;
     let started = Instant::now();
-    let after: i64 = sqlx::query_scalar("SELECT applied_through FROM purges WHERE id = ?")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let Some(hi) = chunk_end(&mut tx, id, PurgeItemState::Pending, after, limit).await? else {
+    let outcome = with_handle(&mut tx, |db| apply_items(db, &read, id, limit)).await?;
+    if outcome.through.is_none() {
         tx.rollback().await?;
-        return Ok(ChunkOutcome::default());
-    };
-    // Every statement of a chunk names the purge and the record id range, so that each
-    // walks the chunk's entries of the primary key and never the purge's other items (a
-    // join from the items' side scanned all of a million-record purge's items per chunk).
-    let refused = sqlx::query(&format!(
-        "UPDATE purge_items SET state = 'refused', reason = (SELECT CASE
-             WHEN r.status = 'purged' THEN 'Purge ' || COALESCE(r.purge_id, '?') || ' purged this message after the preview was made.'
-             ELSE 'Replay job ' || {JOB_STILL_SENDING} || ' was started with this message after the preview was made and still has to send it; wait for it to finish, or cancel it, and purge again.' END
-             FROM records r WHERE r.id = purge_items.record_id)
-         WHERE purge_id = ?1 AND state = 'pending' AND record_id > ?2 AND record_id <= ?3
-           AND record_id IN (SELECT r.id FROM records r WHERE r.id > ?2 AND r.id <= ?3
-                             AND (r.status = 'purged' OR {JOB_STILL_SENDING} IS NOT NULL))"
-    ))
-    .bind(id)
-    .bind(after)
-    .bind(hi)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected() as i64;
-    // What an undo restores is the status the record had when it was purged.
-    sqlx::query(
-        "UPDATE purge_items SET prev_status = (SELECT r.status FROM records r WHERE r.id = purge_items.record_id)
-         WHERE purge_id = ?1 AND state = 'pending' AND record_id > ?2 AND record_id <= ?3",
-    )
-    .bind(id)
-    .bind(after)
-    .bind(hi)
-    .execute(&mut *tx)
-    .await?;
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT record_id FROM purge_items WHERE purge_id = ? AND state = 'pending' AND record_id > ? AND record_id <= ?",
-    )
-    .bind(id)
-    .bind(after)
-    .bind(hi)
-    .fetch_all(&mut *tx)
-    .await?;
-    let listed = ids_json(&ids);
-    move_counts(&mut tx, id, &listed, false).await?;
-    sqlx::query(
-        "UPDATE records SET status = 'purged', purge_id = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(id)
-    .bind(&listed)
-    .execute(&mut *tx)
-    .await?;
-    set_item_state(&mut tx, id, &listed, PurgeItemState::Purged).await?;
-    let done = ids.len() as i64;
-    sqlx::query(
-        "UPDATE purges SET purged = purged + ?, skipped = skipped + ?, applied_through = ? WHERE id = ?",
-    )
-    .bind(done)
-    .bind(refused)
-    .bind(hi)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+        return Ok(outcome);
+    }
     tx.commit().await?;
     Ok(ChunkOutcome {
-        done,
-        refused,
-        through: Some(hi),
         held: started.elapsed(),
+        ..outcome
+    })
+}
+
+/// The statements of [`apply_chunk`], on its transaction's handle.
+fn apply_items(db: &Handle<'_>, read: &str, id: &str, limit: i64) -> Result<ChunkOutcome> {
+    let mut take: Vec<PendingItem> = Vec::new();
+    let mut refuse: Vec<(i64, String)> = Vec::new();
+    let mut through = None;
+    {
+        let mut rows = db.prepare(read)?;
+        rows.text(1, Some(id))?;
+        rows.int(2, limit)?;
+        let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        while let Some(row) = rows.next_row()? {
+            let record_id = row.int(0);
+            through = Some(record_id);
+            let status = text(row.bytes(1)).unwrap_or_default();
+            if status == RecordStatus::Purged.as_str() {
+                let by = text(row.bytes(2)).unwrap_or_else(|| "?".into());
+                refuse.push((
+                    record_id,
+                    format!("Purge {by} purged this message after the preview was made."),
+                ));
+            } else if let Some(job) = text(row.bytes(3)) {
+                refuse.push((
+                    record_id,
+                    format!("Replay job {job} was started with this message after the preview was made and still has to send it; wait for it to finish, or cancel it, and purge again."),
+                ));
+            } else {
+                take.push(PendingItem {
+                    record_id,
+                    status,
+                    topic: text(row.bytes(4)).unwrap_or_default(),
+                    fingerprint: text(row.bytes(5)),
+                });
+            }
+        }
+    }
+    let Some(hi) = through else {
+        return Ok(ChunkOutcome::default());
+    };
+    let mut refused = db.prepare(
+        "UPDATE purge_items SET state = 'refused', reason = ?3 WHERE purge_id = ?1 AND record_id = ?2",
+    )?;
+    refused.text(1, Some(id))?;
+    for (record_id, reason) in &refuse {
+        refused.int(2, *record_id)?;
+        refused.text(3, Some(reason))?;
+        refused.execute()?;
+    }
+    // What an undo restores is the status the record had when it was purged.
+    let mut item = db.prepare(
+        "UPDATE purge_items SET state = 'purged', prev_status = ?3 WHERE purge_id = ?1 AND record_id = ?2",
+    )?;
+    item.text(1, Some(id))?;
+    let mut record =
+        db.prepare("UPDATE records SET status = 'purged', purge_id = ?1 WHERE id = ?2")?;
+    record.text(1, Some(id))?;
+    let mut by_status: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut by_group: BTreeMap<&str, i64> = BTreeMap::new();
+    for p in &take {
+        item.int(2, p.record_id)?;
+        item.text(3, Some(&p.status))?;
+        item.execute()?;
+        record.int(2, p.record_id)?;
+        record.execute()?;
+        *by_status.entry((&p.topic, &p.status)).or_default() += 1;
+        if let Some(f) = &p.fingerprint {
+            *by_group.entry(f).or_default() += 1;
+        }
+    }
+    let mut count = db.prepare(
+        "INSERT INTO topic_status_counts (topic, status, count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (topic, status) DO UPDATE SET count = count + excluded.count",
+    )?;
+    let mut per_topic: BTreeMap<&str, i64> = BTreeMap::new();
+    for ((topic, status), n) in &by_status {
+        if *n == 0 {
+            continue;
+        }
+        *per_topic.entry(topic).or_default() += n;
+        count.text(1, Some(topic))?;
+        count.text(2, Some(status))?;
+        count.int(3, -n)?;
+        count.execute()?;
+    }
+    for (topic, n) in &per_topic {
+        count.text(1, Some(topic))?;
+        count.text(2, Some(RecordStatus::Purged.as_str()))?;
+        count.int(3, *n)?;
+        count.execute()?;
+    }
+    let mut group =
+        db.prepare("UPDATE failure_groups SET purged = purged + ?2 WHERE fingerprint = ?1")?;
+    for (fingerprint, n) in &by_group {
+        group.text(1, Some(fingerprint))?;
+        group.int(2, *n)?;
+        group.execute()?;
+    }
+    let done = take.len() as i64;
+    let mut purge = db.prepare(
+        "UPDATE purges SET purged = purged + ?2, skipped = skipped + ?3, applied_through = ?4 WHERE id = ?1",
+    )?;
+    purge.text(1, Some(id))?;
+    purge.int(2, done)?;
+    purge.int(3, refuse.len() as i64)?;
+    purge.int(4, hi)?;
+    purge.execute()?;
+    Ok(ChunkOutcome {
+        done,
+        refused: refuse.len() as i64,
+        through: Some(hi),
+        held: Duration::ZERO,
     })
 }
 
@@ -572,6 +657,20 @@ async fn held_chunk(
             None => return Ok(None),
         },
     };
+    let ids = held_ids(tx, id, after, hi, only, restorable).await?;
+    Ok(Some((ids, hi)))
+}
+
+/// Record ids of a purge's items in `(after, hi]` that it still holds (purged by it, not
+/// erased), among `only` when given; with `restorable`, only those an undo can restore.
+async fn held_ids(
+    tx: &mut SqliteConnection,
+    id: &str,
+    after: i64,
+    hi: i64,
+    only: Option<&[i64]>,
+    restorable: bool,
+) -> Result<Vec<i64>> {
     // A record the broker no longer has (reclaimed, or aged out) cannot go back to a status
     // that offers it for replay: it stays purged.
     let restorable = if restorable {
@@ -579,19 +678,19 @@ async fn held_chunk(
     } else {
         String::new()
     };
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    Ok(sqlx::query_scalar(&format!(
         "SELECT i.record_id FROM purge_items i JOIN records r ON r.id = i.record_id
          WHERE i.purge_id = ?1 AND i.state = 'purged' AND i.record_id > ?2 AND i.record_id <= ?3
            AND r.purge_id = ?1 AND r.erased_at IS NULL
-           AND (?4 IS NULL OR i.record_id IN (SELECT value FROM json_each(?4))){restorable}"
+           AND (?4 IS NULL OR i.record_id IN (SELECT value FROM json_each(?4))){restorable}
+         ORDER BY i.record_id"
     ))
     .bind(id)
     .bind(after)
     .bind(hi)
     .bind(only.map(ids_json))
     .fetch_all(&mut *tx)
-    .await?;
-    Ok(Some((ids, hi)))
+    .await?)
 }
 
 /// Undo the next chunk of a purge after record id `after`: its records get back the status
@@ -679,6 +778,16 @@ pub(crate) async fn erase_bodies(
 /// a record between the two. The freed space of both files is zeroed (`secure_delete`), so
 /// the erased bytes are gone from the files, not only unreachable, once the logs are
 /// checkpointed.
+///
+/// The search side (reading the entries' text, the FTS5 deletes and inserts) is done before
+/// the index's writer is taken, under the search file's lock only: inside the writer's turn
+/// it held up the indexer for the whole of the FTS work. Nothing that changes what a held
+/// record's entry is made from runs meanwhile (erase, reclaim and retention take the search
+/// file's lock first), but an undo may restore some of the chunk's records (it does not need
+/// the search file): so under the writer the chunk's held records are read again, and if
+/// they changed, both transactions are rolled back and the chunk is done again.
+///
+/// The hold reported is the search file's, which covers the index's.
 pub async fn erase_chunk(
     pool: &SqlitePool,
     search: &mut SqliteConnection,
@@ -688,49 +797,60 @@ pub async fn erase_chunk(
     only: Option<&[i64]>,
     now: i64,
 ) -> Result<ChunkOutcome> {
-    use sqlx::Connection;
     sqlx::query("PRAGMA secure_delete = ON")
         .execute(&mut *search)
         .await?;
-    let mut search_tx = search.begin_with("BEGIN IMMEDIATE").await?;
-    let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
-        .fetch_one(&mut *search_tx)
-        .await?;
-    // The mask the entries were made with: removing one takes the same text.
-    let mask = super::search::mask(&mut search_tx).await?;
-    let mut tx = super::begin_write(pool).await?;
-    let started = Instant::now();
-    let Some((ids, hi)) = held_chunk(&mut tx, id, after, limit, only, false).await? else {
-        tx.rollback().await?;
-        search_tx.rollback().await?;
-        return Ok(ChunkOutcome::default());
-    };
-    let listed = ids_json(&ids);
-    // The text the search entries were made from, read before it is erased: a contentless
-    // FTS5 table removes an entry only given the same text.
-    let changes: Vec<super::search::EntryChange> =
-        super::search::entry_texts(&mut tx, &ids, mark, &mask)
-            .await?
-            .into_iter()
-            .map(|(id, old)| super::search::EntryChange::without_payload(id, old))
-            .collect();
-    erase_bodies(&mut tx, &listed, now, false).await?;
-    let done = ids.len() as i64;
-    sqlx::query("UPDATE purges SET erased = erased + ? WHERE id = ?")
-        .bind(done)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    super::search::change_entries(&mut search_tx, &changes).await?;
-    tx.commit().await?;
-    let held = started.elapsed();
-    search_tx.commit().await?;
-    Ok(ChunkOutcome {
-        done,
-        refused: 0,
-        through: Some(hi),
-        held,
-    })
+    loop {
+        let mut search_tx = super::search::begin_write(pool, search).await?;
+        let started = Instant::now();
+        let mark: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
+            .fetch_one(&mut *search_tx)
+            .await?;
+        // The mask the entries were made with: removing one takes the same text.
+        let mask = super::search::mask(&mut search_tx).await?;
+        let (ids, hi, changes) = {
+            let mut conn = pool.acquire().await?;
+            let Some((ids, hi)) = held_chunk(&mut conn, id, after, limit, only, false).await?
+            else {
+                search_tx.rollback().await?;
+                return Ok(ChunkOutcome::default());
+            };
+            // The text the search entries were made from, read before it is erased: a
+            // contentless FTS5 table removes an entry only given the same text.
+            let changes: Vec<super::search::EntryChange> =
+                super::search::entry_texts(&mut conn, &ids, mark, &mask)
+                    .await?
+                    .into_iter()
+                    .map(|(id, old)| super::search::EntryChange::without_payload(id, old))
+                    .collect();
+            (ids, hi, changes)
+        };
+        super::search::change_entries(&mut search_tx, &changes).await?;
+        let mut tx = super::begin_write(pool).await?;
+        if held_ids(&mut tx, id, after, hi, only, false).await? != ids {
+            // Restored by an undo since they were read: the entries changed above are not
+            // the ones to change.
+            tx.rollback().await?;
+            search_tx.rollback().await?;
+            continue;
+        }
+        let listed = ids_json(&ids);
+        erase_bodies(&mut tx, &listed, now, false).await?;
+        let done = ids.len() as i64;
+        sqlx::query("UPDATE purges SET erased = erased + ? WHERE id = ?")
+            .bind(done)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        search_tx.commit().await?;
+        return Ok(ChunkOutcome {
+            done,
+            refused: 0,
+            through: Some(hi),
+            held: started.elapsed(),
+        });
+    }
 }
 
 /// Record ids of a purge's items among `ids` that it still holds, and the others.

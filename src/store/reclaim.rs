@@ -236,7 +236,7 @@ pub async fn drop_payloads(
     let mut cursor = from;
     let mut dropped = 0;
     while cursor < to {
-        let mut stx = sqlx::Connection::begin_with(&mut search_conn, "BEGIN IMMEDIATE").await?;
+        let mut stx = search::begin_write(pool, &mut search_conn).await?;
         let through: i64 = sqlx::query_scalar("SELECT indexed_through FROM search_progress")
             .fetch_one(&mut *stx)
             .await?;

@@ -301,6 +301,16 @@ pub async fn connect(pool: &SqlitePool) -> Result<SqliteConnection> {
         .await?)
 }
 
+/// A write transaction on `search`, a [`connect`]ed connection to the search file of the
+/// index `pool` is open on, in this process's queue of that file's writers: rolled back if
+/// dropped without a commit, like every write transaction of the index (`store::WriteTx`).
+pub async fn begin_write<'c>(
+    pool: &SqlitePool,
+    search: &'c mut SqliteConnection,
+) -> Result<super::WriteTx<'c>> {
+    super::begin_write_on(search, &path_of(pool)).await
+}
+
 /// Where the search index stands relative to the records.
 pub async fn progress(pool: &SqlitePool) -> Result<SearchProgress> {
     let (indexed_through, newest): (i64, i64) = sqlx::query_as(
