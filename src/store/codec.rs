@@ -146,14 +146,42 @@ pub fn decode_slice(stored: &[u8], codec: i64) -> Result<Cow<'_, [u8]>> {
     }
 }
 
+/// The original payload from a stored body, appended to `out`: a bulk replay decodes each
+/// chunk's payloads straight into the chunk's one buffer, with no allocation per record.
+pub fn decode_append(stored: &[u8], codec: i64, out: &mut Vec<u8>) -> Result<()> {
+    match Codec::from_column(codec)? {
+        Codec::Plain => out.extend_from_slice(stored),
+        Codec::Zstd => {
+            let start = out.len();
+            out.resize(start + frame_content_size(stored)?, 0);
+            if let Err(e) = decode_frame_into(stored, &mut out[start..]) {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The size a stored frame says it decodes to, refused above [`MAX_DECODED_BYTES`].
+fn frame_content_size(frame: &[u8]) -> Result<usize> {
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) if size <= MAX_DECODED_BYTES => Ok(size as usize),
+        Ok(Some(size)) => Err(corrupt(&format!("it claims {size} bytes"))),
+        Ok(None) => Err(corrupt("its frame has no content size")),
+        Err(_) => Err(corrupt("it is not a zstd frame")),
+    }
+}
+
 /// One whole zstd frame, decoded.
 fn decode_frame(frame: &[u8]) -> Result<Vec<u8>> {
-    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
-        Ok(Some(size)) if size <= MAX_DECODED_BYTES => size as usize,
-        Ok(Some(size)) => return Err(corrupt(&format!("it claims {size} bytes"))),
-        Ok(None) => return Err(corrupt("its frame has no content size")),
-        Err(_) => return Err(corrupt("it is not a zstd frame")),
-    };
+    let mut out = vec![0; frame_content_size(frame)?];
+    decode_frame_into(frame, &mut out)?;
+    Ok(out)
+}
+
+/// One whole zstd frame decoded into `out`, which is exactly its content size.
+fn decode_frame_into(frame: &[u8], out: &mut [u8]) -> Result<()> {
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
@@ -162,13 +190,13 @@ fn decode_frame(frame: &[u8]) -> Result<Vec<u8>> {
         let d = d
             .as_mut()
             .ok_or_else(|| corrupt("no zstd decompression context"))?;
-        let out = d
-            .decompress(frame, size)
+        let written = d
+            .decompress_to_buffer(frame, out)
             .map_err(|e| corrupt(&format!("zstd: {e}")))?;
-        if out.len() != size {
+        if written != out.len() {
             return Err(corrupt("it is shorter than its header says"));
         }
-        Ok(out)
+        Ok(())
     })
 }
 

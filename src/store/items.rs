@@ -105,23 +105,30 @@ pub async fn next_items(
         rows.int(3, limit)?;
         let capacity = usize::try_from(limit).unwrap_or(0).min(10_000);
         let mut rows_read = Vec::with_capacity(capacity);
-        let mut buffer: Vec<u8> = Vec::new();
+        // About a KiB per item up front: growing it by doubling copied every chunk's bytes
+        // again; untouched capacity is address space, not memory.
+        let mut buffer: Vec<u8> = Vec::with_capacity(capacity * 1024);
         let (mut target_topic, mut topic) = (None, None);
-        let mut push = |bytes: &[u8]| {
+        fn push(buffer: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
             let start = buffer.len();
             buffer.extend_from_slice(bytes);
             start..buffer.len()
-        };
+        }
         while let Some(row) = rows.next_row()? {
+            let key = row.bytes(5).map(|k| push(&mut buffer, k));
             // Replay sends the original bytes, whatever the index stored them as.
             let value = match row.bytes(6) {
-                Some(stored) => Some(codec::decode_slice(stored, row.int(9))?),
+                Some(stored) => {
+                    let start = buffer.len();
+                    codec::decode_append(stored, row.int(9), &mut buffer)?;
+                    Some(start..buffer.len())
+                }
                 None => None,
             };
             let spans = Spans {
-                key: row.bytes(5).map(&mut push),
-                value: value.as_deref().map(&mut push),
-                headers: push(row.bytes(7).unwrap_or_default()),
+                key,
+                value,
+                headers: push(&mut buffer, row.bytes(7).unwrap_or_default()),
             };
             rows_read.push((
                 SendItem {
