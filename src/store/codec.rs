@@ -138,14 +138,6 @@ pub fn decode(stored: Option<Vec<u8>>, codec: i64) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The original payload from a stored body, borrowed when it is stored as it came.
-pub fn decode_slice(stored: &[u8], codec: i64) -> Result<Cow<'_, [u8]>> {
-    match Codec::from_column(codec)? {
-        Codec::Plain => Ok(Cow::Borrowed(stored)),
-        Codec::Zstd => decode_frame(stored).map(Cow::Owned),
-    }
-}
-
 /// The original payload from a stored body, appended to `out`: a bulk replay decodes each
 /// chunk's payloads straight into the chunk's one buffer, with no allocation per record.
 pub fn decode_append(stored: &[u8], codec: i64, out: &mut Vec<u8>) -> Result<()> {
@@ -275,10 +267,11 @@ mod tests {
             decode(Some(frame.clone()), e.codec.as_column()).unwrap(),
             Some(original.clone())
         );
-        assert_eq!(
-            decode_slice(&frame, 1).unwrap().as_ref(),
-            original.as_slice()
-        );
+        // Appended after what the buffer already holds, as a replay chunk's buffer is.
+        let mut buffer = b"key".to_vec();
+        decode_append(&frame, 1, &mut buffer).unwrap();
+        assert_eq!(&buffer[..3], b"key");
+        assert_eq!(&buffer[3..], original.as_slice());
     }
 
     #[test]
@@ -350,6 +343,10 @@ mod tests {
                 Err(Error::Internal(m)) => assert!(m.contains("cannot be decoded"), "{m}"),
                 other => panic!("case {n}: {other:?}"),
             }
+            // A failed append leaves the chunk's buffer as it was.
+            let mut buffer = b"before".to_vec();
+            assert!(decode_append(&stored, 1, &mut buffer).is_err(), "case {n}");
+            assert_eq!(buffer, b"before", "case {n}");
             if !stored.is_empty() {
                 assert!(decode_prefix(&stored, 1, 1 << 20).is_err(), "case {n}");
             }
