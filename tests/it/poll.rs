@@ -54,6 +54,30 @@ where
     }
 }
 
+/// Poll `count` until it reaches `target`, failing only when it has not moved for `stall`:
+/// for long work whose total time depends on how loaded the machine is (a cleanup of tens
+/// of thousands of records on a 2-core CI runner), where a fixed deadline would fail a
+/// slow but healthy run and a stalled one must still fail.
+pub async fn wait_for_count<F, Fut>(what: &str, target: i64, stall: Duration, mut count: F) -> i64
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = i64>,
+{
+    let mut last = i64::MIN;
+    let mut wait = Deadline::start(what, stall);
+    loop {
+        let n = count().await;
+        if n >= target {
+            return n;
+        }
+        if n != last {
+            last = n;
+            wait = Deadline::start(what, stall);
+        }
+        tokio::time::sleep(wait.pause()).await;
+    }
+}
+
 /// Poll `check` for up to `limit`: its value as soon as it has one, None once the time has
 /// passed. For a wait that may rightly end empty ("is the disk full yet, or does it need
 /// more records?"), where the caller decides what follows.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::harness::in_process::{serve_args, Kafka, Outgoing, TestDashboard, DEADLINE};
 use crate::harness::process::{produce, producer, DashboardProcess, DevCluster};
-use crate::poll::wait_for;
+use crate::poll::{wait_for, wait_for_count};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -325,9 +325,12 @@ async fn a_cleanup_killed_with_sigkill_goes_on_after_a_restart_counting_nothing_
         N - CAP
     );
     d.restart();
-    wait_for("the cleanup finished", DEADLINE, || async {
-        (removed().await >= N - CAP).then_some(())
-    })
+    wait_for_count(
+        "the cleanup to go on after the restart",
+        N - CAP,
+        DEADLINE,
+        removed,
+    )
     .await;
     assert!(d.terminate());
     assert_eq!(removed().await, N - CAP, "each removal counted once");
