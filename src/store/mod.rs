@@ -224,17 +224,58 @@ pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx<'static>> {
     // queues, so readers (pages, the replay feeder) are not starved of connections by
     // queued writers, and a writer that needed a second connection could not deadlock.
     let turn = write_turn(pool).await;
-    begin_write_holding(pool, turn).await
-}
-
-/// [`begin_write`] for a writer that already took its turn ([`write_turn`]).
-pub(crate) async fn begin_write_holding(
-    pool: &SqlitePool,
-    turn: OwnedMutexGuard<()>,
-) -> Result<WriteTx<'static>> {
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Ok(WriteTx { tx, _turn: turn })
 }
+
+/// Run `f` in a write transaction begun and ended on the SQLite handle itself, on the
+/// calling thread, and return what it returns: for short chunks that many other writers
+/// queue behind (a purge's apply).
+///
+/// The connection is taken and sqlx's worker handed the handle over *before* the turn, so
+/// that from the turn to the commit nothing waits on another thread. Through a [`WriteTx`],
+/// the `BEGIN`, the statements and the `COMMIT` each went to the connection's worker thread
+/// and back while the turn was held, and on a loaded 2-core machine each hand-over could
+/// wait for a core with every other writer waiting behind it. It holds one connection while
+/// it queues, which is why only short single-connection work uses it.
+///
+/// Rolled back before the turn passes on when `f` or the `COMMIT` fails; a connection that
+/// is still inside a transaction after that (the `ROLLBACK` failed too) is closed rather
+/// than given back to the pool, where sqlx, which never saw this transaction, would count
+/// it clean.
+///
+/// Returns `f`'s value and how long the turn was held (from the turn to the commit).
+pub async fn write_on_handle<R>(
+    pool: &SqlitePool,
+    f: impl FnOnce(&raw::Handle<'_>) -> Result<R>,
+) -> Result<(R, Duration)> {
+    // One such writer waits with a connection at a time: the pool (4) always has one
+    // left for the writer holding the turn, which takes its connection after the turn.
+    let _one = HANDLE_WRITERS.acquire().await.expect("never closed");
+    let mut conn = pool.acquire().await?;
+    let mut locked = conn.lock_handle().await?;
+    let turn = write_turn(pool).await;
+    let started = Instant::now();
+    let db = raw::handle_of(&mut locked);
+    let out = db
+        .run("BEGIN IMMEDIATE")
+        .and_then(|_| f(&db))
+        .and_then(|r| db.run("COMMIT").map(|_| r));
+    if out.is_err() && !db.autocommit() {
+        let _ = db.run("ROLLBACK");
+    }
+    let stuck = !db.autocommit();
+    drop(turn);
+    let held = started.elapsed();
+    drop(locked);
+    if stuck {
+        conn.close_on_drop();
+    }
+    out.map(|r| (r, held))
+}
+
+/// Writers of [`write_on_handle`] waiting for their turn with a connection taken: one.
+static HANDLE_WRITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// This process's turn to write the file `pool` is open on, without a transaction: held,
 /// no writer of this process that queues (every [`begin_write`]) can write.

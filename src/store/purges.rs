@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, SqlitePool};
 
-use super::raw::{with_handle, Handle};
+use super::raw::Handle;
 use super::selection::{push_source, Source};
 use crate::error::Result;
 use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
@@ -505,36 +505,26 @@ struct PendingItem {
 /// become purged (their records `purged`, with the counters), or refused when an unfinished
 /// replay job still has to send the record or another purge took it since the preview.
 ///
-/// The chunk is one hold of the connection's handle inside the write transaction: one read
-/// of the chunk's items and records, then one prepared statement stepped per item for each
-/// change. Through sqlx, its ten statements each went to the connection's worker thread and
-/// back while the chunk held the writer, and on a busy machine each of those hand-overs could
+/// The chunk is one transaction run wholly on the connection's handle
+/// ([`super::write_on_handle`]): one read of the chunk's items and records, then one
+/// prepared statement stepped per item for each change. Through sqlx, its ten statements,
+/// and then its `BEGIN` and `COMMIT`, each went to the connection's worker thread and back
+/// while the chunk held the writer, and on a busy machine each of those hand-overs could
 /// wait for a core: the indexer waited behind that (writer turn p99 10–18 ms, see
 /// docs/performance.md). The hold is bounded by the chunk's size, which [`ChunkSizer`] keeps
 /// at about [`CHUNK_HOLD`].
 pub async fn apply_chunk(pool: &SqlitePool, id: &str, limit: i64) -> Result<ChunkOutcome> {
     let read = apply_read_sql();
     let asked = Instant::now();
-    let turn = super::write_turn(pool).await;
-    let started = Instant::now();
-    let mut tx = super::begin_write_holding(pool, turn).await?;
-    let begun = started.elapsed();
-    let outcome = with_handle(&mut tx, |db| apply_items(db, &read, id, limit)).await?;
-    let worked = started.elapsed();
-    if outcome.through.is_none() {
-        tx.rollback().await?;
-        return Ok(outcome);
-    }
-    tx.commit().await?;
-    let held = started.elapsed();
+    // An empty chunk (the purge is through) commits an empty transaction: nothing to undo.
+    let (outcome, held) =
+        super::write_on_handle(pool, |db| apply_items(db, &read, id, limit)).await?;
     if held > SLOW_HOLD {
-        // What a long hold spent its time on, for the writer's tail under a purge
-        // (docs/performance.md): `RUST_LOG=dlq_dashboard::store::purges=debug`.
+        // For the writer's tail under a purge (docs/performance.md):
+        // `RUST_LOG=dlq_dashboard::store::purges=debug`.
         tracing::debug!(
-            queued_us = (started - asked).as_micros() as u64,
-            begin_us = begun.as_micros() as u64,
-            work_us = (worked - begun).as_micros() as u64,
-            commit_us = (held - worked).as_micros() as u64,
+            waited_us = (asked.elapsed() - held).as_micros() as u64,
+            held_us = held.as_micros() as u64,
             items = outcome.done + outcome.refused,
             "slow purge chunk"
         );

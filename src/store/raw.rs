@@ -106,7 +106,7 @@ fn failure(db: NonNull<ffi::sqlite3>, code: c_int) -> Error {
 
 /// The SQLite connection under a sqlx connection, held exclusively: sqlx cannot use the
 /// connection while a `Handle` exists, and every statement prepared on it borrows it, so no
-/// statement outlives the hold. Only [`with_handle`] makes one.
+/// statement outlives the hold. Only [`with_handle`] and `store::write_on_handle` make one.
 pub struct Handle<'c> {
     db: NonNull<ffi::sqlite3>,
     _conn: PhantomData<&'c mut SqliteConnection>,
@@ -124,11 +124,16 @@ pub async fn with_handle<R>(
     f: impl FnOnce(&Handle<'_>) -> Result<R>,
 ) -> Result<R> {
     let mut locked = conn.lock_handle().await?;
-    let handle = Handle {
+    f(&handle_of(&mut locked))
+}
+
+/// The handle under a connection sqlx has handed over ([`SqliteConnection::lock_handle`]),
+/// borrowed for as long as that hand-over lasts.
+pub(crate) fn handle_of<'l>(locked: &'l mut sqlx::sqlite::LockedSqliteHandle<'_>) -> Handle<'l> {
+    Handle {
         db: locked.as_raw_handle(),
         _conn: PhantomData,
-    };
-    f(&handle)
+    }
 }
 
 impl Handle<'_> {

@@ -418,3 +418,42 @@ async fn every_listing_walks_an_index_in_page_order() {
         }
     }
 }
+
+/// A write run on the connection's handle that fails half-way leaves nothing behind, and
+/// no connection it used stays inside a transaction: every later write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_the_handle_that_fails_rolls_back_and_the_next_writes_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::open(&dir.path().join("h.db")).await.unwrap();
+    const ADD: &str =
+        "INSERT INTO topic_status_counts (topic, status, count) VALUES ('h', 'new', 1)
+         ON CONFLICT (topic, status) DO UPDATE SET count = count + 1";
+    let failed = store::write_on_handle(&pool, |db| {
+        db.run(ADD)?;
+        Err::<(), _>(dlq_dashboard::error::Error::Internal(
+            "fails after its first statement".into(),
+        ))
+    })
+    .await;
+    assert!(failed.is_err());
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(SUM(count), 0) FROM topic_status_counts WHERE topic = 'h'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(count().await, 0, "rolled back");
+    // More writes than the pool has connections, mixed with the other kind of write.
+    for _ in 0..6 {
+        let (changed, _held) = store::write_on_handle(&pool, |db| db.run(ADD))
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let mut tx = store::begin_write(&pool).await.unwrap();
+        sqlx::query(ADD).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(count().await, 12);
+}
