@@ -111,6 +111,7 @@ async fn below_min_free_space_bodies_are_deferred_and_read_again_once_space_is_f
     assert_eq!(health["index"]["bodies_deferred"], missing);
     assert_eq!(health["index"]["bodies_lost"], 0);
     assert_eq!(health["ready"], true, "indexing goes on: {health}");
+    assert_eq!(health["disk"]["low_space"], true);
     let banner = format!(
         "{missing} payloads not stored: low disk space on {folder}; they are read again from Kafka once space is freed"
     );
