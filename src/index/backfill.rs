@@ -326,3 +326,56 @@ fn read_blocking(
     consumer.unassign()?;
     Ok(read)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(key: Option<&[u8]>, ts: Option<i64>) -> Waiting {
+        Waiting {
+            id: 1,
+            topic: "t.dlq".into(),
+            partition: 0,
+            generation: 0,
+            offset: 7,
+            key: key.map(<[u8]>::to_vec),
+            ts,
+        }
+    }
+
+    fn parts(key: Option<&[u8]>, ts: Option<i64>) -> RecordParts {
+        RecordParts {
+            topic: "t.dlq".into(),
+            partition: 0,
+            offset: 7,
+            timestamp: ts.map(|t| (t, "create")),
+            key: key.map(<[u8]>::to_vec),
+            ..RecordParts::default()
+        }
+    }
+
+    #[test]
+    fn a_record_read_again_is_the_same_only_with_the_same_key_and_time() {
+        assert!(same_record(
+            &waiting(Some(b"k"), Some(5)),
+            &parts(Some(b"k"), Some(5))
+        ));
+        assert!(!same_record(
+            &waiting(Some(b"k"), Some(5)),
+            &parts(Some(b"other"), Some(5))
+        ));
+        assert!(!same_record(
+            &waiting(Some(b"k"), Some(5)),
+            &parts(Some(b"k"), Some(6))
+        ));
+        assert!(!same_record(
+            &waiting(None, Some(5)),
+            &parts(Some(b"k"), Some(5))
+        ));
+        // Indexed without a timestamp: only the key can be compared.
+        assert!(same_record(
+            &waiting(Some(b"k"), None),
+            &parts(Some(b"k"), Some(9))
+        ));
+    }
+}

@@ -232,3 +232,23 @@ pub async fn fill(
 fn ids_json(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_reads_as_deferred_until_the_broker_is_found_without_the_record() {
+        assert_eq!(Missing::of_row(false, None), None);
+        assert_eq!(Missing::of_row(true, None), Some(Missing::Deferred));
+        let lost = Missing::of_row(true, Some(lost_sentence("the broker no longer had it")));
+        assert_eq!(
+            lost.as_ref().map(Missing::sentence),
+            Some("payload not stored: the disk was low when it was indexed, and when space was freed the broker no longer had it; only its metadata is kept")
+        );
+        assert_eq!(lost.unwrap().replay_refusal(), REPLAY_REFUSAL_LOST);
+        assert_eq!(Missing::Deferred.sentence(), DEFERRED_SENTENCE);
+        // Written into the preview's SQL as literals.
+        assert!(!REPLAY_REFUSAL_DEFERRED.contains('\'') && !REPLAY_REFUSAL_LOST.contains('\''));
+    }
+}
