@@ -179,6 +179,23 @@ async fn below_min_free_space_bodies_are_deferred_and_read_again_once_space_is_f
     assert_eq!(hits(format!("tok{last}x")).await, Vec::<i64>::new());
     assert_eq!(hits("tok0x".into()).await, vec![0]);
 
+    // A deferred record purged with its payload erased is never read back.
+    let erased = last - 1;
+    let (status, preview) = d
+        .post_json(
+            "/api/purges",
+            json!({"messages": [{"topic": "low.dlq", "partition": 0, "offset": erased}], "erase": true, "reason": "personal data", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let (status, done) = d
+        .post_json("/api/purges", json!({"preview_id": preview["preview_id"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["erased"], 1, "{done}");
+    let (_, health) = d.get_json("/api/health").await;
+    assert_eq!(health["index"]["bodies_deferred"], missing - 1);
+
     // Space is freed: every deferred body is read again from the broker.
     disk.resize(128 * MIB);
     wait_for("every deferred body read again", DEADLINE, || async {
@@ -197,7 +214,20 @@ async fn below_min_free_space_bodies_are_deferred_and_read_again_once_space_is_f
         (N as i64, N as i64),
         "the record set is exact"
     );
-    for offset in waiting.iter().copied().chain([0]) {
+    let (status, _, body) = d
+        .get(&format!("/api/messages/low.dlq/0/{erased}/raw"))
+        .await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(String::from_utf8_lossy(&body).contains("was erased"));
+    let erased_value: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT b.value FROM record_bodies b JOIN records r ON r.id = b.record_id WHERE r.\"offset\" = ?",
+    )
+    .bind(erased)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(erased_value, None, "the erased payload was not read back");
+    for offset in waiting.iter().copied().filter(|o| *o != erased).chain([0]) {
         let i = offset as usize;
         let (status, _, body) = d
             .get(&format!("/api/messages/low.dlq/0/{offset}/raw"))
