@@ -69,7 +69,13 @@ impl Backfill {
             let pause = if self.health.space_low() {
                 IDLE_POLL
             } else {
-                match self.pass(&mut consumer, &mut search_conn).await {
+                // A pass may wait seconds on a broker that does not answer; stopping drops
+                // it, and its write transactions roll back.
+                let passed = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    passed = self.pass(&mut consumer, &mut search_conn) => passed,
+                };
+                match passed {
                     Ok(0) => IDLE_POLL,
                     Ok(_) => Duration::ZERO,
                     Err(e) => {
