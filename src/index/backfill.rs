@@ -76,7 +76,10 @@ impl Backfill {
                     passed = self.pass(&mut consumer, &mut search_conn) => passed,
                 };
                 match passed {
-                    Ok(0) => IDLE_POLL,
+                    Ok(0) => {
+                        retry.succeeded();
+                        IDLE_POLL
+                    }
                     Ok(_) => Duration::ZERO,
                     Err(e) => {
                         // A fresh connection next time: this one may be left in any state.
@@ -114,6 +117,11 @@ impl Backfill {
     ) -> Result<usize> {
         let waiting = deferred::waiting(&self.pool, CHUNK).await?;
         if waiting.is_empty() {
+            // Nothing left to write (the records that waited were erased or removed): a
+            // failure reported before is over.
+            if self.health.writer(Writer::Backfill).failing() {
+                self.health.ok(Writer::Backfill);
+            }
             return Ok(0);
         }
         let consumer = match consumer {
