@@ -64,6 +64,7 @@ impl Backfill {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut consumer: Option<Arc<BaseConsumer>> = None;
         let mut search_conn: Option<SqliteConnection> = None;
+        let mut after = 0;
         let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         loop {
             let pause = if self.health.space_low() {
@@ -73,7 +74,7 @@ impl Backfill {
                 // it, and its write transactions roll back.
                 let passed = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    passed = self.pass(&mut consumer, &mut search_conn) => passed,
+                    passed = self.pass(&mut consumer, &mut search_conn, &mut after) => passed,
                 };
                 match passed {
                     Ok(0) => {
@@ -108,14 +109,27 @@ impl Backfill {
         }
     }
 
-    /// One chunk: read the waiting records' bodies from the broker, store them (or mark the
-    /// records lost). Returns how many records it settled.
+    /// One chunk, the waiting records after record id `after` (moved past them): read their
+    /// bodies from the broker, store them (or mark the records lost). Returns how many
+    /// records it settled.
     async fn pass(
         &self,
         consumer: &mut Option<Arc<BaseConsumer>>,
         search_conn: &mut Option<SqliteConnection>,
+        after: &mut i64,
     ) -> Result<usize> {
-        let waiting = deferred::waiting(&self.pool, CHUNK).await?;
+        let mut waiting = deferred::waiting(&self.pool, *after, CHUNK).await?;
+        if waiting.is_empty() && *after > 0 {
+            // Past the last waiting record: start again from the first.
+            *after = 0;
+            waiting = deferred::waiting(&self.pool, 0, CHUNK).await?;
+        }
+        if let Some(last) = waiting.last() {
+            // The next pass takes the records after this chunk, so that records that cannot
+            // be settled now (a broker not answering for their partition) never hold up the
+            // others.
+            *after = last.id;
+        }
         if waiting.is_empty() {
             // Nothing left to write (the records that waited were erased or removed): a
             // failure reported before is over.
@@ -157,7 +171,8 @@ impl Backfill {
             if of_log.is_empty() {
                 continue;
             }
-            let offsets: Vec<i64> = of_log.iter().map(|w| w.offset).collect();
+            let mut offsets: Vec<i64> = of_log.iter().map(|w| w.offset).collect();
+            offsets.sort_unstable();
             let read = match read(consumer.clone(), &topic, partition, offsets).await {
                 Ok(r) => r,
                 Err(e) => {

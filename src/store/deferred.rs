@@ -103,17 +103,19 @@ pub struct Waiting {
     pub ts: Option<i64>,
 }
 
-/// Up to `limit` records still waiting for their body, in (topic, partition, offset)
-/// order, so that one partition's run is read in one pass. Erased records are not among
-/// them (an erase removes the mark: what was erased is never read back).
-pub async fn waiting(pool: &SqlitePool, limit: i64) -> Result<Vec<Waiting>> {
+/// Up to `limit` records still waiting for their body, with ids above `after`, in id order
+/// (the mark's primary key: no sort however many wait; within a partition ids follow
+/// offsets). Erased records are not among them (an erase removes the mark: what was erased
+/// is never read back).
+pub async fn waiting(pool: &SqlitePool, after: i64, limit: i64) -> Result<Vec<Waiting>> {
     Ok(sqlx::query_as(
         "SELECT r.id, r.topic, r.partition, r.generation, r.\"offset\", r.key,
                 CASE WHEN r.timestamp_type IS NULL THEN NULL ELSE r.ts END AS ts
          FROM deferred_bodies d JOIN records r ON r.id = d.record_id
-         WHERE d.lost_at IS NULL AND r.erased_at IS NULL
-         ORDER BY r.topic, r.partition, r.\"offset\" LIMIT ?",
+         WHERE d.record_id > ? AND d.lost_at IS NULL AND r.erased_at IS NULL
+         ORDER BY d.record_id LIMIT ?",
     )
+    .bind(after)
     .bind(limit)
     .fetch_all(pool)
     .await?)

@@ -487,7 +487,7 @@ async fn deferred_bodies_keep_the_metadata_and_are_filled_in_place_later() {
     assert_eq!(search_offsets(&pool, "word1").await, Vec::<i64>::new());
     assert_eq!(search_offsets(&pool, "word3").await, vec![3]);
 
-    let waiting = deferred::waiting(&pool, 10).await.unwrap();
+    let waiting = deferred::waiting(&pool, 0, 10).await.unwrap();
     assert_eq!(
         waiting.iter().map(|w| w.offset).collect::<Vec<_>>(),
         vec![0, 1, 2]
