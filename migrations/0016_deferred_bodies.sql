@@ -15,3 +15,29 @@ CREATE TABLE deferred_bodies (
     -- Why, in a sentence for the record's page.
     lost_reason TEXT
 );
+
+-- The counts the banner, /api/health and /metrics show on every page, kept by triggers:
+-- counting the marks on each page view would cost milliseconds per 100k marks, and marks
+-- are removed by several writers (the backfill, an erase, retention), each of which would
+-- otherwise have to count what it removed.
+CREATE TABLE deferred_counts (
+    only    INTEGER PRIMARY KEY CHECK (only = 1),
+    pending INTEGER NOT NULL,
+    lost    INTEGER NOT NULL
+);
+INSERT INTO deferred_counts (only, pending, lost) VALUES (1, 0, 0);
+
+CREATE TRIGGER deferred_bodies_added AFTER INSERT ON deferred_bodies BEGIN
+    UPDATE deferred_counts SET pending = pending + (NEW.lost_at IS NULL),
+                               lost = lost + (NEW.lost_at IS NOT NULL);
+END;
+
+CREATE TRIGGER deferred_bodies_removed AFTER DELETE ON deferred_bodies BEGIN
+    UPDATE deferred_counts SET pending = pending - (OLD.lost_at IS NULL),
+                               lost = lost - (OLD.lost_at IS NOT NULL);
+END;
+
+CREATE TRIGGER deferred_bodies_changed AFTER UPDATE OF lost_at ON deferred_bodies BEGIN
+    UPDATE deferred_counts SET pending = pending - (OLD.lost_at IS NULL) + (NEW.lost_at IS NULL),
+                               lost = lost - (OLD.lost_at IS NOT NULL) + (NEW.lost_at IS NOT NULL);
+END;
