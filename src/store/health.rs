@@ -360,10 +360,26 @@ impl WriteHealth {
         let folder = space::folder_of(&self.database);
         let folder = folder.display();
         let read_only = space.is_some_and(|s| s.read_only);
+        let wal = space::with_suffix(&self.database, "-wal");
+        let search = super::search::path_for(&self.database);
+        let files = match writer {
+            Writer::Search => vec![search.as_path()],
+            _ => vec![self.database.as_path(), wal.as_path()],
+        };
+        let unwritable = matches!(fault.kind, FaultKind::Io | FaultKind::ReadOnly)
+            .then(|| space::unwritable_file(files))
+            .flatten();
         Some(match fault.kind {
             _ if read_only => format!(
                 "{what}: the file system of {folder} is read-only; {resumes} when it is writable again"
             ),
+            _ if unwritable.is_some() => {
+                let (file, why) = unwritable.expect("matched");
+                format!(
+                    "{what}: {} was made read-only ({why}); {resumes} when it is writable again",
+                    file.display()
+                )
+            }
             FaultKind::DiskFull => {
                 let free = space
                     .map(|s| format!(" ({} free)", super::space::human(s.available)))

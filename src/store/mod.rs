@@ -225,6 +225,14 @@ pub async fn begin_write(pool: &SqlitePool) -> Result<WriteTx<'static>> {
     // queues, so readers (pages, the replay feeder) are not starved of connections by
     // queued writers, and a writer that needed a second connection could not deadlock.
     let turn = write_turn(pool).await;
+    begin_write_holding(pool, turn).await
+}
+
+/// [`begin_write`] for a writer that already took its turn ([`write_turn`]).
+pub(crate) async fn begin_write_holding(
+    pool: &SqlitePool,
+    turn: OwnedMutexGuard<()>,
+) -> Result<WriteTx<'static>> {
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Ok(WriteTx { tx, _turn: turn })
 }

@@ -21,6 +21,9 @@ use crate::states::{PurgeItemState, PurgeStatus, RecordStatus};
 /// busy machine, so chunks are sized by the time the previous ones took.
 pub const CHUNK_HOLD: Duration = Duration::from_millis(3);
 
+/// A chunk's hold of the writer beyond which its phases are logged (at debug).
+const SLOW_HOLD: Duration = Duration::from_millis(8);
+
 /// Sizes the chunks of a long purge operation (items applied, undone or erased, or record
 /// ids scanned by a preview) so that each holds the writer about [`CHUNK_HOLD`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,18 +514,32 @@ struct PendingItem {
 /// at about [`CHUNK_HOLD`].
 pub async fn apply_chunk(pool: &SqlitePool, id: &str, limit: i64) -> Result<ChunkOutcome> {
     let read = apply_read_sql();
-    let mut tx = super::begin_write(pool).await?;
+    let asked = Instant::now();
+    let turn = super::write_turn(pool).await;
     let started = Instant::now();
+    let mut tx = super::begin_write_holding(pool, turn).await?;
+    let begun = started.elapsed();
     let outcome = with_handle(&mut tx, |db| apply_items(db, &read, id, limit)).await?;
+    let worked = started.elapsed();
     if outcome.through.is_none() {
         tx.rollback().await?;
         return Ok(outcome);
     }
     tx.commit().await?;
-    Ok(ChunkOutcome {
-        held: started.elapsed(),
-        ..outcome
-    })
+    let held = started.elapsed();
+    if held > SLOW_HOLD {
+        // What a long hold spent its time on, for the writer's tail under a purge
+        // (docs/performance.md): `RUST_LOG=dlq_dashboard::store::purges=debug`.
+        tracing::debug!(
+            queued_us = (started - asked).as_micros() as u64,
+            begin_us = begun.as_micros() as u64,
+            work_us = (worked - begun).as_micros() as u64,
+            commit_us = (held - worked).as_micros() as u64,
+            items = outcome.done + outcome.refused,
+            "slow purge chunk"
+        );
+    }
+    Ok(ChunkOutcome { held, ..outcome })
 }
 
 /// The statements of [`apply_chunk`], on its transaction's handle.
@@ -831,7 +848,7 @@ pub async fn erase_chunk(
                     .collect();
             (ids, hi, changes)
         };
-        super::search::change_entries(&mut search_tx, &changes).await?;
+        super::search::change_entries(&mut search_tx, &changes, super::search::Scrub::Yes).await?;
         let mut tx = super::begin_write(pool).await?;
         if held_ids(&mut tx, id, after, hi, only, false).await? != ids {
             // Restored by an undo since they were read: the entries changed above are not

@@ -268,7 +268,7 @@ pub async fn drop_payloads(
                 .into_iter()
                 .map(|(id, old)| search::EntryChange::without_payload(id, old))
                 .collect();
-        search::change_entries(&mut stx, &changes).await?;
+        search::change_entries(&mut stx, &changes, search::Scrub::Yes).await?;
         // The index's writer only for the update itself: the rows read above cannot change
         // meanwhile, since whatever else rewrites payloads (erase) holds the search file's
         // writer lock first, as this does.

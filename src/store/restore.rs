@@ -12,7 +12,7 @@
 //! next ones open the file written back. The search file, removed with its folder, is made
 //! anew by the search catch-up, which notices it missing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
 use super::health::WriteHealth;
-use super::space::{self, IndexLock};
+use super::space::{self, remove_if_present, with_suffix, IndexLock};
 use crate::clock::now_ms;
 use crate::error::Result;
 
@@ -33,28 +33,16 @@ pub fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// Copy the database `conn` is open on to `path`, which must not exist, durably: into a
 /// file beside it first, then renamed into place. Returns the size written.
 pub async fn write_back(conn: &mut SqliteConnection, path: &Path) -> Result<u64> {
     let folder = space::folder_of(path);
     std::fs::create_dir_all(&folder)?;
     let partial = with_suffix(path, ".writing-back");
-    match std::fs::remove_file(&partial) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
+    remove_if_present(&partial)?;
     // A log or shared-memory file left at the path would be taken for the new file's.
     for suffix in ["-wal", "-shm"] {
-        match std::fs::remove_file(with_suffix(path, suffix)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        remove_if_present(&with_suffix(path, suffix))?;
     }
     sqlx::query("VACUUM main INTO ?")
         .bind(partial.to_string_lossy().into_owned())

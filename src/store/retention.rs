@@ -88,7 +88,8 @@ pub struct Chunk {
     pub unresolved: i64,
     /// Where the next chunk starts; None when the sweep is done.
     pub next: Option<Cursor>,
-    /// How long the chunk held the index's writer.
+    /// How long the chunk held the writers: from its turn on the index to the commit of its
+    /// search-file transaction.
     pub held: Duration,
 }
 
@@ -228,9 +229,11 @@ pub async fn remove_chunk(
     }
     count_removed(&mut tx, &counts, now).await?;
     tx.commit().await?;
-    let held = started.elapsed();
-    search::change_entries(&mut stx, &changes).await?;
+    search::change_entries(&mut stx, &changes, search::Scrub::No).await?;
     stx.commit().await?;
+    // The search file's lock is held from before the index's turn to here, and the search
+    // catch-up waits behind it: its hold, not the index's alone, sizes the next chunk.
+    let held = started.elapsed();
     Ok(Chunk {
         scanned: scanned.len() as i64,
         removed: ids.len() as i64,
@@ -367,9 +370,11 @@ pub async fn payload_chunk(
     }
     count_removed(&mut tx, &counts, now).await?;
     tx.commit().await?;
-    let held = started.elapsed();
-    search::change_entries(&mut stx, &changes).await?;
+    search::change_entries(&mut stx, &changes, search::Scrub::Yes).await?;
     stx.commit().await?;
+    // The search file's lock is held from before the index's turn to here, and the search
+    // catch-up waits behind it: its hold, not the index's alone, sizes the next chunk.
+    let held = started.elapsed();
     Ok(Chunk {
         scanned: old.len() as i64,
         removed: todo.len() as i64,

@@ -55,6 +55,36 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// `path` with `suffix` appended to its file name: SQLite's `-wal` and `-shm` files.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Remove `path`; one that is already gone is fine.
+pub fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The first of `files` that exists and that this process may not write now, with the
+/// operating system's reason: a file made read-only (`chmod` for an unprivileged user, or
+/// `chattr +i`, which stops even root and even writes through descriptors already open)
+/// fails SQLite's writes with a bare I/O error, and this names the file and the cause.
+pub fn unwritable_file<'a>(
+    files: impl IntoIterator<Item = &'a Path>,
+) -> Option<(&'a Path, std::io::Error)> {
+    files.into_iter().find_map(|file| {
+        match rustix::fs::access(file, rustix::fs::Access::WRITE_OK) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => Some((file, std::io::Error::from(e))),
+        }
+    })
+}
+
 /// Why the index at `database` cannot be opened for writing, before SQLite tries (which
 /// would open a read-only file read-only and fail later with "attempt to write a readonly
 /// database"): None when nothing stands in the way.

@@ -301,6 +301,121 @@ async fn an_index_on_a_read_only_file_system_is_refused_at_start_with_a_sentence
     d.stop().await;
 }
 
+/// Files marked immutable (`chattr +i`) for as long as it lives: the one way to make a file
+/// read-only that stops root too, and stops writes through descriptors already open (as a
+/// file system remounted read-only after an error would). Dropping it clears the mark, also
+/// when a test fails, so that its temporary folder can be removed.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(files: &[std::path::PathBuf]) -> Immutable {
+        for file in files {
+            chattr("+i", file);
+        }
+        Immutable(files.to_vec())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            chattr("-i", file);
+        }
+    }
+}
+
+fn chattr(flag: &str, file: &std::path::Path) {
+    let status = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(file)
+        .status()
+        .expect("chattr (e2fsprogs) runs");
+    assert!(
+        status.success(),
+        "chattr {flag} {} failed: the fault suite needs root on a file system with the immutable attribute (ext4, tmpfs)",
+        file.display()
+    );
+}
+
+/// The index file made read-only while the dashboard runs: indexing stops and says which
+/// file and why (readyz, banner, /api/health), the pages keep serving, and once the file is
+/// writable again indexing resumes by itself, every record once. Made read-only while
+/// stopped, the next start is refused with a sentence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_file_made_read_only_while_running_is_reported_and_indexing_resumes() {
+    let kafka = Kafka::start(&[("ro.dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    let args = serve_args(&kafka.bootstrap(), &db);
+    let d = TestDashboard::start_with(args.clone(), Arc::new(tempfile::tempdir().unwrap())).await;
+    kafka
+        .send_many("ro.dlq", &noisy_records("r", 0, 10, 512))
+        .await;
+    d.wait_indexed(10).await;
+
+    let wal = db.with_file_name("index.db-wal");
+    assert!(wal.exists(), "the index is in WAL mode");
+    let immutable = Immutable::set(&[db.clone(), wal]);
+    kafka
+        .send_many("ro.dlq", &noisy_records("r", 10, 10, 512))
+        .await;
+    let reason = wait_for("readyz to say why indexing stopped", DEADLINE, || async {
+        let (status, body) = d.get_json("/readyz").await;
+        (status == StatusCode::SERVICE_UNAVAILABLE)
+            .then(|| body["error"].as_str().unwrap().to_string())
+    })
+    .await;
+    assert!(
+        reason.starts_with(&format!(
+            "The index cannot be written: {} was made read-only (",
+            db.display()
+        )) && reason.ends_with("; indexing resumes by itself when it is writable again."),
+        "{reason}"
+    );
+    let (status, html) = d.get_html("/").await;
+    assert_eq!(status, StatusCode::OK, "the pages keep serving");
+    assert!(html.contains(&escaped(&reason)), "the banner says why");
+    let (_, health) = d.get_json("/api/health").await;
+    let indexer = &health["index"]["writers"][0];
+    assert_eq!(indexer["writer"], "indexer");
+    assert_eq!(indexer["state"], "failing");
+
+    drop(immutable);
+    d.wait_indexed(20).await;
+    wait_for("readyz to answer 200 again", DEADLINE, || async {
+        (d.get("/readyz").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(
+        exact_counts(&d).await,
+        (20, 20),
+        "every record exactly once"
+    );
+    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
+        .fetch_one(&d.d().state.pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    d.stop().await;
+
+    let immutable = Immutable::set(std::slice::from_ref(&db));
+    let e = dlq_dashboard::app::Dashboard::start(args.clone())
+        .await
+        .err()
+        .expect("refused on a read-only index file");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "The index {} cannot be written (Operation not permitted",
+            db.display()
+        )),
+        "{e}"
+    );
+    drop(immutable);
+    let d = TestDashboard::start_with(args, Arc::new(tempfile::tempdir().unwrap())).await;
+    assert_eq!(exact_counts(&d).await, (20, 20));
+    d.stop().await;
+}
+
 /// The search file deleted while the dashboard runs: made anew and refilled in the
 /// background, new and old records searchable again, with no restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,6 +283,14 @@ async fn max_records_removes_the_oldest_resolved_first_and_unresolved_only_when_
     assert_eq!(total, 12);
     assert_eq!(found(&d, "tagword1").await, 0);
     assert_eq!(found(&d, "tagword3").await, 1);
+    // The cleanup removes its entries without scrubbing them, inside its own transactions:
+    // the table's scrubbing stays on for the erasures that rely on it.
+    let secure: i64 =
+        sqlx::query_scalar("SELECT v FROM search.records_fts_config WHERE k = 'secure-delete'")
+            .fetch_one(&d.d().state.pool)
+            .await
+            .unwrap();
+    assert_eq!(secure, 1);
     d.stop().await;
 }
 
