@@ -227,7 +227,9 @@ pub async fn fill(
             new: Some(new),
         })
         .collect();
-    search::change_entries(&mut search_tx, &changes).await?;
+    // The old entries hold no payload text, only what the new ones hold again: nothing to
+    // scrub.
+    search::change_entries(&mut search_tx, &changes, search::Scrub::No).await?;
     tx.commit().await?;
     search_tx.commit().await?;
     Ok(outcome)
