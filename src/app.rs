@@ -106,6 +106,7 @@ impl Dashboard {
         )
         .await?;
         let health = store::health::WriteHealth::register(&database);
+        health.set_min_free_space(args.min_free_space);
         let (kafka, cluster) = match &args.brokers {
             Some(brokers) => {
                 let kafka = KafkaSettings {
@@ -215,6 +216,14 @@ impl Dashboard {
             .run(shutdown.clone()),
         );
         tasks.spawn(state.retention.clone().run(shutdown.clone()));
+        tasks.spawn(
+            crate::index::backfill::Backfill {
+                kafka: kafka.clone(),
+                pool: state.pool.clone(),
+                health: health.clone(),
+            }
+            .run(shutdown.clone()),
+        );
         tasks.spawn(crate::index::search::run(
             state.pool.clone(),
             health.clone(),

@@ -143,6 +143,19 @@ pub struct TargetCheck {
     pub checked: bool,
 }
 
+impl TargetCheck {
+    /// The check of a record whose body is not stored (the disk was low when it was
+    /// indexed): refused with the reason a preview gives, whatever its target.
+    pub fn without_body(self, missing: &crate::store::deferred::Missing) -> Self {
+        TargetCheck {
+            target: None,
+            rule: None,
+            refused: Some(missing.replay_refusal().to_string()),
+            checked: self.checked,
+        }
+    }
+}
+
 impl Actions {
     /// Resolve and freeze a selection as a preview job. Messages of topics outside the
     /// actor's scope are refused in it, each with the sentence why.

@@ -49,7 +49,7 @@ use super::IndexerStatus;
 use crate::kafka::{native, KafkaSettings};
 use crate::store::events::{self, IndexEvent, LOG_RESET, RETENTION_GAP};
 use crate::store::expiry;
-use crate::store::health::{Backoff, WriteHealth, Writer};
+use crate::store::health::{Backoff, FaultKind, WriteHealth, Writer};
 use crate::store::positions::{self, Position};
 use crate::store::records;
 use crate::topics::TopicSelection;
@@ -502,7 +502,10 @@ impl Indexer {
                 {
                     Some((ts, key, value)) => {
                         let same_time = ts.is_none_or(|t| r.timestamp_type.is_none() || t == r.ts);
-                        if same_time && key == r.key && value == r.value {
+                        // A payload the index does not hold (erased, or deferred on a low
+                        // disk) cannot be compared; the time and key still are.
+                        let same_value = value.is_none_or(|v| v == r.value);
+                        if same_time && key == r.key && same_value {
                             Continuity::Reread
                         } else {
                             Continuity::Restarted
@@ -787,8 +790,36 @@ impl Indexer {
                 next_offset: n,
             })
             .collect();
-        let outcome =
-            records::insert_batch(&self.pool, batch, &advance, crate::clock::now_ms()).await?;
+        // Below --min-free-space the metadata goes on being stored and the bodies wait (see
+        // `store::deferred`): the index keeps up with the topic and says what it lacks,
+        // instead of filling the disk with payloads and then storing nothing at all.
+        // A batch that met a full disk last time is written without its bodies too
+        // (unless deferring is off): its metadata may still fit.
+        let body_bytes: u64 = batch
+            .iter()
+            .map(|r| (r.value.as_ref().map_or(0, Vec::len) + r.headers_json.len()) as u64)
+            .sum();
+        let met_full_disk = self
+            .health
+            .writer(Writer::Indexer)
+            .current()
+            .is_some_and(|f| f.kind == FaultKind::DiskFull);
+        let defer_bodies = self.health.space_low_after(body_bytes)
+            || (met_full_disk && self.health.defers_bodies());
+        let outcome = records::insert_batch_deferring(
+            &self.pool,
+            batch,
+            &advance,
+            crate::clock::now_ms(),
+            defer_bodies,
+        )
+        .await?;
+        if defer_bodies && outcome.inserted > 0 {
+            tracing::warn!(
+                records = outcome.inserted,
+                "the index's disk is below --min-free-space: records stored without their payload bodies, which are read again from Kafka once space is freed"
+            );
+        }
         {
             let mut states = lock(&reading.consumer.context().states);
             for p in &advance {

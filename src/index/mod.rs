@@ -1,6 +1,7 @@
 //! The indexer: a consumer that assigns itself every partition of the DLQ topics (no group)
 //! and writes every record to SQLite together with the position it advances.
 
+pub mod backfill;
 pub mod consumer;
 pub mod normalise;
 pub mod reader;

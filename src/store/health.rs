@@ -12,7 +12,7 @@ use sqlx::SqlitePool;
 
 use serde::Serialize;
 
-use super::space::{self, Space};
+use super::space::{self, MinFreeSpace, Space};
 use crate::clock::now_ms;
 use crate::error::Error;
 
@@ -32,16 +32,19 @@ pub enum Writer {
     Replay,
     /// Purges applying their chunks.
     Purge,
+    /// The backfill of payload bodies not stored while the disk was low.
+    Backfill,
 }
 
 impl Writer {
     /// Every writer.
-    pub const ALL: [Writer; 5] = [
+    pub const ALL: [Writer; 6] = [
         Writer::Indexer,
         Writer::Search,
         Writer::Checkpoint,
         Writer::Replay,
         Writer::Purge,
+        Writer::Backfill,
     ];
 
     /// The word in metrics and JSON.
@@ -52,6 +55,7 @@ impl Writer {
             Writer::Checkpoint => "checkpoint",
             Writer::Replay => "replay",
             Writer::Purge => "purge",
+            Writer::Backfill => "backfill",
         }
     }
 }
@@ -152,6 +156,7 @@ pub struct WriteHealth {
     writers: Mutex<BTreeMap<Writer, WriterHealth>>,
     wal: Mutex<BTreeMap<WalFile, WalState>>,
     file: Mutex<FileState>,
+    min_free: Mutex<Option<MinFreeSpace>>,
 }
 
 /// The state of every index open in this process, by file, for writers that reach it
@@ -188,6 +193,7 @@ impl WriteHealth {
             writers: Mutex::default(),
             wal: Mutex::default(),
             file: Mutex::default(),
+            min_free: Mutex::default(),
         }
     }
 
@@ -204,6 +210,40 @@ impl WriteHealth {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Writer, WriterHealth>> {
         // Plain data: a panic elsewhere while holding it leaves it usable.
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The free space below which the indexer stops storing payload bodies
+    /// (`--min-free-space`); without one (benches, tools) it always stores them.
+    pub fn set_min_free_space(&self, min: MinFreeSpace) {
+        *self.min_free.lock().unwrap_or_else(|e| e.into_inner()) = Some(min);
+    }
+
+    /// Whether the index's file system has less free space than `--min-free-space` now
+    /// (statvfs, microseconds): the indexer then defers payload bodies, and the backfill
+    /// waits. False without a threshold or with a threshold of 0, or when statvfs fails (a
+    /// missing folder is another writer's fault to report).
+    pub fn space_low(&self) -> bool {
+        self.space_low_after(0)
+    }
+
+    /// Whether a threshold above 0 is set, so that bodies may be deferred at all.
+    pub fn defers_bodies(&self) -> bool {
+        self.space_low_after(u64::MAX)
+    }
+
+    /// Whether writing about `bytes` more would leave less free space than
+    /// `--min-free-space` (a threshold of 0 never does: it turns deferring off). A batch is
+    /// judged by what it would leave: one large batch started above the threshold could
+    /// otherwise fill the disk, be rolled back, find the space above the threshold again,
+    /// and fail the same way for ever.
+    pub fn space_low_after(&self, bytes: u64) -> bool {
+        let Some(min) = *self.min_free.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return false;
+        };
+        space::space_of(&self.database).is_ok_and(|s| {
+            let min = min.bytes(s.total);
+            min > 0 && s.available.saturating_sub(bytes) < min
+        })
     }
 
     /// The index file.
@@ -307,6 +347,7 @@ impl WriteHealth {
             Writer::Checkpoint => "the index's write-ahead log cannot be copied back",
             Writer::Replay => "replay jobs cannot record their results",
             Writer::Purge => "a purge cannot be applied",
+            Writer::Backfill => "payloads not stored on a low disk cannot be written back",
         };
         let resumes = match writer {
             Writer::Indexer => "indexing resumes by itself",
@@ -314,6 +355,7 @@ impl WriteHealth {
             Writer::Checkpoint => "checkpoints resume by itself",
             Writer::Replay => "they go on by themselves",
             Writer::Purge => "it goes on by itself",
+            Writer::Backfill => "it goes on by itself",
         };
         let folder = space::folder_of(&self.database);
         let folder = folder.display();

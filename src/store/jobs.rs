@@ -94,8 +94,9 @@ pub struct NewJob {
 
 /// Create a job in 'preview' with its frozen items: each selected record with its target,
 /// or refused with the reason. Purged records, records the broker no longer has (expired,
-/// or below the log start or a reclaim), records whose payload retention removed and records
-/// an unfinished job has yet to send are refused too.
+/// or below the log start or a reclaim), records whose payload retention removed, records
+/// whose body is not stored (`store::deferred`) and records an unfinished job has yet to
+/// send are refused too.
 pub async fn create_preview(
     pool: &SqlitePool,
     job: &NewJob,
@@ -125,13 +126,16 @@ pub async fn create_preview(
     // A record already waiting in an unfinished job is refused: two jobs holding the same
     // record would send it twice under two replay ids, which no consumer could deduplicate.
     // An expired record, or one below its partition's log start or a reclaim (the broker no
-    // longer has it, or is deleting it), is refused: it can be seen, not replayed.
+    // longer has it, or is deleting it), is refused: it can be seen, not replayed. So is one
+    // whose body was not stored (the disk was low): it is never sent with an empty payload.
     qb.push(format!(
         ", r.id,
-           CASE WHEN r.status = 'purged' OR r.gone OR r.retained OR r.other_job IS NOT NULL THEN NULL ELSE m.target END,
-           CASE WHEN r.status = 'purged' OR r.gone OR r.retained OR r.other_job IS NOT NULL OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
+           CASE WHEN r.status = 'purged' OR r.gone OR r.retained OR r.unstored IS NOT NULL OR r.other_job IS NOT NULL THEN NULL ELSE m.target END,
+           CASE WHEN r.status = 'purged' OR r.gone OR r.retained OR r.unstored IS NOT NULL OR r.other_job IS NOT NULL OR m.target IS NULL THEN 'refused' ELSE 'pending' END,
            CASE WHEN r.status = 'purged' THEN 'The message is purged; purged messages are not replayed.'
                 WHEN r.retained THEN 'The payload of this message was removed by retention (--retain payloads); it can be seen here but not replayed.'
+                WHEN r.unstored = 'deferred' THEN '{deferred}'
+                WHEN r.unstored = 'lost' THEN '{lost}'
                 WHEN r.gone THEN 'The broker no longer has this message (its log start moved past offset ' || r.\"offset\" || '); it can be seen here but not replayed.'
                 WHEN r.other_job IS NOT NULL THEN 'Replay job ' || r.other_job || ' has not sent this message yet; wait for it to finish, or cancel it, and replay again.'
                 WHEN m.target IS NULL THEN COALESCE(m.reason, 'The message changed while the preview was made; preview again.')
@@ -139,11 +143,15 @@ pub async fn create_preview(
          FROM (SELECT id, topic, origin_topic, consumer_group, status, \"offset\",
                  (records.status = 'expired' OR {}) AS gone,
                  records.erased_by_retention AS retained,
+                 (SELECT CASE WHEN d.lost_at IS NULL THEN 'deferred' ELSE 'lost' END FROM deferred_bodies d
+                  WHERE d.record_id = records.id) AS unstored,
                  (SELECT o.job_id FROM replay_items o JOIN replay_jobs j ON j.id = o.job_id
                   WHERE o.record_id = records.id AND o.state = 'pending'
                     AND j.status IN ('queued', 'running', 'paused') LIMIT 1) AS other_job
                FROM records",
-        super::reclaim::below_log_start("records")
+        super::reclaim::below_log_start("records"),
+        deferred = super::deferred::REPLAY_REFUSAL_DEFERRED,
+        lost = super::deferred::REPLAY_REFUSAL_LOST,
     ));
     push_source(&mut qb, source, max_id);
     qb.push(

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod codec;
+pub mod deferred;
 pub mod events;
 pub mod expiry;
 pub mod groups;

@@ -80,7 +80,8 @@ pub struct Unlabelled<'a> {
 /// Link records that came back without a `dlq-replay-id` (a framework that drops headers)
 /// to the replay they probably came from: a delivered item of a job, not linked yet, whose
 /// record is on the same DLQ topic with the same key and the same value, delivered before
-/// `now` and at most [`PROBABLE_WINDOW_MS`] earlier. Marked probable, counted apart, never
+/// `now` and at most [`PROBABLE_WINDOW_MS`] earlier (a record indexed without its body, on a
+/// low disk, has no value to compare and is not linked). Marked probable, counted apart, never
 /// taken for certain (no loop is counted from it). Costs one query per batch while no job
 /// delivered anything in the window.
 pub async fn link_probable(
@@ -112,6 +113,8 @@ pub async fn link_probable(
                AND i.state = 'sent' AND i.failed_again_id IS NULL
                AND i.finished_at <= ?4 AND i.finished_at >= ?5
                AND ob.value IS nb.value
+               -- A body not stored (the disk was low) cannot be compared: no match.
+               AND NOT EXISTS (SELECT 1 FROM deferred_bodies d WHERE d.record_id = ?1)
              ORDER BY i.finished_at DESC LIMIT 1",
         )
         .bind(r.id)

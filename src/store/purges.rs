@@ -766,6 +766,12 @@ pub(crate) async fn erase_bodies(
     sqlx::query("PRAGMA secure_delete = OFF")
         .execute(&mut *tx)
         .await?;
+    // A body not stored yet (the disk was low) must never be read back from the broker
+    // once erased.
+    sqlx::query("DELETE FROM deferred_bodies WHERE record_id IN (SELECT value FROM json_each(?))")
+        .bind(listed)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE records SET erased_at = ?1, erased_by_retention = ?3 WHERE id IN (SELECT value FROM json_each(?2))",
     )

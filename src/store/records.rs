@@ -9,7 +9,7 @@ use super::raw::{with_handle, Statement, STATEMENTS_PER_HOLD};
 use super::search;
 pub use super::selection::RecordId;
 use super::selection::{push_filter, push_filter_conditions};
-use super::{groups, outcomes, stats};
+use super::{deferred, groups, outcomes, stats};
 use crate::error::Result;
 use crate::filter::{fts_expression, MessageFilter, MessageQuery, Page};
 use crate::index::normalise::ReplayOrigin;
@@ -84,6 +84,17 @@ fn bind_body<'a>(
     Ok(())
 }
 
+/// Bind the body row of a record whose body is deferred: no payload, no headers, no stack
+/// trace, as an erased record's (the pages read `deferred_bodies` for why).
+fn bind_deferred_body(s: &mut Statement<'_>, id: i64) -> Result<()> {
+    s.int(1, id)?;
+    s.blob(2, None)?;
+    s.text(3, Some("[]"))?;
+    s.text(4, None)?;
+    s.int(5, codec::Codec::Plain.as_column())?;
+    Ok(())
+}
+
 /// Store a batch of records and advance partition positions in one transaction: either
 /// all of it is durable or none of it is. Records already present (same topic, partition,
 /// offset) are skipped, so re-reading after a crash never duplicates a row.
@@ -93,6 +104,22 @@ pub async fn insert_batch(
     advance_to: &[Position],
     now: i64,
 ) -> Result<BatchOutcome> {
+    insert_batch_deferring(pool, batch, advance_to, now, false).await
+}
+
+/// [`insert_batch`], storing the records' bodies (payload, headers, stack trace) only when
+/// `defer_bodies` is false. With it, each new record gets an empty body row and a mark in
+/// `deferred_bodies` (see `store::deferred`), in the same transaction as its row: the index
+/// is low on space, and the metadata (coordinates, the fields derived from the headers,
+/// status, counts) is what keeps the index whole; the bodies are read again from the broker
+/// once space is back.
+pub async fn insert_batch_deferring(
+    pool: &SqlitePool,
+    batch: &[NewRecord],
+    advance_to: &[Position],
+    now: i64,
+    defer_bodies: bool,
+) -> Result<BatchOutcome> {
     let params = (1..=RECORD_PARAMS)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
@@ -100,10 +127,14 @@ pub async fn insert_batch(
     let insert_sql = format!("INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({params})");
     // Compressed before the write lock is taken, so that no other writer waits on zstd.
     let above = codec::compress_above(pool).await?;
-    let values: Vec<Encoded> = batch
-        .iter()
-        .map(|r| codec::encode(r.value.as_deref(), above))
-        .collect();
+    let values: Vec<Encoded> = if defer_bodies {
+        Vec::new()
+    } else {
+        batch
+            .iter()
+            .map(|r| codec::encode(r.value.as_deref(), above))
+            .collect()
+    };
     let mut tx = super::begin_write(pool).await?;
     // The search index is filled behind this (`index::search::run`), in its own file, for ids above
     // its mark only, so no record may get an id at or below the mark. SQLite gives a new row
@@ -135,6 +166,10 @@ pub async fn insert_batch(
                 None => None,
             };
             let mut body = db.prepare(BODY_INSERT_SQL)?;
+            let mut mark = match defer_bodies {
+                true => Some(db.prepare(deferred::MARK_SQL)?),
+                false => None,
+            };
             for (j, r) in chunk.iter().enumerate() {
                 let stored = match (first_id, row_at.as_mut()) {
                     (Some(id), Some(s)) => {
@@ -155,7 +190,16 @@ pub async fn insert_batch(
                         None => db.last_insert_rowid(),
                     };
                     let at = chunk_no * STATEMENTS_PER_HOLD + j;
-                    bind_body(&mut body, id, r, &values[at])?;
+                    match (values.get(at), mark.as_mut()) {
+                        (Some(value), _) => bind_body(&mut body, id, r, value)?,
+                        (None, Some(mark)) => {
+                            bind_deferred_body(&mut body, id)?;
+                            mark.int(1, id)?;
+                            mark.int(2, now)?;
+                            mark.execute()?;
+                        }
+                        (None, None) => bind_deferred_body(&mut body, id)?,
+                    }
                     body.execute()?;
                     inserted.push((id, at));
                 }
@@ -284,6 +328,18 @@ pub struct RecordDetail {
     pub indexed_at: i64,
     /// The payload.
     pub value: Option<Vec<u8>>,
+    /// Whether its body (payload, headers, stack trace) was not stored: the disk was low
+    /// when it was indexed (see `store::deferred`).
+    pub body_deferred: bool,
+    /// Why the broker could not give that body back, once it was asked again.
+    pub body_lost_reason: Option<String>,
+}
+
+impl RecordDetail {
+    /// Why its body is not in the index, when it was deferred.
+    pub fn missing_body(&self) -> Option<deferred::Missing> {
+        deferred::Missing::of_row(self.body_deferred, self.body_lost_reason.clone())
+    }
 }
 
 /// A page of a listing, newest first, with cursors for the neighbouring pages.
@@ -425,8 +481,9 @@ fn push_listing(qb: &mut QueryBuilder<'_, Sqlite>, query: &MessageQuery) {
 /// One record by its coordinates, its payload decoded to the original bytes.
 pub async fn get(pool: &SqlitePool, id: &RecordId) -> Result<Option<RecordDetail>> {
     let row: Option<RecordDetail> = sqlx::query_as(&format!(
-        "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, b.stacktrace, attempts, problems, b.headers, timestamp_type, indexed_at, b.value
-         FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+        "SELECT {SUMMARY_COLUMNS}, error_message AS full_error_message, b.stacktrace, attempts, problems, b.headers, timestamp_type, indexed_at, b.value,
+                d.record_id IS NOT NULL AS body_deferred, d.lost_reason AS body_lost_reason
+         FROM records JOIN record_bodies b ON b.record_id = records.id LEFT JOIN deferred_bodies d ON d.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1"
     ))
     .bind(&id.topic)
@@ -453,14 +510,24 @@ pub enum StoredValue {
     Erased(i64),
     /// Removed by retention (`--retain payloads`) at this time, ms.
     RemovedByRetention(i64),
+    /// Not stored: the disk was low when it was indexed (see `store::deferred`).
+    NotStored(deferred::Missing),
 }
 
 /// The payload of one record, the original bytes: None when the record is unknown.
 pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValue>> {
-    /// (stored value, codec, erased at, erased by retention).
-    type Stored = (Option<Vec<u8>>, i64, Option<i64>, bool);
+    /// (stored value, codec, erased at, erased by retention, deferred, lost reason).
+    type Stored = (
+        Option<Vec<u8>>,
+        i64,
+        Option<i64>,
+        bool,
+        bool,
+        Option<String>,
+    );
     let row: Option<Stored> = sqlx::query_as(
-        "SELECT b.value, b.codec, records.erased_at, records.erased_by_retention FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
+        "SELECT b.value, b.codec, records.erased_at, records.erased_by_retention, d.record_id IS NOT NULL, d.lost_reason
+         FROM records JOIN record_bodies b ON b.record_id = records.id LEFT JOIN deferred_bodies d ON d.record_id = records.id WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3 AND (?4 IS NULL OR generation = ?4)
          ORDER BY generation DESC LIMIT 1",
     )
     .bind(&id.topic)
@@ -469,16 +536,23 @@ pub async fn value(pool: &SqlitePool, id: &RecordId) -> Result<Option<StoredValu
     .bind(id.generation)
     .fetch_optional(pool)
     .await?;
-    row.map(|(value, codec, erased, by_retention)| match erased {
-        Some(at) if by_retention => Ok(StoredValue::RemovedByRetention(at)),
-        Some(at) => Ok(StoredValue::Erased(at)),
-        None => codec::decode(value, codec).map(StoredValue::Kept),
-    })
+    row.map(
+        |(value, codec, erased, by_retention, deferred, lost)| match erased {
+            Some(at) if by_retention => Ok(StoredValue::RemovedByRetention(at)),
+            Some(at) => Ok(StoredValue::Erased(at)),
+            None => match deferred::Missing::of_row(deferred, lost) {
+                Some(missing) => Ok(StoredValue::NotStored(missing)),
+                None => codec::decode(value, codec).map(StoredValue::Kept),
+            },
+        },
+    )
     .transpose()
 }
 
-/// What identifies a stored record's content: (timestamp if it had one, key, value).
-pub type Identity = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+/// What identifies a stored record's content: (timestamp if it had one, key, value). The
+/// value is None when the index does not hold it (erased, or deferred on a low disk): then
+/// only the timestamp and key can be compared.
+pub type Identity = (Option<i64>, Option<Vec<u8>>, Option<Option<Vec<u8>>>);
 
 /// What the index holds at one exact coordinate, for checking that a re-read record is the
 /// same record (the payload decoded to the original bytes).
@@ -489,9 +563,10 @@ pub async fn identity(
     generation: i64,
     offset: i64,
 ) -> Result<Option<Identity>> {
-    type Stored = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+    type Stored = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, i64, bool);
     let row: Option<Stored> = sqlx::query_as(
-        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, b.value, b.codec
+        "SELECT CASE WHEN timestamp_type IS NULL THEN NULL ELSE ts END, key, b.value, b.codec,
+                erased_at IS NOT NULL OR EXISTS (SELECT 1 FROM deferred_bodies d WHERE d.record_id = records.id)
          FROM records JOIN record_bodies b ON b.record_id = records.id WHERE topic = ? AND partition = ? AND generation = ? AND \"offset\" = ?",
     )
     .bind(topic)
@@ -500,8 +575,14 @@ pub async fn identity(
     .bind(offset)
     .fetch_optional(pool)
     .await?;
-    row.map(|(ts, key, value, codec)| Ok((ts, key, codec::decode(value, codec)?)))
-        .transpose()
+    row.map(|(ts, key, value, codec, not_held)| {
+        let value = match not_held {
+            true => None,
+            false => Some(codec::decode(value, codec)?),
+        };
+        Ok((ts, key, value))
+    })
+    .transpose()
 }
 
 /// Partitions whose log was ever reset, with their current generation.

@@ -287,6 +287,7 @@ async fn delete_rows(tx: &mut SqliteConnection, ids: &str) -> Result<()> {
             "DELETE FROM topic_error_classes WHERE count <= 0 AND topic IN (SELECT topic {LISTED})"
         ),
         "DELETE FROM record_bodies WHERE record_id IN (SELECT value FROM json_each(?1))".into(),
+        "DELETE FROM deferred_bodies WHERE record_id IN (SELECT value FROM json_each(?1))".into(),
         format!("DELETE {LISTED}"),
     ];
     for sql in statements {

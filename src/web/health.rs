@@ -32,6 +32,10 @@ pub(crate) struct IndexHealth {
     pub min_free_bytes: Option<u64>,
     /// Records stored but not searchable yet.
     pub search_behind: i64,
+    /// Payload bodies not stored on a low disk: still to be read again, and lost.
+    pub deferred: crate::store::deferred::DeferredCounts,
+    /// "N payloads not stored: ..." while some wait.
+    pub deferred_problem: Option<String>,
 }
 
 impl IndexHealth {
@@ -51,16 +55,21 @@ impl IndexHealth {
         .flatten()
         .chain(&self.action_problems)
         .chain(
-            [&self.wal_problem, &self.space_warning]
-                .into_iter()
-                .flatten(),
+            [
+                &self.deferred_problem,
+                &self.wal_problem,
+                &self.space_warning,
+            ]
+            .into_iter()
+            .flatten(),
         )
         .map(|s| capitalised(s))
         .collect()
     }
 }
 
-fn capitalised(s: &str) -> String {
+/// The sentence with its first letter in upper case.
+pub(crate) fn capitalised(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
@@ -113,6 +122,23 @@ pub(crate) async fn index_health(state: &AppState) -> IndexHealth {
         )),
         _ => None,
     };
+    let deferred = store::deferred::counts(&state.pool)
+        .await
+        .unwrap_or_default();
+    let deferred_problem = (deferred.pending > 0).then(|| {
+        let n = deferred.pending;
+        let backfill = health
+            .sentence(Writer::Backfill, space.as_ref())
+            .map(|why| format!(" ({why})"))
+            .unwrap_or_default();
+        format!(
+            "{} payload{} not stored: low disk space on {}; {} read again from Kafka once space is freed{backfill}",
+            crate::web::view::count(n),
+            if n == 1 { "" } else { "s" },
+            space::folder_of(database).display(),
+            if n == 1 { "it is" } else { "they are" },
+        )
+    });
     let action_problems = [Writer::Replay, Writer::Purge]
         .into_iter()
         .filter_map(|w| health.sentence(w, space.as_ref()))
@@ -127,6 +153,8 @@ pub(crate) async fn index_health(state: &AppState) -> IndexHealth {
         space,
         min_free_bytes,
         search_behind,
+        deferred,
+        deferred_problem,
     }
 }
 

@@ -124,6 +124,22 @@ async fn index_health(registry: &mut Registry, state: &AppState) {
         "Records stored in the index but not searchable yet",
         behind,
     );
+    for (name, help, v) in [
+        (
+            "dlq_index_bodies_deferred",
+            "Records stored without their payload body because the disk was below --min-free-space, still to be read again from Kafka",
+            h.deferred.pending,
+        ),
+        (
+            "dlq_index_bodies_lost",
+            "Records stored without their payload body whose body the broker no longer had when read again",
+            h.deferred.lost,
+        ),
+    ] {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        registry.register(name, help, g);
+    }
     let wal = crate::web::health::wal_states(state);
     gauges(
         registry,

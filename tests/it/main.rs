@@ -25,6 +25,7 @@ mod demo;
 mod hostile;
 mod lifecycle;
 mod logmoves;
+mod low_space;
 mod machine_faults;
 mod outage;
 mod outcomes;

@@ -457,3 +457,141 @@ async fn a_write_on_the_handle_that_fails_rolls_back_and_the_next_writes_go_thro
     }
     assert_eq!(count().await, 12);
 }
+
+/// A record with a payload large enough to be stored compressed.
+fn large_record(offset: i64) -> NewRecord {
+    let mut r = record(offset);
+    let text = format!("payload word{offset} ").repeat(100);
+    r.value = Some(text.into_bytes());
+    r
+}
+
+/// Issue 14's low-space rule, in the store: a batch with its bodies deferred keeps every
+/// record's metadata (derived fields, counts, positions) and marks the bodies in the same
+/// transaction; filling them later stores exactly what the indexer would have (compressed
+/// the same way), removes the marks and gives the search entries their payload text; a
+/// record marked lost keeps no body and says why.
+#[tokio::test]
+async fn deferred_bodies_keep_the_metadata_and_are_filled_in_place_later() {
+    use dlq_dashboard::store::deferred::{self, Body, Missing};
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::open(&dir.path().join("s.db")).await.unwrap();
+    let all: Vec<NewRecord> = (0..4).map(large_record).collect();
+    let outcome = records::insert_batch_deferring(&pool, &all[..3], &at(3), 7, true)
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, 3);
+    records::insert_batch(&pool, &all[3..], &at(4), 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        deferred::counts(&pool).await.unwrap(),
+        deferred::DeferredCounts {
+            pending: 3,
+            lost: 0
+        }
+    );
+    let id = |offset| records::RecordId {
+        topic: "s.dlq".into(),
+        partition: 0,
+        offset,
+        generation: None,
+    };
+    let d = records::get(&pool, &id(1)).await.unwrap().unwrap();
+    assert_eq!(d.missing_body(), Some(Missing::Deferred));
+    assert_eq!(d.value, None);
+    assert_eq!(d.headers, "[]");
+    assert_eq!(d.summary.error_class.as_deref(), Some("E"), "metadata kept");
+    assert_eq!(
+        d.summary.value_size,
+        all[1].value.as_ref().unwrap().len() as i64
+    );
+    assert_eq!(
+        records::value(&pool, &id(1)).await.unwrap(),
+        Some(records::StoredValue::NotStored(Missing::Deferred))
+    );
+    let (_, key, value) = records::identity(&pool, "s.dlq", 0, 0, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        key, all[1].key,
+        "a deferred record is still known by its key"
+    );
+    assert_eq!(value, None, "and its payload is not claimed to be empty");
+    // The search entries are made without payload text meanwhile.
+    let mut s = search::connect(&pool).await.unwrap();
+    assert_eq!(search::catch_up(&pool, &mut s, 100).await.unwrap(), 4);
+    assert_eq!(search_offsets(&pool, "key1").await, vec![1]);
+    assert_eq!(search_offsets(&pool, "word1").await, Vec::<i64>::new());
+    assert_eq!(search_offsets(&pool, "word3").await, vec![3]);
+
+    let waiting = deferred::waiting(&pool, 0, 10).await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|w| w.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let bodies: Vec<Body> = waiting[..2]
+        .iter()
+        .map(|w| {
+            let r = &all[w.offset as usize];
+            Body {
+                id: w.id,
+                value: r.value.clone(),
+                headers_json: r.headers_json.clone(),
+                stacktrace: r.normalised.stacktrace.clone(),
+            }
+        })
+        .collect();
+    let lost = vec![(
+        waiting[2].id,
+        deferred::lost_sentence("the broker no longer had it"),
+    )];
+    let filled = deferred::fill(&pool, &mut s, &bodies, &lost, 9)
+        .await
+        .unwrap();
+    assert_eq!((filled.stored, filled.lost), (2, 1));
+    assert_eq!(
+        deferred::counts(&pool).await.unwrap(),
+        deferred::DeferredCounts {
+            pending: 0,
+            lost: 1
+        }
+    );
+    for offset in [0, 1] {
+        let d = records::get(&pool, &id(offset)).await.unwrap().unwrap();
+        assert_eq!(d.missing_body(), None);
+        assert_eq!(d.value, all[offset as usize].value, "byte-exact");
+        assert_eq!(d.headers, all[offset as usize].headers_json);
+    }
+    let codecs: Vec<i64> = sqlx::query_scalar("SELECT codec FROM record_bodies ORDER BY record_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        codecs,
+        vec![1, 1, 0, 1],
+        "compressed as the indexer compresses"
+    );
+    assert_eq!(search_offsets(&pool, "word1").await, vec![1]);
+    assert_eq!(search_offsets(&pool, "word2").await, Vec::<i64>::new());
+    assert_eq!(search_offsets(&pool, "key2").await, vec![2]);
+    match records::value(&pool, &id(2)).await.unwrap() {
+        Some(records::StoredValue::NotStored(Missing::Lost(why))) => assert_eq!(
+            why,
+            "payload not stored: the disk was low when it was indexed, and when space was freed the broker no longer had it; only its metadata is kept"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Filling again changes nothing: the records are no longer waiting.
+    let again = deferred::fill(&pool, &mut s, &bodies, &lost, 10)
+        .await
+        .unwrap();
+    assert_eq!((again.stored, again.lost), (0, 0));
+    assert_eq!(search_offsets(&pool, "word0").await, vec![0]);
+    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+}

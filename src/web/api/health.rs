@@ -43,6 +43,11 @@ struct IndexJson {
     writers: Vec<WriterJson>,
     /// When the index file was last written back after it was removed while running.
     written_back_at: Option<String>,
+    /// Records stored without their payload body (the disk was low), still to be read
+    /// again from Kafka.
+    bodies_deferred: i64,
+    /// Of those, the ones the broker no longer had when read again.
+    bodies_lost: i64,
 }
 
 #[derive(Serialize)]
@@ -88,6 +93,8 @@ async fn health(State(state): State<AppState>) -> Json<HealthJson> {
             reason: h.file_problem.clone().or(h.index_problem.clone()),
             database: state.health.database().display().to_string(),
             written_back_at: state.health.file().written_back_at.map(iso),
+            bodies_deferred: h.deferred.pending,
+            bodies_lost: h.deferred.lost,
             writers: Writer::ALL
                 .iter()
                 .map(|w| writer_json(*w, &writers[w], started))

@@ -207,6 +207,13 @@ struct MessageDetailJson {
     /// redacted fields); absent when nothing is.
     #[serde(skip_serializing_if = "Option::is_none")]
     withheld: Option<String>,
+    /// Why the payload, headers and stack trace are not in the index (the disk was low when
+    /// it was indexed: not stored yet, or lost), in a sentence; absent when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_not_stored: Option<String>,
+    /// `deferred` (read again from Kafka once space is freed) or `lost`, with the above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_state: Option<&'static str>,
 }
 
 async fn message(
@@ -223,8 +230,12 @@ async fn message(
     let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     // The replay target is resolved from the stored fields, before any is masked (the origin
     // topic and group it uses are shown as the target anyway).
-    let replay = state.actions.target_for(&d.summary).await;
+    let mut replay = state.actions.target_for(&d.summary).await;
+    if let Some(missing) = d.missing_body() {
+        replay = replay.without_body(&missing);
+    }
     masking::detail(&sight, &mut d);
+    let missing = d.missing_body();
     let headers = decode_headers(&d.headers)
         .into_iter()
         .map(|h| {
@@ -277,6 +288,11 @@ async fn message(
         .filter(|_| sight.payloads())
         .map(|v| sight.payload(v).into_owned());
     Ok(Json(MessageDetailJson {
+        payload_state: missing.as_ref().map(|m| match m {
+            store::deferred::Missing::Deferred => "deferred",
+            store::deferred::Missing::Lost(_) => "lost",
+        }),
+        payload_not_stored: missing.map(|m| crate::web::health::capitalised(m.sentence())),
         withheld: sight.note(),
         summary,
         value: value
@@ -327,6 +343,21 @@ pub async fn raw(
                 id.offset,
                 iso(at)
             )))
+        }
+        // Not stored yet: 503, as for anything the dashboard cannot give now but will (the
+        // backfill reads it again from Kafka once space is freed); lost: 410, as erased.
+        records::StoredValue::NotStored(missing) => {
+            let sentence = format!(
+                "The payload of {}/{}/{}: {}.",
+                id.topic,
+                id.partition,
+                id.offset,
+                missing.sentence()
+            );
+            return Err(match missing {
+                store::deferred::Missing::Deferred => Error::Unavailable(sentence),
+                store::deferred::Missing::Lost(_) => Error::Gone(sentence),
+            });
         }
         records::StoredValue::RemovedByRetention(at) => {
             return Err(Error::Gone(format!(

@@ -290,6 +290,8 @@ struct MessagePage {
     /// What the page withholds from this caller, in a sentence.
     /// When retention removed the payload, headers and stack trace (`--retain payloads`).
     retention_removed: Option<String>,
+    /// Why its body is not in the index (the disk was low when it was indexed).
+    payload_not_stored: Option<String>,
     withheld: Option<String>,
 }
 
@@ -393,7 +395,10 @@ async fn message(
     let now = crate::clock::now_ms();
     let sight = state.disclosure.sight(who.as_ref().map(|w| w.role));
     // The replay target is resolved from the stored fields, before any is masked.
-    let replay = state.actions.target_for(&d.summary).await;
+    let mut replay = state.actions.target_for(&d.summary).await;
+    if let Some(missing) = d.missing_body() {
+        replay = replay.without_body(&missing);
+    }
     masking::detail(&sight, &mut d);
     let s = &d.summary;
     let shown = d
@@ -480,7 +485,10 @@ async fn message(
         error_message: d.full_error_message.clone(),
         stacktrace: d.stacktrace.clone().filter(|_| sight.payloads()),
         payloads_shown: sight.payloads(),
-        raw_allowed: sight.raw_refusal().is_none(),
+        raw_allowed: sight.raw_refusal().is_none() && d.missing_body().is_none(),
+        payload_not_stored: d
+            .missing_body()
+            .map(|m| crate::web::health::capitalised(m.sentence())),
         withheld: sight.note(),
         attempts: d.attempts,
         origin_topic: s.origin_topic.clone(),
