@@ -182,7 +182,7 @@ pub(super) async fn wait_stored(
                 s.secs,
                 s.stored,
                 s.stored as f64 * 100.0 / n as f64,
-                (s.stored - last.stored) as f64 / interval.max(1e-9),
+                s.stored.saturating_sub(last.stored) as f64 / interval.max(1e-9),
                 s.index_bytes as f64 / MIB,
                 per_million_mib(s.index_bytes, s.stored),
                 s.search_bytes as f64 / MIB,
@@ -228,16 +228,24 @@ pub(super) async fn wait_stored(
     Ok(stored_secs)
 }
 
-/// The size of the index and the search file per million records, once searchable.
+/// The size of the index and the search file per million records, once searchable: the
+/// files alone, then with the write-ahead log each holds at that moment.
 pub(super) fn print_sizes(path: &Path, n: usize) {
-    let index = file_with_wal(path);
-    let search = file_with_wal(&search::path_for(path));
+    let search_path = search::path_for(path);
+    let alone = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let (index, search) = (alone(path), alone(&search_path));
+    let (index_wal, search_wal) = (
+        file_with_wal(path).saturating_sub(index),
+        file_with_wal(&search_path).saturating_sub(search),
+    );
     println!(
-        "  size per million records: index file {:.0} MiB, search file {:.0} MiB (with their WAL; {:.0} + {:.0} MiB for {n})",
+        "  size per million records: index file {:.0} MiB, search file {:.0} MiB ({:.0} + {:.0} MiB for {n}; their WAL now {:.0} + {:.0} MiB)",
         per_million_mib(index, n as u64),
         per_million_mib(search, n as u64),
         index as f64 / MIB,
         search as f64 / MIB,
+        index_wal as f64 / MIB,
+        search_wal as f64 / MIB,
     );
 }
 
@@ -436,7 +444,7 @@ pub(super) async fn soak(dashboard: &Dashboard, bootstrap: &str, plan: SoakPlan)
                 searches.0,
                 searches.2,
                 secs - last_line,
-                (indexed - indexed_at_line) as f64 / (secs - last_line).max(1e-9),
+                indexed.saturating_sub(indexed_at_line) as f64 / (secs - last_line).max(1e-9),
                 produced.load(Ordering::Relaxed),
                 rss.last().copied().unwrap_or(0.0),
             );
@@ -491,11 +499,12 @@ pub(super) async fn soak(dashboard: &Dashboard, bootstrap: &str, plan: SoakPlan)
             l.first_error.as_deref().unwrap_or("-")
         );
     }
-    let index_rate = (indexed_end - indexed_start) as f64 / soak_secs;
+    let indexed_during = indexed_end.saturating_sub(indexed_start);
+    let index_rate = indexed_during as f64 / soak_secs;
     println!(
         "  indexing: {produced} produced ({:.0}/s), {} indexed during the soak ({index_rate:.0}/s, {}); every one indexed {caught_up:.2} s after producing stopped",
         produced as f64 / soak_secs,
-        indexed_end - indexed_start,
+        indexed_during,
         if index_rate >= 0.95 * SOAK_RATE as f64 { "kept up with 1k/s" } else { "did NOT keep up with 1k/s" },
     );
     let start = rss_start.map(mib).unwrap_or(0.0);
