@@ -254,6 +254,8 @@ pub(super) fn print_sizes(path: &Path, n: usize) {
 struct Latencies {
     pages: Vec<(f64, f64)>,
     searches: Vec<(f64, f64)>,
+    /// Each request's latencies by its path and query, to say which one sets the p99.
+    by_request: std::collections::BTreeMap<String, Vec<(f64, f64)>>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -387,7 +389,7 @@ pub(super) async fn soak(dashboard: &Dashboard, bootstrap: &str, plan: SoakPlan)
             .iter()
             .map(|u| format!("{base}{u}"))
             .collect();
-        let (http, latencies) = (http.clone(), latencies.clone());
+        let (http, latencies, base_of_urls) = (http.clone(), latencies.clone(), base.clone());
         clients.push(tokio::spawn(async move {
             // Each client starts at another request, so the mix is spread at every moment.
             let mut i = c;
@@ -405,6 +407,13 @@ pub(super) async fn soak(dashboard: &Dashboard, bootstrap: &str, plan: SoakPlan)
                 let ms = t0.elapsed().as_secs_f64() * 1000.0;
                 let at = started.elapsed().as_secs_f64();
                 let mut l = latencies.lock().expect("latencies lock");
+                if outcome.is_ok() {
+                    let request = url.strip_prefix(&base_of_urls).unwrap_or(url);
+                    l.by_request
+                        .entry(request.to_string())
+                        .or_default()
+                        .push((at, ms));
+                }
                 match outcome {
                     Ok(()) if search => l.searches.push((at, ms)),
                     Ok(()) => l.pages.push((at, ms)),
@@ -492,6 +501,10 @@ pub(super) async fn soak(dashboard: &Dashboard, bootstrap: &str, plan: SoakPlan)
     println!(
         "  searches: {sn} requests, p50 {s50:.1} ms, p99 {s99:.1} ms, max {smax:.1} ms (target p99 < 50 ms at 10M)"
     );
+    for (request, all) in &l.by_request {
+        let (n, p50, p99, max) = stats(all, 0.0);
+        println!("    {request:<70} {n:>6} requests, p50 {p50:>6.1} ms, p99 {p99:>6.1} ms, max {max:>6.1} ms");
+    }
     if l.errors > 0 {
         println!(
             "  FAILED requests: {} (first: {})",
