@@ -20,6 +20,7 @@ use crate::store::positions::Position;
 use crate::store::{self, records, search};
 
 pub mod ingest;
+mod ingest_scale;
 
 /// Records per transaction, as the indexer writes them at full speed.
 pub(crate) const BATCH: usize = 5000;

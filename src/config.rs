@@ -329,6 +329,17 @@ pub struct BenchArgs {
     /// 1M records of ~1 KiB need well over 50.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(4..=4000))]
     pub ingest_partitions: u32,
+    /// In the ingest benchmark, produce and then run only the dashboard's indexer end to end:
+    /// no raw consume, bare insert or store-level phase (at 10M each costs many minutes and
+    /// GBs).
+    #[arg(long)]
+    pub ingest_e2e_only: bool,
+    /// Seconds of a soak after the ingest benchmark's backlog is indexed: records go on being
+    /// produced at 1,000/s while 8 HTTP clients request listings and searches from the
+    /// dashboard's listener; reports page and search p99, the indexing rate and RSS growth.
+    /// 0 (the default) skips it.
+    #[arg(long, default_value_t = 0)]
+    pub ingest_soak_secs: u64,
     /// Records to index in the index-rate benchmark.
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,

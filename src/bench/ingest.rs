@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Dashboard;
 use crate::bench::{
-    create_bare_table, insert_bare_batch, remove_database_files, watch, BATCH, WORDS,
+    create_bare_table, ingest_scale, insert_bare_batch, remove_database_files, watch, BATCH, WORDS,
 };
 use crate::config::{BenchArgs, ServeArgs};
 use crate::error::{Error, Result};
@@ -54,7 +54,7 @@ use crate::store::positions::Position;
 use crate::store::{self, records, search};
 
 /// The topics records are produced to; partitions are spread evenly over them.
-const TOPICS: [&str; 4] = [
+pub(super) const TOPICS: [&str; 4] = [
     "ingest-orders.dlq",
     "ingest-payments.dlq",
     "ingest-shipping.dlq",
@@ -65,10 +65,10 @@ const TOPICS: [&str; 4] = [
 const RUN: usize = 500;
 
 /// The longest any one phase may take before the bench gives up.
-const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
+pub(super) const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// The bench's records, in production order, each time the same from the same seed.
-struct Records {
+pub(super) struct Records {
     rng: StdRng,
     now: i64,
     payload_bytes: usize,
@@ -78,7 +78,7 @@ struct Records {
 }
 
 impl Records {
-    fn new(partitions: usize, payload_bytes: usize, now: i64) -> Self {
+    pub(super) fn new(partitions: usize, payload_bytes: usize, now: i64) -> Self {
         Records {
             rng: StdRng::seed_from_u64(15),
             now,
@@ -94,6 +94,12 @@ impl Records {
         (TOPICS[s % TOPICS.len()], (s / TOPICS.len()) as i32)
     }
 
+    /// Go on as if `i` records had been made (partitions and timestamps follow on; the
+    /// contents start again from the seed, which the soak does not mind).
+    pub(super) fn skip(&mut self, i: usize) {
+        self.i = i;
+    }
+
     /// Every (topic, partition) the records go to.
     fn all_partitions(&self) -> Vec<(&'static str, i32)> {
         (0..self.partitions).map(|s| self.slot(s)).collect()
@@ -106,7 +112,7 @@ impl Records {
 
     /// The next record, with the coordinates the broker gives it (offsets follow on per
     /// partition from 0, as one idempotent producer's writes do).
-    fn next_parts(&mut self) -> RecordParts {
+    pub(super) fn next_parts(&mut self) -> RecordParts {
         let i = self.i;
         self.i += 1;
         let slot = (i / RUN) % self.partitions;
@@ -208,6 +214,17 @@ async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
         );
         check_logs_whole(&bootstrap, &layout, n).await?;
         let mut t = Times::default();
+        if args.ingest_e2e_only {
+            println!("  --ingest-e2e-only: no raw consume, bare insert or store-level phase");
+            print_load("before the dashboard");
+            let cpu = cpu_seconds();
+            (t.e2e_stored, t.e2e_searchable) = end_to_end(dir, &bootstrap, args, now).await?;
+            rate_line("dashboard end to end, stored", n, t.e2e_stored);
+            rate_line("dashboard end to end, searchable", n, t.e2e_searchable);
+            cpu_line(n, cpu);
+            print_load("at the end");
+            return Ok(());
+        }
         let all = layout.all_partitions();
         let cpu = cpu_seconds();
         t.raw_thread = consume_on_thread(&bootstrap, &all, n, false).await?;
@@ -247,7 +264,7 @@ async fn measure(args: &BenchArgs, dir: &Path) -> Result<()> {
         drop(rows);
         print_load("before the dashboard");
         let cpu = cpu_seconds();
-        (t.e2e_stored, t.e2e_searchable) = end_to_end(dir, &bootstrap, n).await?;
+        (t.e2e_stored, t.e2e_searchable) = end_to_end(dir, &bootstrap, args, now).await?;
         rate_line("dashboard end to end, stored", n, t.e2e_stored);
         rate_line("dashboard end to end, searchable", n, t.e2e_searchable);
         t.cpu_e2e = cpu_line(n, cpu);
@@ -350,7 +367,7 @@ fn print_load(when: &str) {
     }
 }
 
-fn client(bootstrap: &str) -> ClientConfig {
+pub(super) fn client(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -378,43 +395,48 @@ async fn produce(
     tokio::task::spawn_blocking(move || -> Result<usize> {
         let mut records = Records::new(partitions, payload_bytes, now);
         for _ in 0..n {
-            let parts = records.next_parts();
-            let mut headers = OwnedHeaders::new_with_capacity(parts.headers.len());
-            for h in &parts.headers {
-                headers = headers.insert(Header {
-                    key: &h.name,
-                    value: h.value.as_deref(),
-                });
-            }
-            let mut record = BaseRecord::<[u8], [u8]>::to(&parts.topic)
-                .partition(parts.partition)
-                .headers(headers);
-            if let Some(k) = parts.key.as_deref() {
-                record = record.key(k);
-            }
-            if let Some(v) = parts.value.as_deref() {
-                record = record.payload(v);
-            }
-            if let Some((ts, _)) = parts.timestamp {
-                record = record.timestamp(ts);
-            }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(50));
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
-            producer.poll(Duration::ZERO);
+            send(&producer, &records.next_parts())?;
         }
         producer.flush(Duration::from_secs(300))?;
         Ok(n)
     })
     .await
     .map_err(|e| Error::Internal(format!("the producer thread failed: {e}")))?
+}
+
+/// Queue one record to its partition, waiting for room while the queue is full.
+pub(super) fn send(producer: &BaseProducer, parts: &RecordParts) -> Result<()> {
+    let mut headers = OwnedHeaders::new_with_capacity(parts.headers.len());
+    for h in &parts.headers {
+        headers = headers.insert(Header {
+            key: &h.name,
+            value: h.value.as_deref(),
+        });
+    }
+    let mut record = BaseRecord::<[u8], [u8]>::to(&parts.topic)
+        .partition(parts.partition)
+        .headers(headers);
+    if let Some(k) = parts.key.as_deref() {
+        record = record.key(k);
+    }
+    if let Some(v) = parts.value.as_deref() {
+        record = record.payload(v);
+    }
+    if let Some((ts, _)) = parts.timestamp {
+        record = record.timestamp(ts);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
 }
 
 /// Every partition holds exactly its share, from offset 0: the mock cluster drops a
@@ -624,9 +646,11 @@ async fn store_level(dir: &Path, rows: &[NewRecord]) -> Result<(f64, f64)> {
 }
 
 /// The dashboard, started as `serve` starts it on a fresh index of the bench's topics;
-/// seconds from start until every record is stored, and until searchable. The stored rows
-/// are counted: exactly the produced records, each once.
-async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)> {
+/// seconds from start until every record is stored (with progress lines on the way), and
+/// until searchable. The stored rows are counted: exactly the produced records, each once.
+/// Then, with `--ingest-soak-secs`, the soak (src/bench/ingest_scale.rs).
+async fn end_to_end(dir: &Path, bootstrap: &str, args: &BenchArgs, now: i64) -> Result<(f64, f64)> {
+    let n = args.ingest_records;
     let path = dir.join("e2e.db");
     remove_database_files(&path);
     remove_database_files(&search::path_for(&path));
@@ -644,16 +668,7 @@ async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)>
     .await?;
     let result = async {
         let status = &dashboard.state.status;
-        while (status.indexed_count() as usize) < n {
-            if started.elapsed() > PHASE_TIMEOUT {
-                return Err(Error::Conflict(format!(
-                    "the dashboard indexed {} of {n} records",
-                    status.snapshot().indexed
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let stored = started.elapsed().as_secs_f64();
+        let stored = ingest_scale::wait_stored(&dashboard, &path, n, started).await?;
         let pool = &dashboard.state.pool;
         while !search::progress(pool).await?.complete() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -668,6 +683,22 @@ async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)>
             )));
         }
         println!("  the dashboard's index holds exactly the {n} produced records");
+        ingest_scale::print_sizes(&path, n);
+        if args.ingest_soak_secs > 0 {
+            ingest_scale::soak(
+                &dashboard,
+                bootstrap,
+                ingest_scale::SoakPlan {
+                    secs: args.ingest_soak_secs,
+                    backlog: n,
+                    partitions: args.ingest_partitions as usize,
+                    payload_bytes: args.payload_bytes,
+                    now,
+                    deep_cursor: deep_cursor(n, now),
+                },
+            )
+            .await?;
+        }
         Ok((stored, searchable))
     }
     .await;
@@ -675,6 +706,17 @@ async fn end_to_end(dir: &Path, bootstrap: &str, n: usize) -> Result<(f64, f64)>
     remove_database_files(&path);
     remove_database_files(&search::path_for(&path));
     result
+}
+
+/// A listing cursor halfway down the records' time span (newest first), for a deep page:
+/// record `i` is at `now - 1 day + (i * 37 ms mod 1 day)`.
+fn deep_cursor(n: usize, now: i64) -> String {
+    let span = (n as i64 * 37).min(86_400_000);
+    crate::filter::Cursor {
+        ts: now - 86_400_000 + span / 2,
+        id: i64::MAX,
+    }
+    .encode()
 }
 
 #[cfg(test)]
