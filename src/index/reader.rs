@@ -399,7 +399,9 @@ impl Reader {
             };
             match result {
                 Ok(()) => {
-                    tracing::info!(partitions = ?keys, "partitions assigned");
+                    // Per topic, a count and the range: a topic of hundreds of partitions
+                    // listed one by one made a single log line of tens of kilobytes.
+                    tracing::info!(partitions = %assigned_summary(&keys), "partitions assigned");
                     self.status.assign(&keys);
                 }
                 Err(e) => {
@@ -440,9 +442,28 @@ impl Reader {
     }
 }
 
+/// `orders.dlq: 3 (0-2), payments.dlq: 1 (4)`: the partitions of each topic in `keys`, by
+/// count and lowest-highest.
+fn assigned_summary(keys: &[(String, i32)]) -> String {
+    let mut topics: std::collections::BTreeMap<&str, (usize, i32, i32)> = Default::default();
+    for (topic, p) in keys {
+        let e = topics.entry(topic).or_insert((0, *p, *p));
+        *e = (e.0 + 1, e.1.min(*p), e.2.max(*p));
+    }
+    topics
+        .iter()
+        .map(|(t, (n, lo, hi))| match lo == hi {
+            true => format!("{t}: {n} ({lo})"),
+            false => format!("{t}: {n} ({lo}-{hi})"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::index::record::RecordParts;
 
     fn record(topic: &str, partition: i32, offset: i64) -> NewRecord {
@@ -511,5 +532,14 @@ mod tests {
         assert_eq!(forming.bytes, 10);
         forming.drop_partition(&("a".into(), 1));
         assert!(forming.first_at.is_none() && forming.bytes == 0);
+    }
+
+    #[test]
+    fn assigned_partitions_are_logged_per_topic_as_a_count_and_a_range() {
+        let keys: Vec<(String, i32)> = (0..320)
+            .map(|p| ("b.dlq".to_string(), p))
+            .chain([("a.dlq".to_string(), 4)])
+            .collect();
+        assert_eq!(assigned_summary(&keys), "a.dlq: 1 (4), b.dlq: 320 (0-319)");
     }
 }
