@@ -81,7 +81,10 @@ impl Backfill {
                         retry.succeeded();
                         IDLE_POLL
                     }
-                    Ok(_) => Duration::ZERO,
+                    Ok(_) => {
+                        retry.succeeded();
+                        Duration::ZERO
+                    }
                     Err(e) => {
                         // A fresh connection next time: this one may be left in any state.
                         search_conn = None;
@@ -91,17 +94,8 @@ impl Backfill {
                     }
                 }
             };
-            if pause.is_zero() {
-                retry.succeeded();
-                if shutdown.is_cancelled() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
+            if !super::after_pass(pause, &shutdown).await {
+                break;
             }
         }
         if let Some(c) = search_conn {

@@ -101,17 +101,8 @@ pub async fn run(pool: SqlitePool, health: Arc<WriteHealth>, shutdown: Cancellat
                 pause.max(Duration::from_millis(1))
             }
         };
-        if pause.is_zero() {
-            // Behind: go on at once, letting other tasks on this thread run first.
-            if shutdown.is_cancelled() {
-                break;
-            }
-            tokio::task::yield_now().await;
-            continue;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
+        if !super::after_pass(pause, &shutdown).await {
+            break;
         }
     }
     if let Some(c) = search {
