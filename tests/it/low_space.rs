@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use dlq_dashboard::store::space::MinFreeSpace;
 use serde_json::json;
 
-use crate::harness::in_process::{escaped, serve_args, Kafka, Outgoing, TestDashboard, DEADLINE};
+use crate::harness::in_process::{
+    assert_intact, escaped, serve_args, Kafka, Outgoing, TestDashboard, DEADLINE,
+};
 use crate::harness::small_disk::SmallDisk;
 use crate::poll::wait_for;
 
@@ -181,17 +183,11 @@ async fn below_min_free_space_bodies_are_deferred_and_read_again_once_space_is_f
 
     // A deferred record purged with its payload erased is never read back.
     let erased = last - 1;
-    let (status, preview) = d
-        .post_json(
-            "/api/purges",
-            json!({"messages": [{"topic": "low.dlq", "partition": 0, "offset": erased}], "erase": true, "reason": "personal data", "dry_run": true}),
+    let done = d
+        .purge_confirmed(
+            json!({"messages": [{"topic": "low.dlq", "partition": 0, "offset": erased}], "erase": true, "reason": "personal data"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{preview}");
-    let (status, done) = d
-        .post_json("/api/purges", json!({"preview_id": preview["preview_id"]}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["erased"], 1, "{done}");
     let (_, health) = d.get_json("/api/health").await;
     assert_eq!(health["index"]["bodies_deferred"], missing - 1);
@@ -274,11 +270,7 @@ async fn below_min_free_space_bodies_are_deferred_and_read_again_once_space_is_f
         preview["count"], 1,
         "replayable once its body is back: {preview}"
     );
-    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+    assert_intact(pool).await;
     d.stop().await;
 }
 

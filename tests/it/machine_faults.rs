@@ -12,7 +12,9 @@ use dlq_dashboard::index::record::{NewRecord, RecordParts};
 use dlq_dashboard::store::{self, positions::Position, records};
 use sqlx::ConnectOptions;
 
-use crate::harness::in_process::{escaped, serve_args, Kafka, Outgoing, TestDashboard, DEADLINE};
+use crate::harness::in_process::{
+    assert_intact, escaped, serve_args, Kafka, Outgoing, TestDashboard, DEADLINE,
+};
 use crate::harness::small_disk::SmallDisk;
 use crate::poll::{wait_for, wait_for_or_none};
 
@@ -100,11 +102,7 @@ async fn a_write_that_fails_on_a_full_disk_leaves_every_connection_clean() {
             .await
             .unwrap();
     assert_eq!((rows, distinct), (next, next), "every batch exactly once");
-    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+    assert_intact(&pool).await;
     pool.close().await;
 }
 
@@ -247,11 +245,7 @@ async fn a_full_disk_is_reported_and_indexing_resumes_by_itself_when_space_is_fr
     let (_, health) = d.get_json("/api/health").await;
     assert_eq!(health["index"]["writers"][0]["state"], "ok");
     assert_eq!(health["search"]["behind"], 0);
-    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
-        .fetch_one(&d.d().state.pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+    assert_intact(&d.d().state.pool).await;
     d.stop().await;
 }
 
@@ -391,11 +385,7 @@ async fn an_index_file_made_read_only_while_running_is_reported_and_indexing_res
         (20, 20),
         "every record exactly once"
     );
-    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
-        .fetch_one(&d.d().state.pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+    assert_intact(&d.d().state.pool).await;
     d.stop().await;
 
     let immutable = Immutable::set(std::slice::from_ref(&db));

@@ -49,17 +49,9 @@ async fn purge(d: &TestDashboard, topic: &str, offsets: std::ops::Range<i64>) ->
     let messages: Vec<Value> = offsets
         .map(|o| json!({"topic": topic, "partition": 0, "offset": o}))
         .collect();
-    let (status, preview) = d
-        .post_json(
-            "/api/purges",
-            json!({"messages": messages, "reason": "done with them", "dry_run": true}),
-        )
+    let done = d
+        .purge_confirmed(json!({"messages": messages, "reason": "done with them"}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{preview}");
-    let (status, done) = d
-        .post_json("/api/purges", json!({"preview_id": preview["preview_id"]}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{done}");
     sqlx::query_scalar("SELECT confirmed_at FROM purges WHERE id = ?")
         .bind(done["id"].as_str().unwrap())
         .fetch_one(&d.d().state.pool)

@@ -5,6 +5,8 @@ use dlq_dashboard::index::normalise::RawHeader;
 use dlq_dashboard::index::record::{NewRecord, RecordParts};
 use dlq_dashboard::store::{self, positions::Position, records, search};
 
+use crate::harness::in_process::assert_intact;
+
 fn at(n: i64) -> [Position; 1] {
     [Position {
         topic: "s.dlq".into(),
@@ -589,9 +591,5 @@ async fn deferred_bodies_keep_the_metadata_and_are_filled_in_place_later() {
         .unwrap();
     assert_eq!((again.stored, again.lost), (0, 0));
     assert_eq!(search_offsets(&pool, "word0").await, vec![0]);
-    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+    assert_intact(&pool).await;
 }

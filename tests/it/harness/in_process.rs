@@ -283,6 +283,32 @@ impl TestDashboard {
         self.post(uri, Some("application/json"), &body.to_string())
             .await
     }
+
+    /// Purge through the API as an operator does, preview first and then its confirmation,
+    /// each answered 200: `request` is the preview's body without `dry_run`. Returns the
+    /// confirmation's answer.
+    pub async fn purge_confirmed(&self, mut request: serde_json::Value) -> serde_json::Value {
+        request["dry_run"] = serde_json::Value::Bool(true);
+        let (status, preview) = self.post_json("/api/purges", request).await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        let (status, done) = self
+            .post_json(
+                "/api/purges",
+                serde_json::json!({"preview_id": preview["preview_id"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        done
+    }
+}
+
+/// SQLite's integrity check of the index file `pool` is open on passes.
+pub async fn assert_intact(pool: &sqlx::SqlitePool) {
+    let check: String = sqlx::query_scalar("PRAGMA main.integrity_check")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
 }
 
 pub use crate::topic::Received;
